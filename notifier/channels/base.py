@@ -1,0 +1,28 @@
+"""The channel contract (one base, one error type: healthchecks' `Transport` model)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from notifier.errors import NotifierError
+from notifier.models import Delivery
+
+
+class TransportError(NotifierError):
+    """A send failed. `permanent` tells the worker not to retry (an SMTP 5xx, say)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class Channel(Protocol):
+    name: str
+    description: str
+
+    async def send(self, delivery: Delivery) -> None:
+        """Transmit the stored message once. Raises TransportError; returns on acceptance."""
+
+    async def close(self) -> None:
+        """Release connections; the channel may not be used afterwards."""

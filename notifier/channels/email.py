@@ -1,0 +1,101 @@
+"""SMTP delivery over a small pool of reused aiosmtplib connections.
+
+One `aiosmtplib.SMTP` sends one message at a time, so concurrency is several connections;
+reuse roughly doubles throughput over a connection per message (../shared/NOTES.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiosmtplib
+from aiolimiter import AsyncLimiter
+
+from notifier.channels.base import TransportError
+from notifier.config import SmtpSettings
+from notifier.models import Delivery
+
+log = logging.getLogger(__name__)
+
+
+def classify(exc: BaseException) -> TransportError:
+    """Map an SMTP failure to retry (4xx, network, timeouts) or give up (5xx)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        return TransportError(text, permanent=bool(codes) and all(c >= 500 for c in codes))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"{exc.code} {exc.message}"
+        return TransportError(text, permanent=500 <= exc.code < 600)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return TransportError(f"timeout: {exc}")
+    return TransportError(f"{type(exc).__name__}: {exc}")
+
+
+class SmtpChannel:
+    name = "email"
+
+    def __init__(self, settings: SmtpSettings, *, envelope_from: str) -> None:
+        assert settings.host, "SmtpChannel needs a host; use MailDropChannel otherwise"
+        self.settings = settings
+        self.envelope_from = envelope_from
+        self.description = f"SMTP {settings.host}:{settings.port} ({settings.security})"
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(settings.pool_size)
+        self._limiter = AsyncLimiter(settings.rate_limit, 1) if settings.rate_limit > 0 else None
+        self._closed = False
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            use_tls=s.security == "tls",
+            # Explicit: aiosmtplib's default upgrades only if the server offers it.
+            start_tls=True if s.security == "starttls" else False,
+            timeout=s.timeout,
+        )
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            if client.is_connected:
+                return client
+        client = self._client()
+        await client.connect()
+        return client
+
+    async def send(self, delivery: Delivery) -> None:
+        if self._closed:
+            raise TransportError("channel closed")
+        async with self._slots:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            client: aiosmtplib.SMTP | None = None
+            try:
+                client = await self._checkout()
+                await client.sendmail(self.envelope_from, [delivery.recipient], delivery.message)
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                error = classify(exc)
+                if client is not None:
+                    # A permanent refusal leaves the session usable; anything else may not.
+                    if error.permanent and client.is_connected:
+                        with contextlib.suppress(Exception):
+                            await client.rset()
+                        self._idle.put_nowait(client)
+                    else:
+                        client.close()
+                raise error from exc
+            self._idle.put_nowait(client)
+
+    async def close(self) -> None:
+        self._closed = True
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.quit(), timeout=2)
+            client.close()

@@ -1,0 +1,76 @@
+"""Load the schedule and prove every template renders, before anything is sent.
+
+`notifier check`, the service's start and every hot reload go through `load_config`: a
+missing template or variable is found here, not at 09:00 on the day.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from notifier.config import Settings
+from notifier.errors import ConfigError, RenderError
+from notifier.outbox import reminder_context, template_context
+from notifier.planner import next_occurrence, plan
+from notifier.rendering import Renderer
+from notifier.schedules import Recipient, Schedule, load_schedule
+
+SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
+SAMPLE_UNSUBSCRIBE = "http://127.0.0.1:8080/unsubscribe?token=check"
+# Years ahead that `check` inspects for missing official workday data.
+HOLIDAY_HORIZON = timedelta(days=400)
+
+
+def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Renderer, list[str]]:
+    """Schedule, renderer and warnings; ConfigError lists every problem found."""
+    schedule = load_schedule(settings.schedules_dir)
+    renderer = Renderer(settings.templates_dir)
+    errors: list[str] = []
+    warnings = list(schedule.warnings)
+    for name in sorted(schedule.templates_used()):
+        if not renderer.exists(name):
+            errors.append(
+                f"{settings.templates_dir / name}: template not found "
+                "(needs subject.txt and body.txt)"
+            )
+            continue
+        errors.extend(renderer.unknown_variables(name))
+    if errors:
+        raise ConfigError(errors)
+
+    # Render each reminder once with a real-looking context: catches a missing `vars` key,
+    # a filter applied to the wrong type, a subject that spans lines.
+    today = now.astimezone(settings.tz).date()
+    for event in schedule.events.values():
+        occ = next_occurrence(event, today)
+        if occ is None:
+            warnings.append(f"{event.source}: event '{event.id}' has no future occurrence")
+            continue
+        for reminder in event.reminders:
+            audience = schedule.audiences[reminder.audience]
+            recipient = next(iter(audience.recipients()), SAMPLE_RECIPIENT)
+            ctx = template_context(
+                org=settings.org_name,
+                event=event,
+                occurrence=occ,
+                reminder=reminder_context(reminder, reminder.id, today),
+                send_date=today,
+                recipient=recipient,
+                unsubscribe_url=SAMPLE_UNSUBSCRIBE if audience.external else None,
+            )
+            try:
+                renderer.render(reminder.template, ctx)
+            except RenderError as exc:
+                errors.append(f"{event.source}: event '{event.id}' reminder '{reminder.id}': {exc}")
+    if errors:
+        raise ConfigError(errors)
+
+    horizon_end = now + HOLIDAY_HORIZON
+    days = [p.send_date for p in plan(schedule, now, horizon_end, settings.tz)]
+    for year in sorted(schedule.calendar.missing_years(days)):
+        warnings.append(
+            f"no official workday data for {year}: workdays fall back to Monday-Friday "
+            f'until a `holidays: {{"{year}": ...}}` table is added to schedules/ '
+            f"(年度放假安排未知，请补充 holidays 表)"
+        )
+    return schedule, renderer, warnings

@@ -1,0 +1,335 @@
+"""The `notifier` command. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, time, timedelta
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from notifier.checks import load_config
+from notifier.config import Settings
+from notifier.constants import UPCOMING_DAYS
+from notifier.delivery import WorkerStats
+from notifier.errors import ConfigError, NotifierError
+from notifier.logs import setup_logging
+from notifier.models import State
+from notifier.planner import PlannedSend
+from notifier.service import App
+
+T = TypeVar("T")
+# Wide enough for the tables when piped or captured (rich assumes 80 columns off a terminal).
+PIPE_WIDTH = 160
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else PIPE_WIDTH, soft_wrap=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = "NOTIFIER_" + "__".join(str(p).upper() for p in e["loc"])
+            click.echo(f"配置错误 setting error {name}: {e['msg']}", err=True)
+        sys.exit(2)
+
+
+def _fail_config(exc: ConfigError) -> None:
+    click.echo(f"配置有误 Invalid configuration ({len(exc.errors)}):", err=True)
+    for line in exc.errors:
+        click.echo(f"  {line}", err=True)
+    sys.exit(1)
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except ConfigError as exc:
+        _fail_config(exc)
+    except NotifierError as exc:
+        click.echo(f"错误 error: {exc}", err=True)
+        sys.exit(1)
+    raise AssertionError("unreachable")
+
+
+def planned_json(p: PlannedSend, recipients: int) -> dict[str, Any]:
+    """One object of `upcoming --json` and /api/upcoming."""
+    return {
+        "event": p.event.id,
+        "title": p.event.title,
+        "start": p.occurrence.start.isoformat(),
+        "end": p.occurrence.end.isoformat(),
+        "reminder": p.reminder.id,
+        "send_at": p.send_at.isoformat(),
+        "audience": p.reminder.audience,
+        "recipients": recipients,
+    }
+
+
+class DateType(click.ParamType[date, str]):
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD)", param, ctx)
+
+
+DATE = DateType()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """notifier: 关键日期提醒与外联邮件服务 (key-date reminders and outreach by email)."""
+
+
+@main.command()
+def run() -> None:
+    """启动服务 Run the service: timer, delivery, HTTP side, config watcher."""
+    settings = _settings()
+    setup_logging(settings.log_format, settings.log_level)
+
+    async def service() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with App(settings) as app:
+            await app.run(stop)
+
+    _run(service)
+
+
+@main.command()
+def check() -> None:
+    """校验日程与模板 Validate schedules and templates (exit 1 with every error)."""
+    settings = _settings()
+    try:
+        schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    for line in warnings:
+        click.echo(f"警告 warning: {line}", err=True)
+    click.echo(
+        f"配置有效 OK: {len(schedule.events)} events, "
+        f"{len(schedule.audiences)} audiences, {len(schedule.hooks)} hooks, "
+        f"{len(schedule.files)} files"
+    )
+
+
+@main.command()
+@click.option("--from", "since", type=DATE, help="first local send date (default today)")
+@click.option(
+    "--to", "until", type=DATE, help=f"last local send date (default +{UPCOMING_DAYS} days)"
+)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
+    """计划发送 Planned sends whose local send date is in the window, by time."""
+    settings = _settings()
+    tz = settings.tz
+    try:
+        schedule, _, _ = load_config(settings, now=datetime.now(tz))
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    first = since or datetime.now(tz).date()
+    last = until or first + timedelta(days=UPCOMING_DAYS)
+    from notifier.planner import plan
+
+    sends = plan(
+        schedule,
+        datetime.combine(first, time(0), tz),
+        datetime.combine(last + timedelta(days=1), time(0), tz),
+        tz,
+    )
+    rows = [planned_json(p, schedule.audiences[p.reminder.audience].size) for p in sends]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"计划发送 Upcoming sends {first} .. {last}")
+    for col in (
+        "发送时间 send at",
+        "事件 event",
+        "日期 dates",
+        "提醒 reminder",
+        "对象 audience",
+        "人数",
+    ):
+        table.add_column(col)
+    for p, row in zip(sends, rows, strict=True):
+        span = row["start"] if row["start"] == row["end"] else f"{row['start']}..{row['end']}"
+        table.add_row(
+            p.send_at.strftime("%Y-%m-%d %H:%M %a"),
+            f"{p.event.title}\n{p.event.id}",
+            span,
+            f"{p.reminder.label} ({p.reminder.id})",
+            p.reminder.audience,
+            str(row["recipients"]),
+        )
+    console = _console()
+    console.print(table)
+    console.print(f"{len(rows)} planned sends")
+
+
+@main.command()
+@click.argument("event")
+@click.option("--reminder", help="reminder id (default: a manual notice)")
+@click.option("--recipient", help="render for this address (default: the first of the audience)")
+@click.option("--date", "on", type=DATE, help="the occurrence starting on this date")
+def preview(event: str, reminder: str | None, recipient: str | None, on: date | None) -> None:
+    """预览邮件 Print the rendered message for an event."""
+    settings = _settings()
+
+    async def go() -> str:
+        async with App(settings) as app:
+            audience, rows = app.outbox.manual_rows(
+                event, reminder_id=reminder, on=on, now=app.clock(), again=False, only=recipient
+            )
+            row = next(rows, None)
+            if row is None:
+                raise NotifierError(f"{recipient} is not in audience '{audience.name}'")
+            return row.message
+
+    from email import message_from_string
+    from email.policy import default
+
+    raw = _run(go)
+    msg = message_from_string(raw, policy=default)
+    for header in ("From", "To", "Subject", "Date", "Message-ID"):
+        click.echo(f"{header}: {msg[header]}")
+    for part in msg.walk():
+        if part.get_content_maintype() == "text":
+            click.echo(f"\n--- {part.get_content_type()} ---")
+            click.echo(part.get_content())
+
+
+async def _deliver_with_progress(app: App, total: int, console: Console) -> WorkerStats:
+    """Deliver now; on a terminal show a progress bar, elsewhere stay quiet."""
+    if not console.is_terminal:
+        return await app.worker.run_until_idle()
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("发送中 sending", total=total)
+        burst = asyncio.create_task(app.worker.run_until_idle())
+        while not burst.done():
+            st = app.worker.stats
+            progress.update(bar, completed=st.sent + st.failed + st.dead + st.skipped)
+            await asyncio.wait([burst], timeout=0.1)
+        return burst.result()
+
+
+@main.command()
+@click.argument("event")
+@click.option("--reminder", help="send this reminder now (default: a manual notice)")
+@click.option("--date", "on", type=DATE, help="the occurrence starting on this date")
+@click.option("--again", is_flag=True, help="send even if already sent")
+def send(event: str, reminder: str | None, on: date | None, again: bool) -> None:
+    """立即发送 Send now to the event's audience; a second run sends nothing new."""
+    settings = _settings()
+    setup_logging(settings.log_format, "WARNING")
+
+    async def go() -> None:
+        async with App(settings) as app:
+            now = app.clock()
+            created, size = await app.outbox.send_now(
+                event, reminder_id=reminder, on=on, now=now, again=again
+            )
+            console = _console()
+            if not created:
+                console.print(f"已发送过，无新邮件 Already sent: 0 new of {size} (use --again)")
+                return
+            stats = await _deliver_with_progress(app, created, console)
+            console.print(
+                f"已发送 sent {stats.sent}, 重试 retrying {stats.retried}, "
+                f"失败 failed {stats.failed}, via {app.channel.description}"
+            )
+
+    _run(go)
+
+
+@main.command()
+@click.option("--state", type=click.Choice([s.value for s in State]), help="only this state")
+@click.option("--event", help="only this event id")
+@click.option("--limit", type=int, default=50, show_default=True)
+def deliveries(state: str | None, event: str | None, limit: int) -> None:
+    """投递记录 The ledger, newest first."""
+    settings = _settings()
+
+    async def go() -> None:
+        async with App(settings) as app:
+            rows = await app.store.list_deliveries(
+                state=State(state) if state else None, event=event, limit=limit
+            )
+        table = Table(title="投递记录 Deliveries")
+        for col in ("id", "state", "due", "event", "reminder", "recipient", "attempts", "error"):
+            table.add_column(col)
+        tz = settings.tz
+        for d in rows:
+            table.add_row(
+                str(d.id),
+                d.state.value,
+                datetime.fromtimestamp(d.due_at, tz).strftime("%Y-%m-%d %H:%M"),
+                d.event_id,
+                d.reminder_id,
+                d.recipient,
+                str(d.attempts),
+                (d.last_error or "")[:60],
+            )
+        _console().print(table)
+
+    _run(go)
+
+
+@main.command()
+@click.option(
+    "--state",
+    type=click.Choice([State.DEAD.value, State.FAILED.value]),
+    default=State.DEAD.value,
+    show_default=True,
+)
+def retry(state: str) -> None:
+    """重新投递 Put dead (or failed) deliveries back in the queue."""
+    settings = _settings()
+
+    async def go() -> int:
+        async with App(settings) as app:
+            return await app.store.requeue([State(state)], now=app.clock())
+
+    click.echo(f"重新排队 requeued: {_run(go)}")
+
+
+@main.command()
+def migrate() -> None:
+    """数据库迁移 Apply database migrations (run also does it at start)."""
+    settings = _settings()
+    from notifier.db import connect
+    from notifier.store import Store
+
+    async def go() -> tuple[list[int], int]:
+        db = connect(settings.database_url)
+        async with db:
+            store = Store(db)
+            applied = await store.migrate()
+            return applied, await store.schema_version()
+
+    applied, version = _run(go)
+    click.echo(f"applied {applied or 'nothing'}; schema version {version}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

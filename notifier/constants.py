@@ -1,0 +1,38 @@
+"""Named values, each with the reason it is what it is."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+# A send whose time passed while the service was down is still worth sending this long after;
+# later than that, a "tomorrow is the deadline" reminder would mislead, so it is recorded missed.
+DEFAULT_GRACE = timedelta(hours=24)
+
+# Rows are rendered and committed this long before their send time, so that at the send time
+# the worker only has to claim and transmit (a 09:00 reminder to a bureau lands at 09:00).
+# A reload after this point does not change the prepared rows: the ledger is the truth.
+DEFAULT_PREPARE_AHEAD = timedelta(minutes=5)
+
+# How far ahead the timer keeps jobs; a daily re-plan extends it, and so does every reload.
+PLAN_HORIZON = timedelta(days=2)
+
+# A claim not finished in this long is taken to belong to a dead worker and is taken again.
+# It must exceed the SMTP timeout, or a slow but live send would be duplicated.
+DEFAULT_LEASE_SECONDS = 120.0
+
+# Webhook bodies larger than this are refused with 413 before they are read.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+# Standard Webhooks: timestamps further than this from our clock are replays or bad clocks.
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+# Default window of `notifier upcoming` and /api/upcoming.
+UPCOMING_DAYS = 60
+
+# Number of rows rendered and committed in one transaction when an audience is large:
+# large enough to amortise the commit, small enough to bound memory.
+ENQUEUE_CHUNK = 2000
+
+# Reminder ids used for sends that no configured reminder describes.
+MANUAL_REMINDER = "manual"
+HOOK_REMINDER = "hook"

@@ -1,0 +1,400 @@
+"""A thin async database layer over SQLite (aiosqlite) and PostgreSQL (psycopg 3).
+
+SQL is written once, with `:name` placeholders; each dialect runs it as is (SQLite) or
+translated (PostgreSQL's `%(name)s`). Every driver error leaves this module as a `StoreError`
+naming the database (never its password), with the driver's exception as `__cause__`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import aiosqlite
+import psycopg
+import psycopg_pool
+
+from notifier.errors import StoreError
+
+Params = Mapping[str, object]
+Row = tuple[Any, ...]
+
+# SQLite waits this long for another connection's write lock before giving up ("locked").
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# One process rarely needs more: the worker claims in batches, webhooks group-commit.
+PG_POOL_MIN_SIZE = 1
+PG_POOL_MAX_SIZE = 8
+# How long open() and a checkout wait for a PostgreSQL connection before calling it unreachable.
+PG_CONNECT_TIMEOUT_S = 10.0
+
+
+class Tx(Protocol):
+    """The statements available inside `Database.transaction()`."""
+
+    async def execute(self, sql: str, params: Params | None = None) -> int: ...
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> int: ...
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None: ...
+
+
+class Database(abc.ABC):
+    """One database, opened once per process and shared; also an async context manager.
+
+    The statement methods outside `transaction()` each run in their own short transaction.
+    """
+
+    dialect: Literal["sqlite", "postgresql"]
+    #: The URL without password, safe for logs and error messages.
+    name: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect. Raises StoreError if the database cannot be opened."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Disconnect; safe to call twice."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """Commit on a clean exit, roll back (and re-raise) on any exception."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement; return its rowcount."""
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> int:
+        """Run one statement per row, atomically; return the summed rowcount."""
+        async with self.transaction() as tx:
+            return await tx.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        async with self.transaction() as tx:
+            return await tx.fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        async with self.transaction() as tx:
+            return await tx.fetchone(sql, params)
+
+
+def connect(url: str) -> Database:
+    """Build (not open) the Database for a URL.
+
+    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (query: `busy_timeout` in ms,
+    `mode=ro`), `postgresql://user:password@host:port/db` (any libpq URL).
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        return SQLiteDatabase(url)
+    if scheme in ("postgresql", "postgres"):
+        return PostgresDatabase(url)
+    raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+
+class _SQLiteTx:
+    def __init__(self, db: SQLiteDatabase, conn: aiosqlite.Connection) -> None:
+        self._db = db
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        try:
+            cur = await self._conn.execute(sql, params or {})
+            rowcount = cur.rowcount
+            await cur.close()
+        except sqlite3.Error as exc:
+            raise self._db.error(exc) from exc
+        return rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> int:
+        if not rows:
+            return 0
+        try:
+            cur = await self._conn.executemany(sql, rows)
+            rowcount = cur.rowcount
+            await cur.close()
+        except sqlite3.Error as exc:
+            raise self._db.error(exc) from exc
+        return rowcount
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        try:
+            async with self._conn.execute(sql, params or {}) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise self._db.error(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+class SQLiteDatabase(Database):
+    """One aiosqlite connection in WAL mode; an asyncio.Lock serialises its transactions.
+
+    One connection because SQLite has one writer anyway; `BEGIN IMMEDIATE` takes the write
+    lock up front so two processes never deadlock upgrading a read lock.
+    """
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if not parts.path.startswith("/") or parts.netloc:
+            raise StoreError(
+                f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db"
+            )
+        raw = parts.path[1:]  # sqlite:///var/x.db -> var/x.db ; sqlite:////abs.db -> /abs.db
+        if not raw:
+            raise StoreError(f"bad SQLite URL {url!r}: no file path")
+        query = dict(parse_qsl(parts.query))
+        self.path = raw
+        self.busy_timeout_ms = int(query.get("busy_timeout", SQLITE_BUSY_TIMEOUT_MS))
+        self.read_only = query.get("mode") == "ro"
+        self.name = f"sqlite:///{raw}"
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def error(self, exc: BaseException) -> StoreError:
+        """A StoreError that says what is wrong with the file, not only what the driver said."""
+        code = getattr(exc, "sqlite_errorname", "") or ""
+        if code.startswith("SQLITE_READONLY"):
+            why = "is read-only (check the permissions of the file and its directory)"
+        elif code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            why = f"is locked by another connection (waited {self.busy_timeout_ms} ms)"
+        elif code.startswith("SQLITE_CANTOPEN"):
+            why = "cannot be opened (missing directory or no permission)"
+        else:
+            why = "failed"
+        return StoreError(f"SQLite database {self.path} {why}: {exc}")
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        memory = self.path == ":memory:"
+        if not memory:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"SQLite database {self.path}: cannot create its directory"
+                ) from exc
+        target = (
+            self.path if memory else f"file:{self.path}?mode={'ro' if self.read_only else 'rwc'}"
+        )
+        conn: aiosqlite.Connection | None = None
+        try:
+            conn = await aiosqlite.connect(target, uri=not memory, isolation_level=None)
+            await conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms:d}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            if conn is not None:
+                await conn.close()
+            raise self.error(exc) from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await conn.close()
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError(f"SQLite database {self.path} is not open: call open() first")
+        return self._conn
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        conn = self._connection()
+        async with self._lock:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self.error(exc) from exc
+            try:
+                yield _SQLiteTx(self, conn)
+            except BaseException:
+                try:
+                    await conn.rollback()
+                except sqlite3.Error:
+                    pass  # the original error is the one worth reporting
+                raise
+            try:
+                await conn.commit()
+            except sqlite3.Error as exc:
+                await conn.rollback()
+                raise self.error(exc) from exc
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        return self._transaction()
+
+    # Reads need no write lock: run them outside BEGIN IMMEDIATE (autocommit snapshot).
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        conn = self._connection()
+        async with self._lock:
+            return await _SQLiteTx(self, conn).fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+# A single-quoted literal, a double-quoted identifier, a `::` cast, a `:name`, or a lone `%`.
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|:([A-Za-z_]\w*)|%")
+
+
+@functools.lru_cache(maxsize=512)
+def to_pyformat(sql: str) -> str:
+    """Translate `:name` placeholders to psycopg's `%(name)s`.
+
+    Leaves `::type` casts and quoted text alone; doubles a literal `%`.
+    """
+
+    def repl(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if m.group(1) is not None:
+            return f"%({m.group(1)})s"
+        if tok == "%":
+            return "%%"
+        return tok
+
+    return _TOKEN.sub(repl, sql)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class _PgTx:
+    def __init__(self, db: PostgresDatabase, cur: psycopg.AsyncCursor[Row]) -> None:
+        self._db = db
+        self._cur = cur
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        try:
+            await self._cur.execute(to_pyformat(sql), params or {})
+        except psycopg.Error as exc:
+            raise self._db.error(exc) from exc
+        return self._cur.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> int:
+        if not rows:
+            return 0
+        try:
+            await self._cur.executemany(to_pyformat(sql), rows)
+        except psycopg.Error as exc:
+            raise self._db.error(exc) from exc
+        return self._cur.rowcount
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        try:
+            await self._cur.execute(to_pyformat(sql), params or {})
+            return await self._cur.fetchall()
+        except psycopg.Error as exc:
+            raise self._db.error(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        try:
+            await self._cur.execute(to_pyformat(sql), params or {})
+            return await self._cur.fetchone()
+        except psycopg.Error as exc:
+            raise self._db.error(exc) from exc
+
+
+class PostgresDatabase(Database):
+    """A psycopg 3 connection pool; each transaction checks out one connection."""
+
+    dialect: Literal["sqlite", "postgresql"] = "postgresql"
+
+    def __init__(self, url: str, *, max_size: int = PG_POOL_MAX_SIZE) -> None:
+        self._url = url
+        self.name = redact_url(url)
+        self._max_size = max_size
+        # libpq's own `connect_timeout` (seconds) in the URL also bounds the wait in open().
+        query = dict(parse_qsl(urlsplit(url).query))
+        self._open_timeout = float(query.get("connect_timeout", PG_CONNECT_TIMEOUT_S))
+        self._pool: psycopg_pool.AsyncConnectionPool | None = None
+
+    def error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"PostgreSQL database {self.name} failed: {exc}")
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = psycopg_pool.AsyncConnectionPool(
+            self._url,
+            min_size=PG_POOL_MIN_SIZE,
+            max_size=self._max_size,
+            timeout=self._open_timeout,
+            kwargs={"autocommit": False},
+            open=False,
+            name="notifier",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._open_timeout)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            await pool.close()
+            raise StoreError(f"PostgreSQL database {self.name} is unreachable: {exc}") from exc
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        if self._pool is None:
+            raise StoreError(f"PostgreSQL database {self.name} is not open: call open() first")
+        try:
+            async with self._pool.connection() as conn:
+                # conn.transaction() commits on a clean exit and rolls back on an exception.
+                async with conn.transaction(), conn.cursor() as cur:
+                    yield _PgTx(self, cur)
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"PostgreSQL database {self.name} is unreachable: {exc}") from exc
+        except psycopg.Error as exc:
+            raise self.error(exc) from exc
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        return self._transaction()

@@ -1,0 +1,272 @@
+"""The delivery worker: claim due rows with a lease, send them, record each outcome.
+
+Order of effects, so that a kill at any point loses nothing: the claim is committed before
+the send; the outcome is committed right after it (group commit: whatever finished while the
+previous commit ran goes in the next one). A kill between an SMTP 250 and that commit leaves
+the row `sending`; when its lease expires it is sent again with the same Message-ID. That is
+the only duplicate possible, and at most one per message in flight at the kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from notifier.channels.base import Channel, TransportError
+from notifier.config import DeliverySettings
+from notifier.errors import StoreError
+from notifier.metrics import Metrics
+from notifier.models import Delivery, Outcome, State
+from notifier.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def backoff(attempt: int, *, base: float, cap: float, rand: Callable[[], float]) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): spreads retry storms."""
+    return float(rand() * min(cap, base * 2.0 ** max(0, attempt - 1)))
+
+
+@dataclass
+class WorkerStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        channel: Channel,
+        settings: DeliverySettings,
+        concurrency: int,
+        worker_id: str,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.channel = channel
+        self.settings = settings
+        self.concurrency = concurrency
+        self.worker_id = worker_id
+        self.metrics = metrics
+        self.clock = clock
+        self.rand = rand
+        self.stats = WorkerStats()
+        self._wake = asyncio.Event()
+        self._results: list[Outcome] = []
+        self._results_ready = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._closing = False
+
+    def wake(self) -> None:
+        """New rows may be due: look now instead of at the next poll."""
+        self._wake.set()
+
+    # --- one message ---
+
+    def _outcome(self, row: Delivery, error: TransportError | None, now: float) -> Outcome:
+        if error is None:
+            return Outcome(row.id, State.SENT, now)
+        if error.permanent:
+            return Outcome(row.id, State.FAILED, now, error=error.message)
+        s = self.settings
+        if row.attempts >= s.max_attempts or now - row.due_at > s.give_up_after:
+            return Outcome(row.id, State.DEAD, now, error=f"gave up: {error.message}")
+        delay = backoff(row.attempts, base=s.base_delay, cap=s.max_delay, rand=self.rand)
+        return Outcome(row.id, State.PENDING, now, error=error.message, retry_at=now + delay)
+
+    async def _send_one(self, row: Delivery) -> None:
+        started = self.clock()
+        error: TransportError | None = None
+        try:
+            await self.channel.send(row)
+        except TransportError as exc:
+            error = exc
+        outcome = self._outcome(row, error, self.clock())
+        self._count(row, outcome, started)
+        self._results.append(outcome)
+        self._results_ready.set()
+
+    def _count(self, row: Delivery, outcome: Outcome, started: float) -> None:
+        st = self.stats
+        if outcome.state is State.SENT:
+            st.sent += 1
+        elif outcome.state is State.PENDING:
+            st.retried += 1
+        elif outcome.state is State.FAILED:
+            st.failed += 1
+        elif outcome.state is State.DEAD:
+            st.dead += 1
+        if outcome.error:
+            log.warning(
+                "send failed",
+                extra={
+                    "action": f"send_{outcome.state.value}",
+                    "delivery": row.id,
+                    "attempt": row.attempts,
+                    "error": outcome.error,
+                },
+            )
+        if self.metrics is not None:
+            self.metrics.observe_send(row.channel, outcome.state.value, outcome.at - started)
+            if outcome.state is State.SENT:
+                self.metrics.observe_lateness(outcome.at - row.due_at)
+
+    # --- the loop ---
+
+    async def _recorder(self) -> None:
+        """Commit outcomes as they come: each commit takes everything finished meanwhile.
+
+        Never cancelled mid-commit: `_stop_recorder` asks it to finish instead.
+        """
+        while not (self._closing and not self._results):
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await self._flush()
+
+    async def _stop_recorder(self, recorder: asyncio.Task[None]) -> None:
+        self._closing = True
+        self._results_ready.set()
+        await recorder
+
+    async def _flush(self) -> None:
+        while self._results:
+            batch, self._results = self._results, []
+            try:
+                await self.store.record(batch)
+            except StoreError as exc:
+                # Keep the outcomes and try again: losing them would resend sent mail.
+                self._results = batch + self._results
+                log.error(
+                    "recording outcomes failed",
+                    extra={"action": "record_failed", "error": str(exc)},
+                )
+                await asyncio.sleep(min(1.0, self.settings.poll_interval))
+
+    async def _skip_unsubscribed(self, rows: list[Delivery], now: float) -> list[Delivery]:
+        external = [r.recipient for r in rows if r.external]
+        if not external:
+            return rows
+        gone = await self.store.unsubscribed(external)
+        if not gone:
+            return rows
+        keep = []
+        skipped = []
+        for r in rows:
+            if r.external and r.recipient.lower() in gone:
+                skipped.append(Outcome(r.id, State.SKIPPED, now, error="recipient unsubscribed"))
+            else:
+                keep.append(r)
+        self.stats.skipped += len(skipped)
+        await self.store.record(skipped)
+        return keep
+
+    async def _claim(self, now: float) -> list[Delivery]:
+        room = self.settings.batch_size - len(self._inflight)
+        if room <= 0:
+            return []
+        rows = await self.store.claim(
+            now=now, limit=room, lease_seconds=self.settings.lease_seconds, worker=self.worker_id
+        )
+        return await self._skip_unsubscribed(rows, now) if rows else rows
+
+    async def _idle_wait(self, now: float) -> None:
+        nxt = await self.store.next_due_at()
+        timeout = self.settings.poll_interval
+        if nxt is not None:
+            timeout = max(0.0, min(timeout, nxt - now))
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+
+    async def run(self, stop: asyncio.Event, *, drain_timeout: float = 10.0) -> None:
+        """Deliver until `stop` is set, then finish what is in flight and record it.
+
+        Sends still running after `drain_timeout` are cancelled and handed back (pending).
+        """
+        self._closing = False
+        recorder = asyncio.create_task(self._recorder(), name="notifier-recorder")
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                now = self.clock()
+                rows = await self._claim(now)
+                for row in rows:
+                    task = asyncio.create_task(self._send_one(row))
+                    self._inflight[task] = row
+                    task.add_done_callback(self._inflight.pop)
+                if rows:
+                    if len(self._inflight) >= self.settings.batch_size // 2:
+                        await asyncio.wait(
+                            [*self._inflight, stopping], return_when=asyncio.FIRST_COMPLETED
+                        )
+                    continue
+                if self._inflight:
+                    await asyncio.wait(
+                        [*self._inflight, stopping],
+                        timeout=self.settings.poll_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    continue
+                wake = asyncio.create_task(self._idle_wait(now))
+                await asyncio.wait([wake, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not wake.done():
+                    wake.cancel()
+        finally:
+            stopping.cancel()
+            await self._drain(drain_timeout)
+            await self._stop_recorder(recorder)
+
+    async def _drain(self, within: float | None = None) -> None:
+        """Let in-flight sends finish; hand back any that do not in time."""
+        if not self._inflight:
+            return
+        pending = dict(self._inflight)
+        _, still = await asyncio.wait(pending, timeout=within)
+        if still:
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+            released = [pending[t].id for t in still]
+            await self.store.release(released, now=self.clock())
+            log.warning(
+                "released in-flight sends", extra={"action": "released", "count": len(released)}
+            )
+
+    async def run_until_idle(self, *, max_rounds: int = 1000) -> WorkerStats:
+        """Burst mode (tests, `notifier send`): deliver everything due now, then return.
+
+        Returns the counts of this burst alone.
+        """
+        self.stats = WorkerStats()
+        self._closing = False
+        recorder = asyncio.create_task(self._recorder())
+        try:
+            for _ in range(max_rounds):
+                rows = await self._claim(self.clock())
+                if not rows and not self._inflight:
+                    break
+                for row in rows:
+                    task = asyncio.create_task(self._send_one(row))
+                    self._inflight[task] = row
+                    task.add_done_callback(self._inflight.pop)
+                if self._inflight:
+                    await asyncio.wait(list(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._drain()
+            await self._stop_recorder(recorder)
+        return self.stats

@@ -1,0 +1,27 @@
+"""One root exception; each failure its own class, the cause kept with `raise ... from`."""
+
+from __future__ import annotations
+
+
+class NotifierError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class StoreError(NotifierError):
+    """The ledger database cannot be reached, opened, or written."""
+
+
+class ConfigError(NotifierError):
+    """Schedules or templates are invalid; `errors` lists every problem, one line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+class RenderError(NotifierError):
+    """A template is missing or cannot render with the given variables."""
+
+
+class HeaderError(NotifierError, ValueError):
+    """A header value would break the message (CR/LF injection, bad address)."""

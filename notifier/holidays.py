@@ -1,0 +1,196 @@
+"""Which days are workdays in mainland China: official data, config overrides, a fallback.
+
+`chinese_calendar` carries the State Council holiday schedule, but only for the years its release
+knows (2004-2026 in 1.11.0); each new year's schedule is published in November and reaches the
+library later. So a schedule file may carry its own `holidays:` table, which beats the built-in
+data date by date, and a year nobody describes falls back to Monday-Friday. `missing_years`
+lets `notifier check` warn about that fallback instead of silently trusting it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import date, timedelta
+from functools import lru_cache
+from typing import Literal
+
+import chinese_calendar
+
+__all__ = ["MAX_SEARCH_DAYS", "WorkCalendar", "WorkdayPolicy", "parse_holiday_table"]
+
+WorkdayPolicy = Literal["previous", "next", "ignore"]
+
+# No real calendar has a year without workdays; an override table that says so is a config
+# mistake, and this bound turns it into a ValueError instead of an endless loop.
+MAX_SEARCH_DAYS = 366
+
+_ONE_DAY = timedelta(days=1)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TABLE_KINDS = {"off": False, "work": True}
+
+
+@lru_cache(maxsize=32_768)  # about 90 years of days: every lookup a planner can make
+def _builtin_workday(day: date) -> bool | None:
+    """The library's verdict, or None when it has no data for that year."""
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError:
+        return None
+
+
+@lru_cache(maxsize=512)
+def _builtin_year(year: int) -> bool:
+    # Probe a mid-year day: coverage is whole years, and January 1st of year 1 is no edge case.
+    return _builtin_workday(date(year, 6, 1)) is not None
+
+
+class WorkCalendar:
+    """Workdays from overrides, then the built-in official data, then Monday-Friday.
+
+    `overrides` maps a date to True (a workday, e.g. a 调休 make-up Saturday) or False (a day
+    off). `override_years` are the years the config describes in full: they count as having
+    official data, and their dates not listed in `overrides` are ordinary Monday-Friday days
+    (unless the built-in data covers that year, in which case it still answers for them).
+    Lookups are cached per instance: build one calendar per config load and share it.
+    """
+
+    def __init__(
+        self,
+        overrides: Mapping[date, bool] | None = None,
+        override_years: Collection[int] = (),
+    ) -> None:
+        self._overrides: dict[date, bool] = dict(overrides or {})
+        self._override_years = frozenset(override_years)
+        self._cache: dict[date, bool] = {}
+
+    def is_workday(self, day: date) -> bool:
+        """True if offices are open on `day`."""
+        cached = self._cache.get(day)
+        if cached is not None:
+            return cached
+        verdict = self._overrides.get(day)
+        if verdict is None:
+            verdict = _builtin_workday(day)
+        if verdict is None:
+            verdict = day.weekday() < 5
+        self._cache[day] = verdict
+        return verdict
+
+    def has_official_data(self, year: int) -> bool:
+        """True if `year` is covered by the built-in data or described by the config."""
+        return year in self._override_years or _builtin_year(year)
+
+    def missing_years(self, days: Iterable[date]) -> set[int]:
+        """The years among `days` whose workdays are only guessed (Monday-Friday)."""
+        return {year for year in {day.year for day in days} if not self.has_official_data(year)}
+
+    def shift(self, day: date, policy: WorkdayPolicy) -> date:
+        """Move `day` onto a workday: the nearest one at or before (`previous`), at or after
+        (`next`), or leave it alone (`ignore`).
+
+        Raises ValueError for an unknown policy or when no workday lies within a year.
+        """
+        if policy == "ignore":
+            return day
+        if policy == "previous":
+            return self._walk(day, -_ONE_DAY, inclusive=True)
+        if policy == "next":
+            return self._walk(day, _ONE_DAY, inclusive=True)
+        raise ValueError(f"'{policy}' is not a workday policy (previous, next, ignore)")
+
+    def nth_workday_before(self, day: date, n: int) -> date:
+        """The n-th workday strictly before `day` (n >= 1): n=1 is the last workday before."""
+        return self._nth(day, n, -_ONE_DAY)
+
+    def nth_workday_after(self, day: date, n: int) -> date:
+        """The n-th workday strictly after `day` (n >= 1)."""
+        return self._nth(day, n, _ONE_DAY)
+
+    def _nth(self, day: date, n: int, step: timedelta) -> date:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        for _ in range(n):
+            day = self._walk(day, step, inclusive=False)
+        return day
+
+    def _walk(self, day: date, step: timedelta, *, inclusive: bool) -> date:
+        """The first workday from `day` in direction `step`, at most MAX_SEARCH_DAYS away."""
+        origin = day
+        if not inclusive:
+            day = _step(day, step)
+        for _ in range(MAX_SEARCH_DAYS):
+            if self.is_workday(day):
+                return day
+            day = _step(day, step)
+        raise ValueError(f"no workday within {MAX_SEARCH_DAYS} days of {origin}")
+
+
+def _step(day: date, step: timedelta) -> date:
+    try:
+        return day + step
+    except OverflowError:
+        raise ValueError(f"no workday found before the calendar ends at {day}") from None
+
+
+def parse_holiday_table(
+    table: Mapping[str, Mapping[str, Sequence[str | date]]],
+) -> tuple[dict[date, bool], set[int]]:
+    """Read a schedule's `holidays:` block into (overrides, override_years) for WorkCalendar.
+
+    Shape: `{"2027": {"off": ["2027-01-01..2027-01-03", "2027-02-10"], "work": ["2027-02-20"]}}`;
+    "A..B" ranges are inclusive. YAML turns an unquoted `2027:` into an int and `2027-02-10` into
+    a date, so both are accepted too. Raises ValueError naming the bad item: not a date, a date
+    outside its year key, a reversed range, an unknown kind, or a date both off and work.
+    """
+    overrides: dict[date, bool] = {}
+    years: set[int] = set()
+    for raw_year, kinds in table.items():
+        year_text = str(raw_year)
+        if not re.fullmatch(r"\d{4}", year_text):
+            raise ValueError(f"'{year_text}' is not a year")
+        year = int(year_text)
+        years.add(year)
+        untyped: object = kinds  # straight from YAML: the annotation is a hope, not a fact
+        if not isinstance(untyped, Mapping):
+            raise ValueError(f"{year}: expected 'off' and/or 'work' lists")
+        for kind, items in untyped.items():
+            if kind not in _TABLE_KINDS:
+                raise ValueError(f"{year}: '{kind}' is not 'off' or 'work'")
+            workday = _TABLE_KINDS[kind]
+            if isinstance(items, str | date):
+                items = [items]
+            elif not isinstance(items, Sequence):
+                raise ValueError(f"{year}: {kind}: expected a list of dates")
+            for item in items:
+                for day in _expand_item(item):
+                    if day.year != year:
+                        raise ValueError(f"'{item}' is not in year {year}")
+                    if overrides.get(day, workday) != workday:
+                        raise ValueError(f"{day} is listed as both off and work")
+                    overrides[day] = workday
+    return overrides, years
+
+
+def _expand_item(item: object) -> list[date]:
+    """One table item: a date, "YYYY-MM-DD" or an inclusive range "YYYY-MM-DD..YYYY-MM-DD"."""
+    if isinstance(item, date):
+        return [item]
+    if not isinstance(item, str):
+        raise ValueError(f"'{item}' is not a date")
+    first, sep, last = item.partition("..")
+    start = _table_date(first.strip(), item)
+    end = _table_date(last.strip(), item) if sep else start
+    if end < start:
+        raise ValueError(f"'{item}' ends before it starts")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _table_date(text: str, item: str) -> date:
+    if _ISO_DATE.fullmatch(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    bad = text if text else item
+    raise ValueError(f"'{bad}' is not a date")

@@ -1,0 +1,70 @@
+"""Prometheus metrics, in a registry owned by the app (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 60, 300, 3600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.deliveries = Gauge(
+            "notifier_deliveries",
+            "Ledger rows by state and channel (sampled at scrape time).",
+            ["state", "channel"],
+            registry=r,
+        )
+        self.send_attempts = Counter(
+            "notifier_send_attempts",
+            "Send attempts by channel and resulting state.",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.send_seconds = Histogram(
+            "notifier_send_seconds",
+            "Time to hand one message to the channel.",
+            ["channel"],
+            buckets=SEND_BUCKETS,
+            registry=r,
+        )
+        self.send_lateness = Histogram(
+            "notifier_send_lateness_seconds",
+            "Time from a row's due time to its recorded send (scheduler and delivery lag).",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "notifier_webhook_requests",
+            "Webhook requests by hook and HTTP status.",
+            ["hook", "status"],
+            registry=r,
+        )
+        self.scheduler_lag = Gauge(
+            "notifier_scheduler_lag_seconds",
+            "How late the timer fired its last job.",
+            registry=r,
+        )
+        self.config_errors = Gauge(
+            "notifier_config_errors",
+            "Problems in the files on disk that the running config rejected (0 when clean).",
+            registry=r,
+        )
+
+    def observe_send(self, channel: str, result: str, seconds: float) -> None:
+        self.send_attempts.labels(channel, result).inc()
+        self.send_seconds.labels(channel).observe(seconds)
+
+    def observe_lateness(self, seconds: float) -> None:
+        self.send_lateness.observe(max(0.0, seconds))
+
+    def set_counts(self, counts: dict[tuple[str, str], int]) -> None:
+        self.deliveries.clear()
+        for (state, channel), n in counts.items():
+            self.deliveries.labels(state, channel).set(n)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

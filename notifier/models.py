@@ -1,0 +1,98 @@
+"""Plain value types shared by the layers: the ledger's rows and what creates them.
+
+Times are POSIX seconds (float, UTC) in the ledger: portable across SQLite and PostgreSQL and
+cheap to compare; conversion to local time happens only at the edges.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class State(enum.StrEnum):
+    """Life of a delivery row.
+
+    pending -> sending -> sent | pending (retry) | failed (5xx) | dead (gave up);
+    missed: planned while the service was down, beyond the grace period, never sent;
+    skipped: the recipient unsubscribed before the send.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    MISSED = "missed"
+    SKIPPED = "skipped"
+
+
+TERMINAL_STATES = frozenset({State.SENT, State.FAILED, State.DEAD, State.MISSED, State.SKIPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A row to insert; `key` is the idempotency key, unique in the ledger."""
+
+    key: str
+    event_id: str
+    occurrence: str  # ISO date of the occurrence start, or "" for webhook sends
+    reminder_id: str
+    recipient: str  # email address
+    channel: str  # "email"
+    due_at: float
+    message_id: str  # RFC 5322 Message-ID, derived from key
+    subject: str
+    message: str  # the full MIME message as sent (ASCII: bodies are base64)
+    source: str = "schedule"  # schedule | hook | manual
+    state: State = State.PENDING
+    external: bool = False  # outreach to an outside audience: honours unsubscribes
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A row as read back from the ledger."""
+
+    id: int
+    key: str
+    event_id: str
+    occurrence: str
+    reminder_id: str
+    recipient: str
+    channel: str
+    state: State
+    due_at: float
+    message_id: str
+    subject: str
+    message: str
+    source: str
+    external: bool
+    attempts: int
+    lease_until: float | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one send attempt ended in, recorded by `Store.record`."""
+
+    delivery_id: int
+    state: State  # SENT, PENDING (retry at `retry_at`), FAILED, DEAD or SKIPPED
+    at: float
+    error: str | None = None
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HookReceipt:
+    """The first answer given to a webhook-id, replayed on a redelivery."""
+
+    hook_id: str
+    webhook_id: str
+    status: int
+    body: str
+    created_at: float = field(default=0.0)

@@ -1,0 +1,490 @@
+"""Create ledger rows: render each message once, when its row is made, and keep what is sent.
+
+Three sources make rows: the schedule (via `materialize`, called by the timer), a manual send
+(`notifier send`, the admin API) and webhooks. Each row's key is deterministic, so making the
+same row twice is a no-op: the database's unique key, not this process, decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from notifier.config import Settings
+from notifier.constants import ENQUEUE_CHUNK, HOOK_REMINDER, MANUAL_REMINDER
+from notifier.errors import NotifierError, RenderError
+from notifier.message import build_message, domain_of, message_id
+from notifier.models import NewDelivery, State
+from notifier.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
+from notifier.rendering import Rendered, Renderer
+from notifier.rules import Occurrence
+from notifier.schedules import Audience, Event, Hook, Recipient, Reminder, Schedule
+from notifier.store import Store
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "email"
+
+
+class SendError(NotifierError):
+    """A manual or webhook send cannot be made (unknown event, reminder, or recipients)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Materialized:
+    """What one `materialize` call did."""
+
+    plans: int
+    pending: int
+    missed: int
+
+
+def delivery_key(prefix: str, email: str) -> str:
+    return f"{prefix}/{email.lower()}/{CHANNEL}"
+
+
+def unsubscribe_token(secret: bytes, email: str) -> str:
+    """`<email>.<mac>`: stateless, so any instance can verify it."""
+    addr = email.lower()
+    mac = hmac.new(secret, addr.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return f"{addr}.{mac}"
+
+
+def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
+    """The address a token was made for, or None if it is not ours."""
+    addr, _, mac = token.rpartition(".")
+    if not addr or not mac:
+        return None
+    return addr if hmac.compare_digest(unsubscribe_token(secret, addr), token) else None
+
+
+def reminder_context(reminder: Reminder | None, kind: str, send_date: date) -> dict[str, Any]:
+    """What templates see as `reminder`."""
+    if reminder is None:
+        label = "即时通知" if kind == MANUAL_REMINDER else "通知"
+        return {"id": kind, "kind": kind, "label": label, "send_date": send_date}
+    return {
+        "id": reminder.id,
+        "kind": reminder.kind,
+        "label": reminder.label,
+        "send_date": send_date,
+    }
+
+
+def template_context(
+    *,
+    org: str,
+    event: Event | None,
+    occurrence: Occurrence | None,
+    reminder: Mapping[str, Any],
+    send_date: date,
+    recipient: Recipient,
+    unsubscribe_url: str | None,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The variables every template gets (README, 模板 Templates)."""
+    start = occurrence.start if occurrence else send_date
+    return {
+        "event": {
+            "id": event.id if event else "",
+            "title": event.title if event else "",
+            "start": start,
+            "end": occurrence.end if occurrence else send_date,
+            "description": event.description if event else None,
+            "vars": dict(event.vars) if event else {},
+        },
+        "reminder": dict(reminder),
+        "days_until": (start - send_date).days,
+        "recipient": recipient.context(),
+        "org": org,
+        "payload": dict(payload or {}),
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+class Outbox:
+    """Renders and enqueues; holds the current schedule (swapped whole on reload)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        renderer: Renderer,
+        schedule: Schedule,
+        unsubscribe_secret: bytes,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.renderer = renderer
+        self.schedule = schedule
+        self._unsub_secret = unsubscribe_secret
+        self._sender = (settings.org_name, settings.mail_from)
+        self._domain = domain_of(settings.mail_from)
+
+    @property
+    def unsubscribe_secret(self) -> bytes:
+        """The key of unsubscribe tokens (read-only: the HTTP side verifies tokens with it)."""
+        return self._unsub_secret
+
+    # --- rendering ---
+
+    def context(
+        self,
+        *,
+        event: Event | None,
+        occurrence: Occurrence | None,
+        reminder: Mapping[str, Any],
+        send_date: date,
+        recipient: Recipient,
+        external: bool,
+        payload: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return template_context(
+            org=self.settings.org_name,
+            event=event,
+            occurrence=occurrence,
+            reminder=reminder,
+            send_date=send_date,
+            recipient=recipient,
+            unsubscribe_url=self.unsubscribe_url(recipient.email) if external else None,
+            payload=payload,
+        )
+
+    def unsubscribe_url(self, email: str) -> str:
+        token = unsubscribe_token(self._unsub_secret, email)
+        return f"{self.settings.public_url.rstrip('/')}/unsubscribe?token={token}"
+
+    def _row(
+        self,
+        *,
+        key: str,
+        rendered: Rendered,
+        recipient: Recipient,
+        event_id: str,
+        occurrence: str,
+        reminder_id: str,
+        due: datetime,
+        source: str,
+        external: bool,
+        state: State = State.PENDING,
+        unsubscribe_url: str | None = None,
+    ) -> NewDelivery:
+        msg_id = message_id(key, self._domain)
+        headers: dict[str, str] = {}
+        if external:
+            url = unsubscribe_url or self.unsubscribe_url(recipient.email)
+            headers["List-Unsubscribe"] = f"<{url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        else:
+            headers["Auto-Submitted"] = "auto-generated"
+        raw = build_message(
+            sender=self._sender,
+            recipient=(recipient.name, recipient.email),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            msg_id=msg_id,
+            date=due,
+            extra_headers=headers,
+        )
+        return NewDelivery(
+            key=key,
+            event_id=event_id,
+            occurrence=occurrence,
+            reminder_id=reminder_id,
+            recipient=recipient.email,
+            channel=CHANNEL,
+            due_at=due.timestamp(),
+            message_id=msg_id,
+            subject=rendered.subject,
+            message=raw,
+            source=source,
+            state=state,
+            external=external,
+        )
+
+    def rows_for(
+        self,
+        *,
+        prefix: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder: Reminder | None,
+        reminder_id: str,
+        template: str,
+        audience: Audience,
+        send_date: date,
+        due: datetime,
+        source: str,
+        state: State = State.PENDING,
+        only: str | None = None,
+    ) -> Iterator[NewDelivery]:
+        """Render one row per recipient, streaming (an audience may be a 100,000-row CSV)."""
+        rem_ctx = reminder_context(reminder, reminder_id, send_date)
+        for recipient in audience.recipients():
+            if only is not None and recipient.email.lower() != only.lower():
+                continue
+            ctx = self.context(
+                event=event,
+                occurrence=occurrence,
+                reminder=rem_ctx,
+                send_date=send_date,
+                recipient=recipient,
+                external=audience.external,
+            )
+            yield self._row(
+                key=delivery_key(prefix, recipient.email),
+                rendered=self.renderer.render(template, ctx),
+                recipient=recipient,
+                event_id=event.id,
+                occurrence=occurrence.start.isoformat(),
+                reminder_id=reminder_id,
+                due=due,
+                source=source,
+                external=audience.external,
+                state=state,
+                unsubscribe_url=ctx["unsubscribe_url"],
+            )
+
+    async def _enqueue_stream(self, rows: Iterable[NewDelivery], now: float) -> int:
+        """Commit rows in chunks: memory stays flat however large the audience.
+
+        The commit of one chunk overlaps the rendering of the next (the database driver
+        works in its own thread or socket), so a large audience costs little more than
+        its rendering.
+        """
+        created = 0
+        inflight: asyncio.Task[int] | None = None
+        chunk: list[NewDelivery] = []
+        try:
+            for row in rows:
+                chunk.append(row)
+                if len(chunk) >= ENQUEUE_CHUNK:
+                    if inflight is not None:
+                        created += await inflight
+                    inflight = asyncio.create_task(self.store.enqueue(chunk, now=now))
+                    chunk = []
+                    await asyncio.sleep(0)  # let the commit start before rendering on
+            if inflight is not None:
+                created += await inflight
+                inflight = None
+            if chunk:
+                created += await self.store.enqueue(chunk, now=now)
+        finally:
+            if inflight is not None:
+                # A render error stopped the stream: let the chunk already sent finish.
+                await asyncio.gather(inflight, return_exceptions=True)
+        return created
+
+    # --- the schedule ---
+
+    def grace_of(self, event: Event) -> timedelta:
+        return event.grace if event.grace is not None else self.settings.grace
+
+    def planned(self, since: datetime, until: datetime) -> list[PlannedSend]:
+        return plan(self.schedule, since, until, self.settings.tz)
+
+    async def materialize(self, now: float, *, since: float | None = None) -> Materialized:
+        """Make rows for every planned send due before now + prepare_ahead.
+
+        Sends from `since` (default: now minus the longest grace) that are still within their
+        event's grace are made pending (a catch-up after downtime); older ones are recorded
+        `missed`, so the ledger says what did not go out. Plans already made are skipped.
+        """
+        tz = self.settings.tz
+        graces = [self.grace_of(e) for e in self.schedule.events.values()] or [self.settings.grace]
+        start = since if since is not None else now - max(graces).total_seconds()
+        until = datetime.fromtimestamp(now, tz) + self.settings.prepare_ahead
+        plans = pending = missed = 0
+        for send in self.planned(datetime.fromtimestamp(start, tz), until):
+            if await self.store.plan_done(send.plan_key):
+                continue
+            late = now - send.send_at.timestamp()
+            state = (
+                State.MISSED if late > self.grace_of(send.event).total_seconds() else State.PENDING
+            )
+            audience = self.schedule.audiences[send.reminder.audience]
+            rows = self.rows_for(
+                prefix=send.plan_key,
+                event=send.event,
+                occurrence=send.occurrence,
+                reminder=send.reminder,
+                reminder_id=send.reminder.id,
+                template=send.reminder.template,
+                audience=audience,
+                send_date=send.send_date,
+                due=send.send_at,
+                source="schedule",
+                state=state,
+            )
+            try:
+                made = await self._enqueue_stream(rows, now)
+            except RenderError as exc:
+                # `notifier check` catches these before start; a row that cannot render is
+                # logged and retried at the next materialize rather than half-sent.
+                log.error(
+                    "render failed",
+                    extra={"action": "render_failed", "plan": send.plan_key, "error": str(exc)},
+                )
+                continue
+            await self.store.mark_plan_done(send.plan_key, now=now)
+            plans += 1
+            if state is State.MISSED:
+                missed += made
+                log.warning(
+                    "send missed beyond grace",
+                    extra={"action": "missed", "plan": send.plan_key, "rows": made},
+                )
+            else:
+                pending += made
+                log.info(
+                    "send prepared",
+                    extra={"action": "prepared", "plan": send.plan_key, "rows": made},
+                )
+        return Materialized(plans, pending, missed)
+
+    # --- manual sends ---
+
+    def resolve(
+        self, event_id: str, reminder_id: str | None, on: date | None, today: date
+    ) -> tuple[Event, Occurrence, Reminder | None]:
+        event = self.schedule.events.get(event_id)
+        if event is None:
+            raise SendError(f"unknown event '{event_id}'")
+        reminder: Reminder | None = None
+        if reminder_id is not None and reminder_id != MANUAL_REMINDER:
+            reminder = next((r for r in event.reminders if r.id == reminder_id), None)
+            if reminder is None:
+                known = ", ".join(r.id for r in event.reminders)
+                raise SendError(
+                    f"event '{event_id}' has no reminder '{reminder_id}' (known: {known})"
+                )
+        occ = occurrence_on(event, on) if on else next_occurrence(event, today)
+        if occ is None:
+            raise SendError(
+                f"event '{event_id}' has no occurrence {'on ' + str(on) if on else 'ahead'}"
+            )
+        return event, occ, reminder
+
+    def manual_rows(
+        self,
+        event_id: str,
+        *,
+        reminder_id: str | None,
+        on: date | None,
+        now: float,
+        again: bool,
+        only: str | None = None,
+    ) -> tuple[Audience, Iterator[NewDelivery]]:
+        """Rows that send the event's message now; keys repeat unless `again`."""
+        tz = self.settings.tz
+        now_dt = datetime.fromtimestamp(now, tz)
+        event, occ, reminder = self.resolve(event_id, reminder_id, on, now_dt.date())
+        base = reminder or event.reminders[0]
+        rid = reminder.id if reminder else MANUAL_REMINDER
+        if again:
+            rid = f"{rid}~{int(now * 1000)}"
+        audience = self.schedule.audiences[base.audience]
+        rows = self.rows_for(
+            prefix=plan_key(event.id, occ.start, rid),
+            event=event,
+            occurrence=occ,
+            reminder=reminder,
+            reminder_id=rid,
+            template=base.template,
+            audience=audience,
+            send_date=now_dt.date(),
+            due=now_dt,
+            source="manual",
+            only=only,
+        )
+        return audience, rows
+
+    async def send_now(
+        self,
+        event_id: str,
+        *,
+        reminder_id: str | None = None,
+        on: date | None = None,
+        now: float,
+        again: bool = False,
+    ) -> tuple[int, int]:
+        """Enqueue a send due now; returns (rows created, audience size)."""
+        audience, rows = self.manual_rows(
+            event_id, reminder_id=reminder_id, on=on, now=now, again=again
+        )
+        return await self._enqueue_stream(rows, now), audience.size
+
+    # --- webhooks ---
+
+    def hook_rows(
+        self, hook: Hook, webhook_id: str, payload: Mapping[str, Any], due: datetime
+    ) -> list[NewDelivery]:
+        """Rows for one accepted webhook; RenderError or SendError means a 422."""
+        recipients = self.hook_recipients(hook, payload)
+        external = False
+        if hook.audience is not None:
+            external = self.schedule.audiences[hook.audience].external
+        rem_ctx = reminder_context(None, HOOK_REMINDER, due.date())
+        prefix = f"hook:{hook.id}/{webhook_id}"
+        rows = []
+        for recipient in recipients:
+            ctx = self.context(
+                event=None,
+                occurrence=None,
+                reminder=rem_ctx,
+                send_date=due.date(),
+                recipient=recipient,
+                external=external,
+                payload=payload,
+            )
+            ctx["event"]["id"] = hook.id
+            rows.append(
+                self._row(
+                    key=delivery_key(prefix, recipient.email),
+                    rendered=self.renderer.render(hook.template, ctx),
+                    recipient=recipient,
+                    event_id=f"hook:{hook.id}",
+                    occurrence="",
+                    reminder_id=HOOK_REMINDER,
+                    due=due,
+                    source="hook",
+                    external=external,
+                    unsubscribe_url=ctx["unsubscribe_url"],
+                )
+            )
+        return rows
+
+    def hook_recipients(self, hook: Hook, payload: Mapping[str, Any]) -> Sequence[Recipient]:
+        from notifier.schedules import check_address
+
+        if hook.audience is not None:
+            return list(self.schedule.audiences[hook.audience].recipients())
+        to = payload.get("to")
+        if not isinstance(to, list) or not to:
+            raise SendError("payload.to: a non-empty list of recipients is required by this hook")
+        out: list[Recipient] = []
+        for i, item in enumerate(to):
+            email, name = (
+                (item, "")
+                if isinstance(item, str)
+                else (
+                    (item.get("email"), item.get("name", ""))
+                    if isinstance(item, dict)
+                    else (None, "")
+                )
+            )
+            if not isinstance(email, str) or not isinstance(name, str):
+                raise SendError(f"payload.to[{i}]: expected an address or {{email, name}}")
+            problem = check_address(email)
+            if problem:
+                raise SendError(f"payload.to[{i}]: {problem}")
+            out.append(Recipient(email, name))
+        return out

@@ -1,0 +1,128 @@
+"""Jinja2 templates -> subject, plain text and HTML, strictly: a missing variable is an error.
+
+Layout (healthchecks' three-file model): ``templates/<name>/subject.txt``, ``body.txt`` and an
+optional ``body.html``; HTML is autoescaped, text is not. Shared HTML layouts sit at the top level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+
+from notifier.errors import RenderError
+
+WEEKDAYS_CN = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
+
+# Every name a template may use; `notifier check` flags any other.
+KNOWN_VARIABLES = frozenset(
+    {"event", "reminder", "days_until", "recipient", "org", "payload", "unsubscribe_url"}
+)
+
+
+def cn_date(value: date) -> str:
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+def cn_weekday(value: date) -> str:
+    return WEEKDAYS_CN[value.weekday()]
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+class Renderer:
+    """Compiles templates once (Jinja's cache) and renders them with a context."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._text = self._environment(directory, autoescape=False)
+        self._html = self._environment(directory, autoescape=True)
+        self._compiled: dict[
+            str, tuple[jinja2.Template, jinja2.Template, jinja2.Template | None]
+        ] = {}
+
+    @staticmethod
+    def _environment(directory: Path, *, autoescape: bool) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(directory), encoding="utf-8"),
+            undefined=jinja2.StrictUndefined,
+            autoescape=autoescape,
+            keep_trailing_newline=False,
+            auto_reload=False,
+            cache_size=-1,
+        )
+        env.filters["cn_date"] = cn_date
+        env.filters["cn_weekday"] = cn_weekday
+        return env
+
+    def exists(self, name: str) -> bool:
+        return all((self.directory / name / part).is_file() for part in ("subject.txt", "body.txt"))
+
+    def _template(self, env: jinja2.Environment, name: str) -> jinja2.Template:
+        try:
+            return env.get_template(name)
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"template not found: {self.directory / str(exc.name)}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{exc.filename}: line {exc.lineno}: {exc.message}") from exc
+
+    def _templates(
+        self, name: str
+    ) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template | None]:
+        # Looked up once per renderer: a reload builds a new Renderer, so no staleness.
+        found = self._compiled.get(name)
+        if found is None:
+            html_name = f"{name}/body.html"
+            found = (
+                self._template(self._text, f"{name}/subject.txt"),
+                self._template(self._text, f"{name}/body.txt"),
+                self._template(self._html, html_name)
+                if (self.directory / html_name).is_file()
+                else None,
+            )
+            self._compiled[name] = found
+        return found
+
+    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
+        """Render template `name`; RenderError names the file and the problem."""
+        subject_t, text_t, html_t = self._templates(name)
+        try:
+            subject = subject_t.render(context).strip()
+            text = text_t.render(context)
+            html = html_t.render(context) if html_t is not None else None
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"{name}: {exc.message}") from exc
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{name}: {exc}") from exc
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise RenderError(f"{name}: {exc}") from exc
+        if "\n" in subject or "\r" in subject:
+            raise RenderError(f"{name}/subject.txt: the subject must be one line")
+        return Rendered(subject, text, html)
+
+    def unknown_variables(self, name: str) -> list[str]:
+        """Top-level names the template uses that no context provides (static check)."""
+        problems: list[str] = []
+        for part in ("subject.txt", "body.txt", "body.html"):
+            path = self.directory / name / part
+            if not path.is_file():
+                continue
+            env = self._html if part.endswith(".html") else self._text
+            try:
+                ast = env.parse(path.read_text(encoding="utf-8"))
+            except jinja2.TemplateSyntaxError as exc:
+                problems.append(f"{path}: line {exc.lineno}: {exc.message}")
+                continue
+            for var in sorted(meta.find_undeclared_variables(ast) - KNOWN_VARIABLES):
+                problems.append(f"{path}: unknown variable '{var}'")
+        return problems

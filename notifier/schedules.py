@@ -1,0 +1,635 @@
+"""Load `schedules/*.yaml` into one validated `Schedule`, reporting every problem at once.
+
+Each problem names the file, the path inside it and what is wrong, e.g.
+``schedules/a.yaml: events[2].reminders[0].before: '7x' is not a duration``.
+The loader never raises anything but `ConfigError` for bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from notifier.errors import ConfigError
+from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
+from notifier.rules import (
+    DateSpec,
+    Duration,
+    lunar_spec,
+    month_spec,
+    parse_date,
+    parse_duration,
+    parse_grace,
+    rrule_spec,
+)
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 would read `on:`/`off:` keys as booleans."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _send_time(value: object) -> time:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads 09:00 unquoted as a sexagesimal integer (540); accept it as minutes.
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    match = _TIME.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a time of day (HH:MM)")
+    return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
+
+
+# --- raw file models: they mirror the YAML, so pydantic's error locations are the YAML paths ---
+
+
+class _Raw(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RawReminder(_Raw):
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
+    before: Duration | None = None
+    on: Literal["start", "end"] | None = None
+    after: Duration | None = None
+    send_at: time | None = None
+    workdays: WorkdayPolicy | None = None
+    audience: str | None = None
+    template: str | None = None
+
+    @field_validator("before", "after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> Duration | None:
+        if value is None:
+            return None
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return parse_duration(value)
+        raise ValueError(f"{value!r} is not a duration")
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> time | None:
+        return None if value is None else _send_time(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_trigger(self) -> RawReminder:
+        given = [k for k in ("before", "on", "after") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a reminder needs exactly one of before, on, after"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class RawEvent(_Raw):
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    title: str = Field(min_length=1)
+    description: str | None = None
+    date: list[DateSpec] | None = None
+    month: int | None = None
+    lunar: DateSpec | None = None
+    rrule: str | None = None
+    duration: int | None = Field(default=None, ge=1, le=366)
+    send_at: time | None = None
+    workdays: WorkdayPolicy | None = None
+    audience: str | None = None
+    template: str | None = None
+    grace: timedelta | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    reminders: list[RawReminder] = Field(min_length=1)
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _dates(cls, value: object) -> list[DateSpec] | None:
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise ValueError("an empty list of dates")
+        return [parse_date(str(item)) for item in items]
+
+    @field_validator("month", mode="before")
+    @classmethod
+    def _month(cls, value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not a month (1..12)")
+        month_spec(value)
+        return value
+
+    @field_validator("lunar", mode="before")
+    @classmethod
+    def _lunar(cls, value: object) -> DateSpec | None:
+        return None if value is None else lunar_spec(str(value))
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> timedelta | None:
+        return None if value is None else parse_grace(str(value))
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> time | None:
+        return None if value is None else _send_time(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_date_key(self) -> RawEvent:
+        given = [k for k in ("date", "month", "lunar", "rrule") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an event needs exactly one of date, month, lunar, rrule"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.duration is not None and self.rrule is None:
+            raise ValueError("duration is only for rrule events")
+        if self.rrule is not None:
+            rrule_spec(self.rrule, self.duration or 1)
+        return self
+
+    def specs(self) -> list[DateSpec]:
+        if self.date is not None:
+            return list(self.date)
+        if self.month is not None:
+            return [month_spec(self.month)]
+        if self.lunar is not None:
+            return [self.lunar]
+        assert self.rrule is not None
+        return [rrule_spec(self.rrule, self.duration or 1)]
+
+
+class RawRecipient(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    email: str
+    name: str = ""
+
+
+class RawAudience(_Raw):
+    csv: str | None = None
+    members: list[RawRecipient] | None = None
+    external: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RawAudience:
+        if (self.csv is None) == (self.members is None):
+            raise ValueError("an audience needs exactly one of csv, members")
+        return self
+
+
+class RawHook(_Raw):
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    template: str
+    audience: str | None = None
+    grace: timedelta | None = None
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> timedelta | None:
+        return None if value is None else parse_grace(str(value))
+
+
+class RawDefaults(_Raw):
+    send_at: time = time(9, 0)
+    workdays: WorkdayPolicy = "previous"
+    audience: str = "staff"
+    template: str = "reminder"
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> time:
+        return _send_time(value)
+
+
+class RawFile(_Raw):
+    """The file's top level; each item below is validated on its own, so that one bad event
+    does not hide the problems of the next one."""
+
+    defaults: RawDefaults = RawDefaults()
+    holidays: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    audiences: dict[str, Any] = Field(default_factory=dict)
+    events: list[Any] = Field(default_factory=list)
+    hooks: list[Any] = Field(default_factory=list)
+
+
+@dataclass
+class ParsedFile:
+    path: Path
+    defaults: RawDefaults
+    holidays: dict[str, dict[str, list[str]]]
+    audiences: dict[str, RawAudience | list[RawRecipient]]
+    events: list[tuple[int, RawEvent]]
+    hooks: list[tuple[int, RawHook]]
+
+
+_AUDIENCE = TypeAdapter(RawAudience | list[RawRecipient])
+
+
+def _parse_file(path: Path, data: dict[str, Any], errors: list[str]) -> ParsedFile | None:
+    try:
+        top = RawFile.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(path, exc))
+        return None
+    parsed = ParsedFile(path, top.defaults, top.holidays, {}, [], [])
+    for name, spec in top.audiences.items():
+        try:
+            parsed.audiences[name] = _AUDIENCE.validate_python(spec)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(path, exc, ("audiences", name)))
+    for i, item in enumerate(top.events):
+        try:
+            parsed.events.append((i, RawEvent.model_validate(item)))
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(path, exc, ("events", i)))
+    for i, item in enumerate(top.hooks):
+        try:
+            parsed.hooks.append((i, RawHook.model_validate(item)))
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(path, exc, ("hooks", i)))
+    return parsed
+
+
+# --- the validated, resolved schedule ---
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    email: str
+    name: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def context(self) -> dict[str, str]:
+        """What templates see as `recipient`: the CSV columns, then name and email."""
+        return {**self.fields, "name": self.name or self.email, "email": self.email}
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Recipients given inline, or a CSV streamed at send time (an audience can be 100,000 rows)."""
+
+    name: str
+    external: bool
+    members: tuple[Recipient, ...] | None
+    csv_path: Path | None
+    size: int
+
+    def recipients(self) -> Iterator[Recipient]:
+        if self.members is not None:
+            yield from self.members
+            return
+        assert self.csv_path is not None
+        for _, recipient, _ in read_csv_audience(self.csv_path):
+            if recipient is not None:
+                yield recipient
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    id: str
+    kind: Literal["before", "on", "after"]
+    value: Duration | Literal["start", "end"]
+    send_at: time
+    workdays: WorkdayPolicy
+    audience: str
+    template: str
+
+    @property
+    def label(self) -> str:
+        """A Chinese phrase for templates: 提前10天, 提前3个工作日, 当天, 结束后1天."""
+        if isinstance(self.value, str):
+            return "当天" if self.value == "start" else "结束当天"
+        unit = {"days": "天", "weeks": "周", "workdays": "个工作日"}[self.value.unit]
+        prefix = "提前" if self.kind == "before" else "结束后"
+        return f"{prefix}{self.value.n}{unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    title: str
+    description: str | None
+    specs: tuple[DateSpec, ...]
+    reminders: tuple[Reminder, ...]
+    grace: timedelta | None
+    vars: Mapping[str, Any]
+    source: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    id: str
+    secret_env: str
+    template: str
+    audience: str | None
+    grace: timedelta | None
+    source: Path
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Everything the schedules directory says, validated and cross-checked."""
+
+    events: Mapping[str, Event]
+    audiences: Mapping[str, Audience]
+    hooks: Mapping[str, Hook]
+    calendar: WorkCalendar
+    files: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+
+    def templates_used(self) -> set[str]:
+        names = {r.template for e in self.events.values() for r in e.reminders}
+        return names | {h.template for h in self.hooks.values()}
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_message(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+def _pydantic_errors(
+    path: Path, exc: ValidationError, prefix: tuple[int | str, ...] = ()
+) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        # Union members add their type name to the location; it means nothing to a YAML author.
+        loc = [
+            p
+            for p in (*prefix, *err["loc"])
+            if not (isinstance(p, str) and (p[:1].isupper() or p.startswith("list[")))
+        ]
+        where = _loc(loc) or "(file)"
+        lines.append(f"{path}: {where}: {_clean_message(err['msg'])}")
+    return sorted(set(lines), key=lines.index)
+
+
+def read_csv_audience(path: Path) -> Iterator[tuple[int, Recipient | None, str | None]]:
+    """Yield (line number, recipient or None, problem or None) for each data row, streaming."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or "email" not in reader.fieldnames:
+            yield 1, None, "the header row must have an email column"
+            return
+        for row in reader:
+            line = reader.line_num
+            if None in row or any(v is None for v in row.values()):
+                yield line, None, "wrong number of columns"
+                continue
+            email = (row.get("email") or "").strip()
+            problem = check_address(email)
+            if problem:
+                yield line, None, problem
+                continue
+            fields = {k: v for k, v in row.items() if k not in ("email", "name") and k}
+            yield line, Recipient(email, (row.get("name") or "").strip(), fields), None
+
+
+# A conservative subset of valid addresses (ASCII dot-atom @ LDH labels, alphabetic TLD):
+# what matches is valid for email-validator too, and checking it costs 1/50 of a full check,
+# which matters for a 100,000-row audience. Anything else gets the full check.
+_PLAIN_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+
+
+def check_address(email: str) -> str | None:
+    """None if `email` is a deliverable-looking address (syntax only: no DNS), else why not."""
+    if any(c in email for c in "\r\n"):
+        return f"{email!r} contains a line break"
+    if len(email) <= 254 and _PLAIN_ADDRESS.match(email) and len(email.partition("@")[0]) <= 64:
+        return None
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"{email!r} is not a valid email address: {exc}"
+    return None
+
+
+def _read_yaml(path: Path, errors: list[str]) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(f"{path}: cannot read: {exc}")
+        return None
+    try:
+        return yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        errors.append(f"{path}: {where}: invalid YAML: {problem}")
+        return None
+
+
+def load_schedule(directory: Path) -> Schedule:
+    """Read and merge every `*.yaml` under `directory`; raise ConfigError listing all problems."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: schedules directory not found"])
+    files = sorted(p for p in directory.rglob("*.yaml") if p.is_file())
+    files += sorted(p for p in directory.rglob("*.yml") if p.is_file())
+    parsed: list[ParsedFile] = []
+    for path in files:
+        data = _read_yaml(path, errors)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            errors.append(f"{path}: (file): expected a mapping at the top level")
+            continue
+        one = _parse_file(path, data, errors)
+        if one is not None:
+            parsed.append(one)
+
+    overrides: dict[date, bool] = {}
+    override_years: set[int] = set()
+    audiences: dict[str, Audience] = {}
+    audience_origin: dict[str, Path] = {}
+    for raw in parsed:
+        path = raw.path
+        if raw.holidays:
+            try:
+                days, years = parse_holiday_table(raw.holidays)
+            except ValueError as exc:
+                errors.append(f"{path}: holidays: {exc}")
+            else:
+                overrides.update(days)
+                override_years |= years
+        for name, spec in raw.audiences.items():
+            if name in audiences:
+                errors.append(
+                    f"{path}: audiences.{name}: defined again (first in {audience_origin[name]})"
+                )
+                continue
+            audience = _build_audience(path, directory, name, spec, errors, warnings)
+            if audience is not None:
+                audiences[name] = audience
+                audience_origin[name] = path
+
+    events: dict[str, Event] = {}
+    hooks: dict[str, Hook] = {}
+    for raw in parsed:
+        path, d = raw.path, raw.defaults
+        for i, ev in raw.events:
+            where = f"{path}: events[{i}]"
+            if ev.id in events:
+                errors.append(
+                    f"{where}.id: '{ev.id}' is defined again (first in {events[ev.id].source})"
+                )
+                continue
+            reminders: list[Reminder] = []
+            seen: set[str] = set()
+            for j, rem in enumerate(ev.reminders):
+                kind, value = _trigger(rem)
+                rid = rem.id or _reminder_id(kind, value)
+                if rid in seen:
+                    errors.append(f"{where}.reminders[{j}].id: '{rid}' is used twice in this event")
+                    continue
+                seen.add(rid)
+                reminder = Reminder(
+                    id=rid,
+                    kind=kind,
+                    value=value,
+                    send_at=rem.send_at or ev.send_at or d.send_at,
+                    workdays=rem.workdays or ev.workdays or d.workdays,
+                    audience=rem.audience or ev.audience or d.audience,
+                    template=rem.template or ev.template or d.template,
+                )
+                if reminder.audience not in audiences:
+                    key = "audience" if (rem.audience or ev.audience) else "defaults.audience"
+                    errors.append(
+                        f"{where}.reminders[{j}]: unknown audience '{reminder.audience}' ({key})"
+                    )
+                reminders.append(reminder)
+            events[ev.id] = Event(
+                id=ev.id,
+                title=ev.title,
+                description=ev.description,
+                specs=tuple(ev.specs()),
+                reminders=tuple(reminders),
+                grace=ev.grace,
+                vars=dict(ev.vars),
+                source=path,
+            )
+        for i, hk in raw.hooks:
+            where = f"{path}: hooks[{i}]"
+            if hk.id in hooks:
+                errors.append(f"{where}.id: '{hk.id}' is defined again")
+                continue
+            if hk.audience is not None and hk.audience not in audiences:
+                errors.append(f"{where}.audience: unknown audience '{hk.audience}'")
+            hooks[hk.id] = Hook(hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path)
+
+    if errors:
+        raise ConfigError(errors)
+    calendar = WorkCalendar(overrides, override_years)
+    return Schedule(
+        events=events,
+        audiences=audiences,
+        hooks=hooks,
+        calendar=calendar,
+        files=tuple(files),
+        warnings=tuple(warnings),
+    )
+
+
+def _trigger(
+    rem: RawReminder,
+) -> tuple[Literal["before", "on", "after"], Duration | Literal["start", "end"]]:
+    if rem.before is not None:
+        return "before", rem.before
+    if rem.after is not None:
+        return "after", rem.after
+    assert rem.on is not None
+    return "on", rem.on
+
+
+def _reminder_id(kind: str, value: Duration | str) -> str:
+    if isinstance(value, str):
+        return f"on-{value}"
+    unit = {"days": "d", "weeks": "w", "workdays": "wd"}[value.unit]
+    return f"{kind}-{value.n}{unit}"
+
+
+def _build_audience(
+    path: Path,
+    directory: Path,
+    name: str,
+    spec: RawAudience | list[RawRecipient],
+    errors: list[str],
+    warnings: list[str],
+) -> Audience | None:
+    where = f"{path}: audiences.{name}"
+    if isinstance(spec, list):
+        spec = RawAudience(members=spec)
+    if spec.members is not None:
+        members: list[Recipient] = []
+        for i, m in enumerate(spec.members):
+            problem = check_address(m.email)
+            if problem:
+                errors.append(f"{where}[{i}].email: {problem}")
+                continue
+            extra = {k: str(v) for k, v in (m.model_extra or {}).items()}
+            members.append(Recipient(m.email, m.name, extra))
+        return Audience(name, spec.external, tuple(members), None, len(members))
+    assert spec.csv is not None
+    csv_path = (directory / spec.csv).resolve()
+    if not csv_path.is_file():
+        errors.append(f"{where}.csv: file not found: {csv_path}")
+        return None
+    size = 0
+    try:
+        for line, recipient, problem in read_csv_audience(csv_path):
+            if recipient is not None:
+                size += 1
+            elif line == 1 and problem and "header" in problem:
+                errors.append(f"{where}.csv: {csv_path}: line 1: {problem}")
+                return None
+            else:
+                # Bad rows are reported and skipped; the good ones are kept.
+                warnings.append(f"{csv_path}: line {line}: {problem} (row skipped)")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        errors.append(f"{where}.csv: cannot read {csv_path}: {exc}")
+        return None
+    return Audience(name, spec.external, None, csv_path, size)

@@ -1,0 +1,119 @@
+"""A real SMTP server for tests (aiosmtpd on an ephemeral port) that can misbehave on purpose.
+
+Faults: answer a code (421/451/550) for a share of messages, drop the connection in the middle
+of DATA, or stall past the client's timeout. Everything it accepted is kept, with its
+Message-ID, so tests can count arrivals and duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from email.policy import default
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Faults:
+    """What to do wrong. Rates are 0..1; `fail_first` applies to the first N attempts."""
+
+    rate: float = 0.0
+    code: str = "451 4.3.0 try again later"
+    drop_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_seconds: float = 5.0
+    fail_first: int = 0
+    reject: set[str] = field(default_factory=set)  # recipients answered 550
+    seed: int = 1
+
+
+class Sink:
+    """aiosmtpd handler: records accepted messages, injects faults."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self.messages: list[Message] = []
+        self.attempts = 0
+        self.injected = Counter[str]()
+        self._rand = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.lower() in self.faults.reject:
+            self.injected["550"] += 1
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        f = self.faults
+        with self._lock:
+            self.attempts += 1
+            n = self.attempts
+            roll = self._rand.random()
+        if n <= f.fail_first or roll < f.rate:
+            self.injected[f.code[:3]] += 1
+            return f.code
+        if roll < f.rate + f.drop_rate:
+            self.injected["drop"] += 1
+            assert session.transport is not None
+            session.transport.close()
+            return "421 dropped"
+        if roll < f.rate + f.drop_rate + f.stall_rate:
+            self.injected["stall"] += 1
+            await asyncio.sleep(f.stall_seconds)
+            return "451 4.4.2 too slow"
+        data = envelope.content if isinstance(envelope.content, bytes) else b""
+        msg = message_from_bytes(data, policy=default)
+        with self._lock:
+            self.messages.append(msg)
+        return "250 2.0.0 OK"
+
+    def message_ids(self) -> list[str]:
+        return [str(m["Message-ID"]) for m in self.messages]
+
+    def duplicates(self) -> int:
+        counts = Counter(self.message_ids())
+        return sum(c - 1 for c in counts.values())
+
+    def recipients(self) -> list[str]:
+        return [str(m["To"]) for m in self.messages]
+
+
+def free_port() -> int:
+    """An ephemeral loopback port (aiosmtpd's controller cannot bind port 0 itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SmtpServer:
+    """Run a Sink on 127.0.0.1:<ephemeral> in aiosmtpd's own thread."""
+
+    def __init__(self, faults: Faults | None = None, port: int | None = None) -> None:
+        self.sink = Sink(faults)
+        self._running = False
+        self.port = port or free_port()
+        self._controller = Controller(
+            self.sink, hostname="127.0.0.1", port=self.port, ready_timeout=5
+        )
+
+    def start(self) -> SmtpServer:
+        self._controller.start()
+        self._running = True
+        return self
+
+    def stop(self) -> None:
+        if self._running:
+            self._controller.stop()
+            self._running = False

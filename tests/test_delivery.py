@@ -1,0 +1,150 @@
+"""Delivery against a real SMTP server: retries on 4xx, gives up on 5xx, loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from notifier.models import State
+from notifier.service import App
+from tests.conftest import MakeSettings, smtp_settings
+from tests.smtp_server import Faults, SmtpServer
+
+StartSmtp = Callable[..., SmtpServer]
+
+
+async def test_manual_send_reaches_the_smtp_server_once(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    server = smtp_server()
+    async with App(make_settings(smtp=smtp_settings(server))) as app:
+        created, size = await app.outbox.send_now("security-day", now=app.clock())
+        assert (created, size) == (2, 2)
+        stats = await app.worker.run_until_idle()
+        again, _ = await app.outbox.send_now("security-day", now=app.clock())
+        await app.worker.run_until_idle()
+        rows = await app.store.list_deliveries()
+    assert stats.sent == 2 and again == 0
+    assert sorted(server.sink.recipients()) == [
+        "办公室 <office@fao.example.com>",
+        "法治处 <fazhi@fao.example.com>",
+    ]
+    assert {r.state for r in rows} == {State.SENT}
+    msg = server.sink.messages[0]
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert "全民国家安全教育日" in str(msg["Subject"])
+
+
+async def test_send_again_sends_a_second_copy_with_a_new_message_id(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    server = smtp_server()
+    async with App(make_settings(smtp=smtp_settings(server))) as app:
+        await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
+        await app.outbox.send_now(
+            "security-day", reminder_id="on-start", now=app.clock(), again=True
+        )
+        await app.worker.run_until_idle()
+    assert len(server.sink.messages) == 4
+    assert server.sink.duplicates() == 0
+
+
+async def test_transient_451_is_retried_with_the_same_message_id(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    server = smtp_server(Faults(fail_first=3, code="451 4.3.0 greylisted"))
+    clock = [datetime(2026, 4, 3, 9, 0).timestamp()]
+    settings = make_settings(smtp=smtp_settings(server))
+    async with App(settings, clock=lambda: clock[0]) as app:
+        await app.outbox.send_now("security-day", now=clock[0])
+        first = await app.worker.run_until_idle()
+        waiting = await app.store.list_deliveries(state=State.PENDING)
+        assert first.retried >= 1 and waiting
+        assert all(r.last_error and r.last_error.startswith("451") for r in waiting)
+        for _ in range(5):  # move time past each backoff instead of sleeping
+            clock[0] += settings.delivery.max_delay + 1
+            await app.worker.run_until_idle()
+        rows = await app.store.list_deliveries()
+    assert {r.state for r in rows} == {State.SENT}
+    assert server.sink.injected["451"] == 3
+    assert len(server.sink.messages) == 2 and server.sink.duplicates() == 0
+
+
+async def test_permanent_550_marks_failed_with_the_reply_and_the_rest_continue(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    async with App(make_settings(smtp=smtp_settings(server))) as app:
+        await app.outbox.send_now("security-day", now=app.clock())
+        stats = await app.worker.run_until_idle()
+        failed = await app.store.list_deliveries(state=State.FAILED)
+        sent = await app.store.list_deliveries(state=State.SENT)
+    assert (stats.failed, stats.sent) == (1, 1)
+    assert failed[0].recipient == "fazhi@fao.example.com"
+    assert failed[0].last_error is not None and failed[0].last_error.startswith("550")
+    assert sent[0].recipient == "office@fao.example.com"
+
+
+async def test_rows_wait_while_the_smtp_server_is_down_and_go_when_it_is_back(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    server = smtp_server()
+    port = server.port
+    server.stop()
+    clock = [datetime(2026, 4, 3, 9, 0).timestamp()]
+    settings = make_settings(smtp=smtp_settings(server))
+    async with App(settings, clock=lambda: clock[0]) as app:
+        await app.outbox.send_now("security-day", now=clock[0])
+        down = await app.worker.run_until_idle()
+        assert down.sent == 0 and down.retried == 2
+        assert len(await app.store.list_deliveries(state=State.PENDING)) == 2
+        revived = smtp_server(port=port)
+        clock[0] += settings.delivery.max_delay + 1
+        up = await app.worker.run_until_idle()
+    assert up.sent == 2
+    assert len(revived.sink.messages) == 2
+
+
+async def test_retries_stop_after_max_attempts_as_dead_and_retry_puts_them_back(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    from notifier.config import DeliverySettings
+
+    server = smtp_server(Faults(rate=1.0, code="451 4.3.0 busy"))
+    clock = [datetime(2026, 4, 3, 9, 0).timestamp()]
+    settings = make_settings(
+        smtp=smtp_settings(server),
+        delivery=DeliverySettings(base_delay=0.05, max_delay=0.2, max_attempts=3),
+    )
+    async with App(settings, clock=lambda: clock[0]) as app:
+        await app.outbox.send_now("security-day", now=clock[0])
+        for _ in range(4):
+            await app.worker.run_until_idle()
+            clock[0] += 1
+        dead = await app.store.list_deliveries(state=State.DEAD)
+        assert len(dead) == 2 and all(d.attempts == 3 for d in dead)
+        server.sink.faults.rate = 0.0
+        assert await app.store.requeue([State.DEAD], now=clock[0]) == 2
+        await app.worker.run_until_idle()
+        assert len(await app.store.list_deliveries(state=State.SENT)) == 2
+
+
+async def test_the_mail_drop_writes_one_file_per_message(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    async with App(settings) as app:
+        await app.outbox.send_now("security-day", now=app.clock())
+        await app.worker.run_until_idle()
+    files = sorted((settings.mail_drop_dir / "new").iterdir())
+    assert len(files) == 2
+    assert b"Message-ID: <" in files[0].read_bytes()
+    assert not list((settings.mail_drop_dir / "tmp").iterdir())
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    from notifier.delivery import backoff
+
+    top = [backoff(n, base=5, cap=600, rand=lambda: 1.0) for n in range(1, 10)]
+    assert top[:4] == [5, 10, 20, 40]
+    assert max(top) == 600
+    assert backoff(3, base=5, cap=600, rand=lambda: 0.5) == 10
+    assert timedelta(seconds=top[-1]) <= timedelta(minutes=10)

@@ -1,0 +1,472 @@
+"""The ledger's contract, run on SQLite and PostgreSQL alike (fixtures in tests/conftest_db.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from notifier.db import connect, redact_url, to_pyformat
+from notifier.errors import NotifierError, StoreError
+from notifier.models import NewDelivery, Outcome, State
+from notifier.store import Store, load_migrations
+from tests.conftest_db import open_store
+
+LATEST = max(m.version for m in load_migrations())
+T0 = 1_800_000_000.0  # an arbitrary "now": the store never reads the clock
+
+
+def new(key: str, *, due: float = T0, event: str = "ev", **kw: object) -> NewDelivery:
+    row = NewDelivery(
+        key=key,
+        event_id=event,
+        occurrence="2027-04-15",
+        reminder_id="before-10d",
+        recipient=f"{key}@example.org",
+        channel="email",
+        due_at=due,
+        message_id=f"<{key}@notifier>",
+        subject=f"subject {key}",
+        message=f"MIME-Version: 1.0\r\n\r\nbody {key}",
+    )
+    return replace(row, **kw)  # type: ignore[arg-type]
+
+
+async def claim_all(
+    store: Store, now: float, *, limit: int = 100, lease: float = 60.0
+) -> list[int]:
+    return [d.id for d in await store.claim(now=now, limit=limit, lease_seconds=lease, worker="t")]
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+async def test_migrate_applies_each_file_once(db_url: str) -> None:
+    async with open_store(db_url, migrate=False) as store:
+        assert await store.schema_version() == 0
+        assert await store.migrate() == list(range(1, LATEST + 1))
+        assert await store.migrate() == []
+        assert await store.schema_version() == LATEST
+
+
+async def test_concurrent_migrate_from_several_connections_is_safe(db_url: str) -> None:
+    async def migrate() -> list[int]:
+        async with open_store(db_url, migrate=False) as store:
+            return await store.migrate()
+
+    results = await asyncio.gather(*(migrate() for _ in range(4)))
+    assert sorted(v for r in results for v in r) == list(range(1, LATEST + 1))
+
+
+async def test_upgrade_from_version_1_keeps_rows(db_url: str) -> None:
+    async with open_store(db_url, migrate=False) as store:
+        assert await store.migrate(up_to=1) == [1]
+        assert await store.schema_version() == 1
+        await store.enqueue([new(f"k{i}", due=T0 + i) for i in range(50)], now=T0)
+        await store.mark_plan_done("plan-1", now=T0)
+        before = await store.list_deliveries(limit=1000)
+
+    async with open_store(db_url, migrate=False) as store:
+        assert await store.migrate() == list(range(2, LATEST + 1))
+        assert await store.list_deliveries(limit=1000) == before
+        assert await store.plan_done("plan-1")
+        await store.unsubscribe("a@b.org", now=T0, source="test")  # a version-2 table works
+
+
+async def test_ping_answers_on_an_open_database(store: Store) -> None:
+    await store.ping()
+
+
+# --- enqueue -----------------------------------------------------------------------------------
+
+
+async def test_enqueue_is_idempotent_on_key(store: Store) -> None:
+    assert await store.enqueue([new("a"), new("b")], now=T0) == 2
+    assert await store.enqueue([new("b"), new("c"), new("c")], now=T0 + 1) == 1
+    assert {d.key for d in await store.list_deliveries()} == {"a", "b", "c"}
+    (b,) = [d for d in await store.list_deliveries() if d.key == "b"]
+    assert b.created_at == T0  # the first insert wins
+
+
+async def test_enqueue_round_trips_every_field(store: Store) -> None:
+    row = new("full", external=True, source="hook", occurrence="", state=State.SKIPPED,
+              last_error="unsubscribed", message="x" * 100_000)  # fmt: skip
+    await store.enqueue([row], now=T0)
+    (id_,) = await store.ids_for_keys(["full"])
+    got = await store.get(id_)
+    assert got is not None
+    assert (got.key, got.event_id, got.occurrence, got.reminder_id, got.recipient) == (
+        row.key, row.event_id, "", row.reminder_id, row.recipient,
+    )  # fmt: skip
+    assert (got.channel, got.state, got.due_at, got.message_id, got.subject) == (
+        "email", State.SKIPPED, T0, row.message_id, row.subject,
+    )  # fmt: skip
+    assert got.message == row.message and got.source == "hook" and got.external is True
+    assert (got.attempts, got.lease_until, got.last_error) == (0, None, "unsubscribed")
+    assert (got.created_at, got.updated_at, got.sent_at) == (T0, T0, None)
+    assert await store.get(id_ + 1000) is None
+
+
+async def test_enqueue_many_rows_in_one_call(store: Store) -> None:
+    rows = [new(f"k{i}", due=T0 + i) for i in range(2500)]  # spans several chunks
+    assert await store.enqueue(rows, now=T0) == 2500
+    assert await store.enqueue(rows, now=T0) == 0
+    assert await store.count_by_state() == {("pending", "email"): 2500}
+
+
+async def test_ids_for_keys_follow_input_order(store: Store) -> None:
+    await store.enqueue([new("a"), new("b"), new("c")], now=T0)
+    a, b, c = await store.ids_for_keys(["a", "b", "c"])
+    assert await store.ids_for_keys(["c", "a", "b", "a"]) == [c, a, b, a]
+    with pytest.raises(KeyError):
+        await store.ids_for_keys(["nope"])
+
+
+async def test_plan_done_after_mark_plan_done_which_is_idempotent(store: Store) -> None:
+    assert not await store.plan_done("p")
+    await store.mark_plan_done("p", now=T0)
+    await store.mark_plan_done("p", now=T0 + 1)
+    assert await store.plan_done("p")
+    assert not await store.plan_done("q")
+
+
+# --- claim / record / release ----------------------------------------------------------------
+
+
+async def test_claim_takes_due_pending_rows_oldest_first_up_to_limit(store: Store) -> None:
+    await store.enqueue(
+        [new("late", due=T0 + 3), new("b", due=T0 - 1), new("a", due=T0 - 2), new("c", due=T0)],
+        now=T0 - 10,
+    )
+    claimed = await store.claim(now=T0, limit=2, lease_seconds=30, worker="w1")
+    assert [d.key for d in claimed] == ["a", "b"]
+    for d in claimed:
+        assert (d.state, d.attempts, d.lease_until, d.updated_at) == (
+            State.SENDING, 1, T0 + 30, T0,
+        )  # fmt: skip
+    assert [d.key for d in await store.claim(now=T0, limit=10, lease_seconds=30, worker="w")] == [
+        "c"
+    ]
+    assert await claim_all(store, T0) == []  # "late" is not due, the others are leased
+
+
+async def test_claim_skips_rows_not_pending(store: Store) -> None:
+    await store.enqueue([new("skipped", state=State.SKIPPED), new("missed", state=State.MISSED)],
+                        now=T0)  # fmt: skip
+    assert await claim_all(store, T0 + 1000) == []
+
+
+async def test_claim_takes_expired_leases(store: Store) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (first,) = await claim_all(store, T0, lease=60)
+    assert await claim_all(store, T0 + 59) == []  # the lease still runs
+    assert await claim_all(store, T0 + 60) == []  # ends at lease_until, exclusive
+    (again,) = await store.claim(now=T0 + 61, limit=10, lease_seconds=60, worker="w2")
+    assert again.id == first
+    assert (again.attempts, again.lease_until) == (2, T0 + 121)
+
+
+async def test_two_claimers_never_get_the_same_row(db_url: str) -> None:
+    async with open_store(db_url) as one, open_store(db_url) as two:
+        await one.enqueue([new(f"k{i}", due=T0 - i) for i in range(300)], now=T0)
+
+        async def drain(store: Store) -> list[int]:
+            got: list[int] = []
+            while batch := await claim_all(store, T0, limit=7):
+                got += batch
+            return got
+
+        a, b, c, d = await asyncio.gather(drain(one), drain(two), drain(one), drain(two))
+        everything = a + b + c + d
+        assert len(everything) == len(set(everything)) == 300
+
+
+async def test_release_hands_claims_back(store: Store) -> None:
+    await store.enqueue([new("a"), new("b")], now=T0)
+    ids = await claim_all(store, T0)
+    assert await store.release(ids, now=T0 + 1) == 2
+    for id_ in ids:
+        d = await store.get(id_)
+        assert d is not None
+        assert (d.state, d.attempts, d.lease_until, d.due_at) == (State.PENDING, 0, None, T0)
+    assert sorted(await claim_all(store, T0 + 1)) == sorted(ids)  # claimable again at once
+
+
+async def test_release_leaves_rows_not_sending_alone(store: Store) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (id_,) = await claim_all(store, T0)
+    await store.record([Outcome(id_, State.SENT, at=T0 + 1)])
+    assert await store.release([id_], now=T0 + 2) == 0
+    assert (await store.get(id_)).state is State.SENT  # type: ignore[union-attr]
+
+
+async def test_record_sent_sets_sent_at_and_clears_the_lease(store: Store) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (id_,) = await claim_all(store, T0)
+    await store.record([Outcome(id_, State.SENT, at=T0 + 2)])
+    d = await store.get(id_)
+    assert d is not None
+    assert (d.state, d.sent_at, d.lease_until, d.updated_at, d.attempts) == (
+        State.SENT, T0 + 2, None, T0 + 2, 1,
+    )  # fmt: skip
+    assert await claim_all(store, T0 + 10_000) == []
+
+
+async def test_record_retry_makes_the_row_due_later_and_keeps_the_error(store: Store) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (id_,) = await claim_all(store, T0)
+    await store.record([Outcome(id_, State.PENDING, at=T0 + 1, error="421 busy", retry_at=T0 + 60)])
+    d = await store.get(id_)
+    assert d is not None
+    assert (d.state, d.due_at, d.lease_until, d.last_error) == (
+        State.PENDING, T0 + 60, None, "421 busy",
+    )  # fmt: skip
+    assert await store.next_due_at() == T0 + 60
+    assert await claim_all(store, T0 + 59) == []
+    (again,) = await store.claim(now=T0 + 60, limit=1, lease_seconds=60, worker="w")
+    assert (again.id, again.attempts, again.last_error) == (id_, 2, "421 busy")
+    await store.record([Outcome(id_, State.SENT, at=T0 + 61)])
+    assert (await store.get(id_)).last_error == "421 busy"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("final", [State.FAILED, State.DEAD, State.SKIPPED])
+async def test_record_final_states_keep_the_error(store: Store, final: State) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (id_,) = await claim_all(store, T0)
+    await store.record([Outcome(id_, final, at=T0 + 1, error="550 no such user")])
+    d = await store.get(id_)
+    assert d is not None
+    assert (d.state, d.last_error, d.lease_until, d.sent_at) == (
+        final, "550 no such user", None, None,
+    )  # fmt: skip
+
+
+async def test_record_a_batch_of_mixed_outcomes(store: Store) -> None:
+    await store.enqueue([new("a"), new("b"), new("c")], now=T0)
+    a, b, c = await store.ids_for_keys(["a", "b", "c"])
+    await claim_all(store, T0)
+    await store.record(
+        [
+            Outcome(a, State.SENT, at=T0 + 1),
+            Outcome(b, State.PENDING, at=T0 + 1, error="timeout", retry_at=T0 + 5),
+            Outcome(c, State.DEAD, at=T0 + 1, error="gave up"),
+        ]
+    )
+    assert await store.count_by_state() == {
+        ("sent", "email"): 1,
+        ("pending", "email"): 1,
+        ("dead", "email"): 1,
+    }
+
+
+async def test_record_only_changes_rows_still_sending(store: Store) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (id_,) = await claim_all(store, T0)
+    await store.record([Outcome(id_, State.SENT, at=T0 + 1)])
+    # A late duplicate outcome from a worker whose lease expired changes nothing.
+    await store.record([Outcome(id_, State.FAILED, at=T0 + 2, error="late")])
+    d = await store.get(id_)
+    assert d is not None and (d.state, d.last_error) == (State.SENT, None)
+
+
+async def test_record_refuses_outcomes_that_are_not_outcomes(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.record([Outcome(1, State.SENDING, at=T0)])
+
+
+async def test_next_due_at_is_the_earliest_pending_due_or_lease_end(store: Store) -> None:
+    assert await store.next_due_at() is None
+    await store.enqueue([new("a", due=T0 + 100), new("b", due=T0 + 50)], now=T0)
+    assert await store.next_due_at() == T0 + 50
+    await claim_all(store, T0 + 50, lease=20)  # b leased until T0 + 70
+    assert await store.next_due_at() == T0 + 70
+    await claim_all(store, T0 + 100, lease=300)  # a and b (expired) leased until T0 + 400
+    assert await store.next_due_at() == T0 + 400
+
+
+# --- reading and operating ----------------------------------------------------------------------
+
+
+async def test_list_deliveries_newest_first_with_filters(store: Store) -> None:
+    await store.enqueue(
+        [
+            new("x1", due=T0 + 1, event="x"),
+            new("y1", due=T0 + 2, event="y"),
+            new("x3", due=T0 + 3, event="x"),
+            new("x3b", due=T0 + 3, event="x"),
+        ],
+        now=T0,
+    )
+    assert [d.key for d in await store.list_deliveries()] == ["x3b", "x3", "y1", "x1"]
+    assert [d.key for d in await store.list_deliveries(event="x", limit=2)] == ["x3b", "x3"]
+    await claim_all(store, T0 + 1)  # x1 -> sending
+    assert [d.key for d in await store.list_deliveries(state=State.SENDING)] == ["x1"]
+    assert [d.key for d in await store.list_deliveries(state=State.PENDING, event="y")] == ["y1"]
+    assert await store.list_deliveries(state=State.SENT) == []
+
+
+async def test_count_by_state_is_keyed_by_state_and_channel(store: Store) -> None:
+    await store.enqueue([new("a"), new("b", channel="wecom"), new("c", state=State.MISSED)], now=T0)
+    assert await store.count_by_state() == {
+        ("pending", "email"): 1,
+        ("pending", "wecom"): 1,
+        ("missed", "email"): 1,
+    }
+
+
+async def test_requeue_makes_rows_pending_and_due_now(store: Store) -> None:
+    await store.enqueue([new("a"), new("b"), new("c")], now=T0)
+    a, b, c = await store.ids_for_keys(["a", "b", "c"])
+    await claim_all(store, T0)
+    await store.record(
+        [Outcome(a, State.FAILED, at=T0, error="550"), Outcome(b, State.DEAD, at=T0, error="x")]
+    )
+    assert await store.requeue([State.FAILED, State.DEAD], now=T0 + 500) == 2
+    for id_, error in ((a, "550"), (b, "x")):
+        d = await store.get(id_)
+        assert d is not None
+        assert (d.state, d.due_at, d.attempts, d.last_error) == (
+            State.PENDING, T0 + 500, 0, error,
+        )  # fmt: skip
+    assert (await store.get(c)).state is State.SENDING  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        await store.requeue([State.SENDING], now=T0)
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+async def test_accept_hooks_replays_first_answer(store: Store) -> None:
+    rows = [new("h1-a"), new("h1-b")]
+    [(ids, replay)] = await store.accept_hooks([("visit", "msg_1", rows)], now=T0)
+    assert replay is False
+    assert ids == await store.ids_for_keys(["h1-a", "h1-b"])
+    # A redelivery, even with different content, gets the first answer and inserts nothing.
+    [(again, replay)] = await store.accept_hooks([("visit", "msg_1", [new("other")])], now=T0)
+    assert (again, replay) == (ids, True)
+    assert await store.count_by_state() == {("pending", "email"): 2}
+
+
+async def test_accept_hooks_handles_a_batch_in_one_call(store: Store) -> None:
+    results = await store.accept_hooks(
+        [
+            ("visit", "m1", [new("m1")]),
+            ("visit", "m2", [new("m2"), new("m1")]),  # shares a key with m1: no second row
+            ("other", "m1", []),  # same webhook-id, another hook: a separate receipt
+            ("visit", "m1", [new("zzz")]),  # redelivered within the same batch
+        ],
+        now=T0,
+    )
+    (m1,) = await store.ids_for_keys(["m1"])
+    (m2,) = await store.ids_for_keys(["m2"])
+    assert results == [([m1], False), ([m2, m1], False), ([], False), ([m1], True)]
+
+
+async def test_racing_redeliveries_on_two_connections_have_one_winner(db_url: str) -> None:
+    async with open_store(db_url) as one, open_store(db_url) as two:
+        ids = [f"msg_{i}" for i in range(20)]
+        forward = [("visit", w, [new(w)]) for w in ids]
+        backward = list(reversed(forward))
+        a, b = await asyncio.gather(
+            one.accept_hooks(forward, now=T0), two.accept_hooks(backward, now=T0)
+        )
+        for (ids_a, replay_a), (ids_b, replay_b) in zip(a, reversed(b), strict=True):
+            assert ids_a == ids_b and len(ids_a) == 1
+            assert replay_a != replay_b  # exactly one of them inserted
+        assert await one.count_by_state() == {("pending", "email"): 20}
+
+
+async def test_prune_hook_receipts_forgets_old_ones(store: Store) -> None:
+    await store.accept_hooks([("h", "old", [new("a")])], now=T0)
+    await store.accept_hooks([("h", "new", [new("b")])], now=T0 + 100)
+    assert await store.prune_hook_receipts(older_than=T0 + 50) == 1
+    [(_, replay_old)] = await store.accept_hooks([("h", "old", [])], now=T0 + 200)
+    [(_, replay_new)] = await store.accept_hooks([("h", "new", [])], now=T0 + 200)
+    assert (replay_old, replay_new) == (False, True)
+
+
+# --- unsubscribes --------------------------------------------------------------------------------
+
+
+async def test_unsubscribes_match_case_insensitively(store: Store) -> None:
+    await store.unsubscribe("Alice@Example.ORG", now=T0, source="link")
+    await store.unsubscribe("alice@example.org", now=T0 + 1, source="admin")  # idempotent
+    asked = ["ALICE@example.org", "alice@EXAMPLE.org", "bob@example.org"]
+    assert await store.unsubscribed(asked) == {"ALICE@example.org", "alice@EXAMPLE.org"}
+    assert await store.unsubscribed([]) == set()
+
+
+# --- the database layer ---------------------------------------------------------------------------
+
+
+async def test_transaction_rolls_back_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.db.transaction() as tx:
+            await tx.execute("INSERT INTO plans (plan_key, created_at) VALUES (:k, 1)", {"k": "p"})
+            raise RuntimeError("boom")
+    assert not await store.plan_done("p")
+
+
+async def test_driver_errors_become_store_errors_naming_the_database(store: Store) -> None:
+    with pytest.raises(StoreError, match="database") as info:
+        await store.db.execute("SELECT * FROM no_such_table")
+    assert isinstance(info.value, NotifierError) and info.value.__cause__ is not None
+
+
+def test_placeholders_translate_for_psycopg_but_casts_and_literals_stay() -> None:
+    sql = "SELECT :a::text, '12:30 :x', x::int, \":y\", :b_2 % 2 FROM t WHERE c=:a"
+    assert to_pyformat(sql) == (
+        "SELECT %(a)s::text, '12:30 :x', x::int, \":y\", %(b_2)s %% 2 FROM t WHERE c=%(a)s"
+    )
+
+
+def test_urls_lose_their_password_in_messages() -> None:
+    assert redact_url("postgresql://u:s3cret@h:5433/db") == "postgresql://u@h:5433/db"
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_unreachable_postgresql_gives_clear_error_without_password() -> None:
+    db = connect("postgresql://postgres:s3cret@127.0.0.1:1/x?connect_timeout=1")
+    with pytest.raises(StoreError, match="unreachable") as info:
+        await db.open()
+    assert "s3cret" not in str(info.value)
+    assert "127.0.0.1:1/x" in str(info.value)
+
+
+async def test_sqlite_creates_the_directory_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "deep" / "notifier.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        await store.ping()
+    assert path.exists()
+
+
+async def test_read_only_database_file_gives_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    async with open_store(sqlite_url):
+        pass
+    path = tmp_path / "notifier.db"
+    path.chmod(0o444)
+    # root ignores file permissions: ask SQLite for a read-only open to get the same condition.
+    url = sqlite_url + ("?mode=ro" if os.geteuid() == 0 else "")
+    async with open_store(url, migrate=False) as store:
+        assert await store.schema_version() == LATEST  # reading still works
+        with pytest.raises(StoreError, match="read-only") as info:
+            await store.enqueue([new("a")], now=T0)
+    assert str(path) in str(info.value)
+
+
+async def test_locked_database_gives_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    async with open_store(sqlite_url):
+        pass
+    other = sqlite3.connect(tmp_path / "notifier.db", isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        async with open_store(sqlite_url + "?busy_timeout=50", migrate=False) as store:
+            with pytest.raises(StoreError, match="locked by another connection"):
+                await store.enqueue([new("a")], now=T0)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
