@@ -15,7 +15,7 @@ import sys
 # bench/calendar.py would shadow the standard `calendar` module: keep bench/ off sys.path.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+sys.path.append(os.path.dirname(_HERE))  # for `bench._common`; PYTHONPATH may override notifier
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402

@@ -17,7 +17,7 @@ import sys
 # bench/calendar.py would shadow the standard `calendar` module: keep bench/ off sys.path.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+sys.path.append(os.path.dirname(_HERE))  # for `bench._common`; PYTHONPATH may override notifier
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -57,9 +57,9 @@ class Run:
 class Poller(threading.Thread):
     """Counts `sent` rows from its own connection; notes when all are there."""
 
-    def __init__(self, url: str, want: int) -> None:
+    def __init__(self, url: str, want: int, event: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.want = url, want
+        self.url, self.want, self.event = url, want, event
         self.done_at: float | None = None
         self.stop = threading.Event()
 
@@ -92,8 +92,8 @@ class Poller(threading.Thread):
 
 async def one_run(
     work: Path, port: int, url: str, audience: int, label: str
-) -> tuple[float, float]:
-    """Start the service, wait for T and for every row sent; return (T, prepared_at)."""
+) -> tuple[float, float, float | None]:
+    """Start the service, wait for T and for every row sent: (T, rows ready at, all sent at)."""
     from notifier.config import HttpSettings, Settings, SmtpSettings
     from notifier.service import App
 
@@ -128,20 +128,19 @@ async def one_run(
         http=HttpSettings(enabled=False),
         unsubscribe_secret="bench",
     )
-    poller = Poller(url, audience)
+    poller = Poller(url, audience, f"ontime-{label}")
     stop, ready = asyncio.Event(), asyncio.Event()
     async with App(settings) as app:
         service = asyncio.create_task(app.run(stop, ready=ready))
         await ready.wait()
         prepared_at = time.time()
         poller.start()
-        while poller.is_alive() and time.time() < t + BOUND_S:
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(poller.join, max(0.0, t + BOUND_S - time.time()))
         poller.stop.set()
         stop.set()
         await service
     poller.join()
-    return t, prepared_at, poller.done_at  # type: ignore[return-value]
+    return t, prepared_at, poller.done_at
 
 
 def measure(url: str, audience: int, label: str, work: Path) -> Run:
@@ -170,19 +169,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nf-ontime-") as tmp:
         work = Path(tmp)
         write_audience_csv(work / "audience.csv", args.audience)
-        with pg_database() as pg_url:
-            for i in range(args.runs):
-                for db in dbs:
-                    if db == "sqlite":
-                        url = f"sqlite:///{work / f'ontime-{i}.db'}"
-                    elif db == "pg" and pg_url:
-                        url = pg_url
-                    else:
-                        continue
-                    name = "SQLite" if db == "sqlite" else "PostgreSQL"
+        for i in range(args.runs):  # a fresh database each run, as at a service's first T
+            for db in dbs:
+                name = "SQLite" if db == "sqlite" else "PostgreSQL"
+                if db == "sqlite":
+                    url = f"sqlite:///{work / f'ontime-{i}.db'}"
                     results.setdefault(name, []).append(
                         measure(url, args.audience, f"{db}{i}", work)
                     )
+                    continue
+                with pg_database() as pg_url:
+                    if pg_url:
+                        results.setdefault(name, []).append(
+                            measure(pg_url, args.audience, f"{db}{i}", work)
+                        )
 
     def ms(v: float) -> str:
         return f"{v * 1000:,.0f}" if math.isfinite(v) else "never"

@@ -199,7 +199,13 @@ def preview(event: str, reminder: str | None, recipient: str | None, on: date | 
     async def go() -> str:
         async with App(settings) as app:
             audience, rows = app.outbox.manual_rows(
-                event, reminder_id=reminder, on=on, now=app.clock(), again=False, only=recipient
+                event,
+                reminder_id=reminder,
+                on=on,
+                now=app.clock(),
+                again=False,
+                only=recipient,
+                as_planned=True,
             )
             row = next(rows, None)
             if row is None:

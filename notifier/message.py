@@ -12,8 +12,8 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from functools import lru_cache
 from email.utils import format_datetime, formataddr
+from functools import lru_cache
 
 from notifier.errors import HeaderError
 

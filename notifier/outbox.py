@@ -23,7 +23,7 @@ from notifier.message import build_message, domain_of, message_id
 from notifier.models import NewDelivery, State
 from notifier.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
 from notifier.rendering import Rendered, Renderer
-from notifier.rules import Occurrence
+from notifier.rules import Occurrence, send_day
 from notifier.schedules import Audience, Event, Hook, Recipient, Reminder, Schedule
 from notifier.store import Store
 
@@ -382,11 +382,20 @@ class Outbox:
         now: float,
         again: bool,
         only: str | None = None,
+        as_planned: bool = False,
     ) -> tuple[Audience, Iterator[NewDelivery]]:
-        """Rows that send the event's message now; keys repeat unless `again`."""
+        """Rows that send the event's message now; keys repeat unless `again`.
+
+        With `as_planned` (previews) a reminder renders as on its planned day and time.
+        """
         tz = self.settings.tz
         now_dt = datetime.fromtimestamp(now, tz)
         event, occ, reminder = self.resolve(event_id, reminder_id, on, now_dt.date())
+        if as_planned and reminder is not None:
+            day = send_day(
+                occ, reminder.kind, reminder.value, reminder.workdays, self.schedule.calendar
+            )
+            now_dt = datetime.combine(day, reminder.send_at, tzinfo=tz)
         base = reminder or event.reminders[0]
         rid = reminder.id if reminder else MANUAL_REMINDER
         if again:

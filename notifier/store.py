@@ -442,39 +442,63 @@ class Store:
 
         For each (hook_id, webhook_id, rows): a redelivered webhook-id returns the ids stored
         the first time and True; a new one inserts its rows (existing keys kept) and returns
-        their ids and False. The receipt is inserted first, so two processes racing on one
-        webhook-id cannot both win: the loser waits on the primary key and then replays.
+        their ids and False. The receipts are inserted first, in one statement whose RETURNING
+        names the winners, so two processes racing on one webhook-id cannot both win: the loser
+        waits on the primary key and then replays. Set-based: a handful of statements per
+        batch, not per item (the per-statement round trip is what limits webhook throughput).
         """
-        results: list[tuple[list[int], bool]] = [([], False)] * len(items)
-        # Receipts are locked in (hook_id, webhook_id) order so two batches holding the same
-        # webhook-ids cannot deadlock; the sort is stable, so the first of duplicates wins.
-        order = sorted(range(len(items)), key=lambda i: (items[i][0], items[i][1]))
+        if not items:
+            return []
+        # The first occurrence of an id in the batch is its candidate; later ones replay it.
+        first: dict[tuple[str, str], int] = {}
+        for i, (hook_id, webhook_id, _) in enumerate(items):
+            first.setdefault((hook_id, webhook_id), i)
+        # Sorted, so that concurrent batches take the key locks in one order (no deadlock).
+        idents = sorted(first)
+        won: set[tuple[str, str]] = set()
+        stored: dict[tuple[str, str], list[int]] = {}
         async with self.db.transaction() as tx:
-            for index in order:
-                hook_id, webhook_id, rows = items[index]
-                ident = {"h": hook_id, "w": webhook_id}
-                won = await tx.execute(
+            for chunk in _chunks(idents, IN_CHUNK // 2):
+                params: dict[str, object] = {"now": now}
+                values = []
+                for j, (hook_id, webhook_id) in enumerate(chunk):
+                    params[f"h{j}"], params[f"w{j}"] = hook_id, webhook_id
+                    values.append(f"(:h{j}, :w{j}, '[]', :now)")
+                for hook_id, webhook_id in await tx.fetchall(
                     "INSERT INTO hook_receipts (hook_id, webhook_id, delivery_ids, created_at)"
-                    " VALUES (:h, :w, '[]', :now) ON CONFLICT (hook_id, webhook_id) DO NOTHING",
-                    {**ident, "now": now},
-                )
-                if not won:
-                    stored = await tx.fetchone(
+                    f" VALUES {', '.join(values)}"
+                    " ON CONFLICT (hook_id, webhook_id) DO NOTHING RETURNING hook_id, webhook_id",
+                    params,
+                ):
+                    won.add((hook_id, webhook_id))
+            for ident in idents:
+                if ident not in won:  # a redelivery: rare, one lookup each
+                    row = await tx.fetchone(
                         "SELECT delivery_ids FROM hook_receipts"
                         " WHERE hook_id = :h AND webhook_id = :w",
-                        ident,
+                        {"h": ident[0], "w": ident[1]},
                     )
-                    ids = [int(i) for i in json.loads(stored[0])] if stored else []
-                    results[index] = (ids, True)
-                    continue
-                await self._insert(tx, rows, now)
-                ids = await self._ids_for_keys(tx, [r.key for r in rows])
-                await tx.execute(
-                    "UPDATE hook_receipts SET delivery_ids = :ids"
-                    " WHERE hook_id = :h AND webhook_id = :w",
-                    {**ident, "ids": json.dumps(ids)},
-                )
-                results[index] = (ids, False)
+                    stored[ident] = [int(i) for i in json.loads(row[0])] if row else []
+            winners = [items[first[ident]] for ident in idents if ident in won]
+            await self._insert(tx, [r for _, _, rows in winners for r in rows], now)
+            ids = await self._ids_for_keys(tx, [r.key for _, _, rows in winners for r in rows])
+            updates: list[dict[str, object]] = []
+            at = 0
+            for hook_id, webhook_id, rows in winners:
+                mine = ids[at : at + len(rows)]
+                at += len(rows)
+                stored[(hook_id, webhook_id)] = mine
+                updates.append({"h": hook_id, "w": webhook_id, "ids": json.dumps(mine)})
+            await tx.executemany(
+                "UPDATE hook_receipts SET delivery_ids = :ids"
+                " WHERE hook_id = :h AND webhook_id = :w",
+                updates,
+            )
+        results: list[tuple[list[int], bool]] = []
+        for i, (hook_id, webhook_id, _) in enumerate(items):
+            ident = (hook_id, webhook_id)
+            fresh = ident in won and first[ident] == i
+            results.append((list(stored[ident]), not fresh))
         return results
 
     async def prune_hook_receipts(self, *, older_than: float) -> int:

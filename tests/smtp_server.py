@@ -42,6 +42,7 @@ class Sink:
         self.faults = faults or Faults()
         self.messages: list[Message] = []
         self.attempts = 0
+        self.sessions: set[int] = set()  # distinct SMTP connections that sent DATA
         self.injected = Counter[str]()
         self._rand = random.Random(self.faults.seed)
         self._lock = threading.Lock()
@@ -59,6 +60,7 @@ class Sink:
         f = self.faults
         with self._lock:
             self.attempts += 1
+            self.sessions.add(id(session))
             n = self.attempts
             roll = self._rand.random()
         if n <= f.fail_first or roll < f.rate:

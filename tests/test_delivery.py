@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from notifier.models import State
 from notifier.service import App
-from tests.conftest import MakeSettings, smtp_settings
+from tests.conftest import MakeSettings, smtp_settings, write_schedule
 from tests.smtp_server import Faults, SmtpServer
 
 StartSmtp = Callable[..., SmtpServer]
@@ -148,3 +149,60 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
     assert max(top) == 600
     assert backoff(3, base=5, cap=600, rand=lambda: 0.5) == 10
     assert timedelta(seconds=top[-1]) <= timedelta(minutes=10)
+
+
+async def test_a_down_smtp_server_does_not_spin_the_cpu(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    import asyncio
+    import time
+
+    from notifier.config import DeliverySettings, HttpSettings
+
+    server = smtp_server()
+    server.stop()  # nothing listens on its port now
+    settings = make_settings(
+        smtp=smtp_settings(server),
+        http=HttpSettings(enabled=False),
+        delivery=DeliverySettings(base_delay=0.5, max_delay=2.0, poll_interval=0.5),
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    async with App(settings) as app:
+        await app.outbox.send_now("security-day", now=app.clock())
+        task = asyncio.create_task(app.run(stop, ready=ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        cpu, wall = time.process_time(), time.monotonic()
+        await asyncio.sleep(0.9)  # watch the loop while every send fails
+        await asyncio.sleep(0.9)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        rows = await app.store.list_deliveries()
+    assert {r.state for r in rows} == {State.PENDING}  # waiting, not lost
+    assert all(r.attempts <= 6 for r in rows), [r.attempts for r in rows]
+    assert cpu < 0.5 * wall, f"{cpu:.2f}s CPU in {wall:.2f}s"
+
+
+async def test_connections_are_reused_from_a_small_pool(
+    make_settings: MakeSettings, smtp_server: StartSmtp, tmp_path: Path
+) -> None:
+    server = smtp_server()
+    settings = make_settings(smtp=smtp_settings(server, pool_size=2))
+    rows = "\n".join(f"u{i}@example.com,用户{i}" for i in range(40))
+    (settings.schedules_dir / "many.csv").write_text(f"email,name\n{rows}\n", "utf-8")
+    write_schedule(
+        settings.schedules_dir,
+        """\
+        audiences:
+          many: {csv: many.csv}
+        events:
+          - {id: bulk, title: 批量, date: "06-01", audience: many, reminders: [{on: start}]}
+        """,
+        name="many.yaml",
+    )
+    async with App(settings) as app:
+        await app.outbox.send_now("bulk", now=app.clock())
+        stats = await app.worker.run_until_idle()
+    assert stats.sent == 40
+    assert len(server.sink.messages) == 40
+    assert len(server.sink.sessions) <= 2
