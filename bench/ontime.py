@@ -67,13 +67,15 @@ class Poller(threading.Thread):
         if self.url.startswith("sqlite"):
             conn = sqlite3.connect(f"file:{self.url[len('sqlite:///') :]}?mode=ro", uri=True)
             return lambda: conn.execute(
-                "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND event_id = ?",
+                (self.event,),
             ).fetchone()[0]
         import psycopg
 
         pg = psycopg.connect(self.url, autocommit=True)
         return lambda: pg.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND event_id = %s",
+            (self.event,),
         ).fetchone()[0]  # type: ignore[index]
 
     def run(self) -> None:

@@ -15,6 +15,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 sys.path.append(os.path.dirname(_HERE))  # for `bench._common`; PYTHONPATH may override notifier
 
 import argparse  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime  # noqa: E402
@@ -29,6 +30,13 @@ SUITE = (
     ("calendar", 600),
 )
 OUTPUT = ROOT / "BENCHMARKS.md"
+# Each script's output starts with its `## ` heading: how a rerun of one replaces its section.
+TITLES = {
+    "delivery": "## Delivery",
+    "ontime": "## On time",
+    "enqueue": "## Enqueue",
+    "calendar": "## Calendar",
+}
 
 HEADER = """# Benchmarks
 
@@ -40,13 +48,33 @@ Run {date}; {machine}.
 """
 
 
+def write(sections: list[tuple[str, str]]) -> None:
+    """Replace the sections just run; keep the others, and the notes below the marker."""
+    marker = "<!-- end of generated tables -->"
+    old = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+    generated, _, notes = old.partition(marker)
+    kept: dict[str, str] = {}
+    for chunk in re.split(r"(?m)^(?=## )", generated):
+        for name, title in TITLES.items():
+            if chunk.startswith(title):
+                kept[name] = chunk.strip()
+    kept.update(dict(sections))
+    head = HEADER.format(
+        date=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        machine=machine().removeprefix("machine: "),
+    )
+    body = "\n\n".join(kept[name] for name, _ in SUITE if name in kept)
+    OUTPUT.write_text(f"{head}\n{body}\n\n{marker}{notes}", encoding="utf-8")
+    print(f"wrote {OUTPUT}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated subset of the suite")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else {name for name, _ in SUITE}
-    sections: list[str] = []
+    sections: list[tuple[str, str]] = []
     failed = []
     for name, bound in SUITE:
         if name not in wanted:
@@ -66,27 +94,13 @@ def main() -> None:
             if code != 0:
                 text += f"\n\n(exit {code})\n```\n{out.stderr.strip()[-3000:]}\n```"
         except subprocess.TimeoutExpired:
-            text, code = f"## {name}\n\nstopped after the {bound} s bound", -1
+            text, code = f"{TITLES[name]}\n\nstopped after the {bound} s bound", -1
         if code != 0:
             failed.append(name)
         print(text, f"\n({time.monotonic() - start:.0f} s)\n", flush=True)
-        sections.append(text)
+        sections.append((name, text))
     if not args.no_write and sections:
-        head = HEADER.format(
-            date=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            machine=machine().removeprefix("machine: "),
-        )
-        body = "\n\n".join(sections)
-        notes = ""
-        if OUTPUT.exists():  # keep the hand-written analysis below the generated part
-            old = OUTPUT.read_text(encoding="utf-8")
-            marker = "<!-- end of generated tables -->"
-            if marker in old:
-                notes = old.split(marker, 1)[1]
-        OUTPUT.write_text(
-            f"{head}\n{body}\n\n<!-- end of generated tables -->{notes}", encoding="utf-8"
-        )
-        print(f"wrote {OUTPUT}")
+        write(sections)
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")
 

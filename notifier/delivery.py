@@ -181,6 +181,12 @@ class DeliveryWorker:
         )
         return await self._skip_unsubscribed(rows, now) if rows else rows
 
+    def _spawn(self, rows: list[Delivery]) -> None:
+        for row in rows:
+            task = asyncio.create_task(self._send_one(row))
+            self._inflight[task] = row
+            task.add_done_callback(self._inflight.pop)
+
     async def _idle_wait(self, now: float) -> None:
         nxt = await self.store.next_due_at()
         timeout = self.settings.poll_interval
@@ -205,12 +211,11 @@ class DeliveryWorker:
             while not stop.is_set():
                 now = self.clock()
                 rows = await self._claim(now)
-                for row in rows:
-                    task = asyncio.create_task(self._send_one(row))
-                    self._inflight[task] = row
-                    task.add_done_callback(self._inflight.pop)
+                self._spawn(rows)
                 if rows:
-                    if len(self._inflight) >= self.settings.batch_size // 2:
+                    # Claim again only below the low-water mark: one claim per half batch,
+                    # not one transaction per finished send.
+                    while len(self._inflight) > self.settings.batch_size // 2 and not stop.is_set():
                         await asyncio.wait(
                             [*self._inflight, stopping], return_when=asyncio.FIRST_COMPLETED
                         )
@@ -247,7 +252,7 @@ class DeliveryWorker:
                 "released in-flight sends", extra={"action": "released", "count": len(released)}
             )
 
-    async def run_until_idle(self, *, max_rounds: int = 1000) -> WorkerStats:
+    async def run_until_idle(self) -> WorkerStats:
         """Burst mode (tests, `notifier send`): deliver everything due now, then return.
 
         Returns the counts of this burst alone.
@@ -256,16 +261,17 @@ class DeliveryWorker:
         self._closing = False
         recorder = asyncio.create_task(self._recorder())
         try:
-            for _ in range(max_rounds):
+            while True:
                 rows = await self._claim(self.clock())
                 if not rows and not self._inflight:
                     break
-                for row in rows:
-                    task = asyncio.create_task(self._send_one(row))
-                    self._inflight[task] = row
-                    task.add_done_callback(self._inflight.pop)
-                if self._inflight:
+                self._spawn(rows)
+                while self._inflight and (
+                    not rows or len(self._inflight) > self.settings.batch_size // 2
+                ):
                     await asyncio.wait(list(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                    if not rows:
+                        break
         finally:
             await self._drain()
             await self._stop_recorder(recorder)

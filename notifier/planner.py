@@ -81,12 +81,15 @@ def plan(schedule: Schedule, since: datetime, until: datetime, tz: tzinfo) -> li
 
 def next_occurrence(event: Event, after: date) -> Occurrence | None:
     """The first occurrence whose end is on or after `after` (the current or next one)."""
-    found = occurrences(
-        event.specs, after - timedelta(days=MAX_SPAN_DAYS), after + timedelta(days=3700)
-    )
-    for occ in found:
-        if occ.end >= after:
-            return occ
+    # Most events recur within a year: look there first, ten years only if needed (the
+    # same answer: occurrences beyond the short window start later than any inside it).
+    for ahead in (400, 3700):
+        found = occurrences(
+            event.specs, after - timedelta(days=MAX_SPAN_DAYS), after + timedelta(days=ahead)
+        )
+        for occ in found:
+            if occ.end >= after:
+                return occ
     return None
 
 

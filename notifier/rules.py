@@ -342,7 +342,7 @@ def rrule_spec(rule: str, duration_days: int = 1) -> RRuleSpec:
 @lru_cache(maxsize=1024)
 def _compile_rrule(text: str) -> rruleset:
     try:
-        return rrulestr(text, dtstart=DEFAULT_RRULE_START, forceset=True)
+        return rrulestr(text, dtstart=DEFAULT_RRULE_START, forceset=True, cache=True)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         # dateutil's parser raises more than ValueError on malformed text.
         raise ValueError(f"'{text}' is not a valid RRULE: {exc}") from exc

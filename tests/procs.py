@@ -283,9 +283,9 @@ def write_config(
         hook_block = f"  duty: [{members}]\n" + hook_block
     text = (
         textwrap.dedent(
-            f"""\
+            """\
             audiences:
-              bulk: {{csv: audiences/bulk.csv}}
+              bulk: {csv: audiences/bulk.csv}
             """
         )
         + hook_block

@@ -188,9 +188,7 @@ def test_env_example_values_are_valid_settings(tmp_path: Path) -> None:
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_volumes() -> None:
     builder, runtime = stages(DOCKER / "Dockerfile")[-2:]
-    base = dict(
-        re.findall(r"ARG (\w+)=(\S+)", (DOCKER / "Dockerfile").read_text(encoding="utf-8"))
-    )
+    base = dict(re.findall(r"ARG (\w+)=(\S+)", (DOCKER / "Dockerfile").read_text(encoding="utf-8")))
     image = builder[0][1].split()[0]
     assert re.sub(r"\$\{(\w+)\}", lambda m: base[m.group(1)], image) == "python:3.11-slim"
     assert "AS builder" in builder[0][1] and runtime[0][1].split()[0] == image
