@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiolimiter import AsyncLimiter
+
 from notifier.channels.base import Channel, TransportError
 from notifier.config import DeliverySettings
 from notifier.errors import StoreError
@@ -38,6 +40,7 @@ class WorkerStats:
     failed: int = 0
     dead: int = 0
     skipped: int = 0
+    expired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -50,6 +53,8 @@ class DeliveryWorker:
         settings: DeliverySettings,
         concurrency: int,
         worker_id: str,
+        send_timeout: float = 30.0,
+        rate_limit: float = 0.0,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
@@ -58,6 +63,11 @@ class DeliveryWorker:
         self.channel = channel
         self.settings = settings
         self.concurrency = concurrency
+        self.send_timeout = send_timeout
+        self._slots = asyncio.Semaphore(concurrency)
+        # Rate limiting lives here, not in the channel: the lease check below must come after
+        # every wait, right before the send.
+        self._limiter = AsyncLimiter(rate_limit, 1) if rate_limit > 0 else None
         self.worker_id = worker_id
         self.metrics = metrics
         self.clock = clock
@@ -68,6 +78,11 @@ class DeliveryWorker:
         self._results_ready = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
         self._closing = False
+
+    @property
+    def capacity(self) -> int:
+        """Rows held at once. No more than can start soon: a claimed row's lease is running."""
+        return min(self.settings.batch_size, 4 * self.concurrency)
 
     def wake(self) -> None:
         """New rows may be due: look now instead of at the next poll."""
@@ -86,13 +101,33 @@ class DeliveryWorker:
         delay = backoff(row.attempts, base=s.base_delay, cap=s.max_delay, rand=self.rand)
         return Outcome(row.id, State.PENDING, now, error=error.message, retry_at=now + delay)
 
+    def _lease_too_short(self, row: Delivery) -> bool:
+        """True if the send could outlive our lease (the row waited too long for a slot).
+
+        Another worker may claim a row once its lease has run out; sending it then could
+        make a second copy without any crash. Such a row is handed back unsent (if the
+        claim is still ours) and claimed again, by us or by another instance.
+        """
+        return row.lease_until is not None and self.clock() + self.send_timeout > row.lease_until
+
     async def _send_one(self, row: Delivery) -> None:
-        started = self.clock()
-        error: TransportError | None = None
-        try:
-            await self.channel.send(row)
-        except TransportError as exc:
-            error = exc
+        async with self._slots:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            if self._lease_too_short(row):
+                self.stats.expired += 1
+                await self.store.release([row], now=self.clock())
+                log.warning(
+                    "lease too short after waiting for a connection; handed back",
+                    extra={"action": "lease_expired", "delivery": row.id},
+                )
+                return
+            started = self.clock()
+            error: TransportError | None = None
+            try:
+                await self.channel.send(row)
+            except TransportError as exc:
+                error = exc
         outcome = self._outcome(row, error, self.clock())
         self._count(row, outcome, started)
         self._results.append(outcome)
@@ -173,7 +208,7 @@ class DeliveryWorker:
         return keep
 
     async def _claim(self, now: float) -> list[Delivery]:
-        room = self.settings.batch_size - len(self._inflight)
+        room = self.capacity - len(self._inflight)
         if room <= 0:
             return []
         rows = await self.store.claim(
@@ -215,7 +250,7 @@ class DeliveryWorker:
                 if rows:
                     # Claim again only below the low-water mark: one claim per half batch,
                     # not one transaction per finished send.
-                    while len(self._inflight) > self.settings.batch_size // 2 and not stop.is_set():
+                    while len(self._inflight) > self.capacity // 2 and not stop.is_set():
                         await asyncio.wait(
                             [*self._inflight, stopping], return_when=asyncio.FIRST_COMPLETED
                         )
@@ -246,7 +281,7 @@ class DeliveryWorker:
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
-            released = [pending[t].id for t in still]
+            released = [pending[t] for t in still]
             await self.store.release(released, now=self.clock())
             log.warning(
                 "released in-flight sends", extra={"action": "released", "count": len(released)}
@@ -266,9 +301,7 @@ class DeliveryWorker:
                 if not rows and not self._inflight:
                     break
                 self._spawn(rows)
-                while self._inflight and (
-                    not rows or len(self._inflight) > self.settings.batch_size // 2
-                ):
+                while self._inflight and (not rows or len(self._inflight) > self.capacity // 2):
                     await asyncio.wait(list(self._inflight), return_when=asyncio.FIRST_COMPLETED)
                     if not rows:
                         break

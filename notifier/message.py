@@ -81,6 +81,12 @@ def _address(name: str, display: str, address: str) -> str:
     return f"{_display_name(display)} <{address}>"
 
 
+@lru_cache(maxsize=256)
+def _date_header(date: datetime) -> str:
+    # The same send time repeats for a whole audience.
+    return format_datetime(date)
+
+
 def _body(text: str) -> str:
     return base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
 
@@ -101,7 +107,7 @@ def build_message(
         f"From: {_address('From', *sender)}",
         f"To: {_address('To', *recipient)}",
         f"Subject: {_encode('Subject', subject)}",
-        f"Date: {format_datetime(date)}",
+        f"Date: {_date_header(date)}",
         f"Message-ID: {check_header('Message-ID', msg_id)}",
         "MIME-Version: 1.0",
     ]

@@ -130,6 +130,8 @@ class App:
             channel=channel,
             settings=s.delivery,
             concurrency=s.smtp.pool_size,
+            send_timeout=s.smtp.timeout if s.smtp.host else 5.0,
+            rate_limit=s.smtp.rate_limit,
             worker_id=self.worker_id,
             metrics=self.metrics,
             clock=self.clock,

@@ -344,6 +344,22 @@ class Store:
             return
         where = " WHERE id = :id AND state = 'sending'"
         async with self.db.transaction() as tx:
+            sent = by_state.get(State.SENT)
+            if sent and self.db.dialect == "postgresql":
+                # The hot path (every successful send) as one statement, not one per row.
+                await tx.execute(
+                    "UPDATE deliveries AS d SET state = 'sent', sent_at = u.at,"
+                    " lease_until = NULL, updated_at = u.at,"
+                    " last_error = COALESCE(u.error, d.last_error)"
+                    " FROM unnest(:ids::bigint[], :ats::float8[], :errors::text[])"
+                    " AS u(id, at, error) WHERE d.id = u.id AND d.state = 'sending'",
+                    {
+                        "ids": [r["id"] for r in sent],
+                        "ats": [r["at"] for r in sent],
+                        "errors": [r["error"] for r in sent],
+                    },
+                )
+                del by_state[State.SENT]
             for state, rows in by_state.items():
                 if state is State.SENT:
                     sql = (
@@ -363,15 +379,19 @@ class Store:
                     )
                 await tx.executemany(sql + where, rows)
 
-    async def release(self, ids: Sequence[int], *, now: float) -> int:
-        """Hand claimed rows back (graceful shutdown): pending again, the attempt undone."""
-        if not ids:
+    async def release(self, claims: Sequence[Delivery], *, now: float) -> int:
+        """Hand claimed rows back unsent: pending again, the attempt undone.
+
+        Only a claim still ours changes (same lease): once a lease has run out, another
+        worker may hold the row, and its claim must not be taken from it.
+        """
+        if not claims:
             return 0
         return await self.db.executemany(
             "UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now,"
             " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
-            " WHERE id = :id AND state = 'sending'",
-            [{"id": i, "now": now} for i in ids],
+            " WHERE id = :id AND state = 'sending' AND lease_until = :lease",
+            [{"id": c.id, "now": now, "lease": c.lease_until} for c in claims],
         )
 
     async def next_due_at(self) -> float | None:

@@ -218,15 +218,6 @@ def test_thirty_percent_transient_smtp_faults_lose_nothing_and_send_nothing_twic
     assert ledger.retries >= faults, summary
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug (delivery.py DeliveryWorker._claim / store.claim): the lease starts at "
-    "claim, but a claimed row may wait behind the SMTP pool (and rate limit) longer than the "
-    "lease; its lease expires while it is still queued in the same live process, and the next "
-    "claim (this process or another instance) takes and sends it again: duplicates without "
-    "any crash. Fix: claim at most what can start now (room = pool slots free), or renew the "
-    "lease when the send actually starts / refuse to send a row whose lease has expired.",
-)
 def test_rows_queued_behind_a_slow_smtp_server_are_not_sent_twice(tmp_path: Path) -> None:
     # Scaled down from production (batch 64, pool 8, lease 120 s, a server taking 20 s per
     # message: the last of a batch starts after 160 s): batch 8, one connection, 0.2 s per

@@ -187,8 +187,9 @@ async def test_two_claimers_never_get_the_same_row(db_url: str) -> None:
 
 async def test_release_hands_claims_back(store: Store) -> None:
     await store.enqueue([new("a"), new("b")], now=T0)
-    ids = await claim_all(store, T0)
-    assert await store.release(ids, now=T0 + 1) == 2
+    claims = await store.claim(now=T0, limit=10, lease_seconds=60, worker="t")
+    ids = [c.id for c in claims]
+    assert await store.release(claims, now=T0 + 1) == 2
     for id_ in ids:
         d = await store.get(id_)
         assert d is not None
@@ -196,11 +197,21 @@ async def test_release_hands_claims_back(store: Store) -> None:
     assert sorted(await claim_all(store, T0 + 1)) == sorted(ids)  # claimable again at once
 
 
+async def test_release_leaves_a_claim_taken_over_by_another_worker_alone(store: Store) -> None:
+    await store.enqueue([new("a")], now=T0)
+    (mine,) = await store.claim(now=T0, limit=10, lease_seconds=5, worker="slow")
+    (theirs,) = await store.claim(now=T0 + 6, limit=10, lease_seconds=60, worker="fast")
+    assert await store.release([mine], now=T0 + 7) == 0
+    row = await store.get(mine.id)
+    assert row is not None and (row.state, row.lease_until) == (State.SENDING, theirs.lease_until)
+
+
 async def test_release_leaves_rows_not_sending_alone(store: Store) -> None:
     await store.enqueue([new("a")], now=T0)
-    (id_,) = await claim_all(store, T0)
+    (claim,) = await store.claim(now=T0, limit=10, lease_seconds=60, worker="t")
+    id_ = claim.id
     await store.record([Outcome(id_, State.SENT, at=T0 + 1)])
-    assert await store.release([id_], now=T0 + 2) == 0
+    assert await store.release([claim], now=T0 + 2) == 0
     assert (await store.get(id_)).state is State.SENT  # type: ignore[union-attr]
 
 

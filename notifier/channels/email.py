@@ -11,7 +11,6 @@ import contextlib
 import logging
 
 import aiosmtplib
-from aiolimiter import AsyncLimiter
 
 from notifier.channels.base import TransportError
 from notifier.config import SmtpSettings
@@ -44,7 +43,6 @@ class SmtpChannel:
         self.description = f"SMTP {settings.host}:{settings.port} ({settings.security})"
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(settings.pool_size)
-        self._limiter = AsyncLimiter(settings.rate_limit, 1) if settings.rate_limit > 0 else None
         self._closed = False
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -73,8 +71,6 @@ class SmtpChannel:
         if self._closed:
             raise TransportError("channel closed")
         async with self._slots:
-            if self._limiter is not None:
-                await self._limiter.acquire()
             client: aiosmtplib.SMTP | None = None
             try:
                 client = await self._checkout()
