@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
@@ -60,7 +59,7 @@ def secret_keys(value: str | bytes | Sequence[str | bytes]) -> list[bytes]:
 
 def _mac(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    return hmac.new(key, signed, hashlib.sha256).digest()
+    return hmac.digest(key, signed, "sha256")
 
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
