@@ -1,7 +1,7 @@
 """Run the four benchmarks in sequence, each in its own process with a time bound, and write
 their tables to BENCHMARKS.md with the date and the machine (`make bench`).
 
-    .venv/bin/python bench/run_all.py [--only delivery,ontime,enqueue,calendar] [--no-write]
+    .venv/bin/python bench/run_all.py [--only delivery,ontime,enqueue,calendar,webhooks] [--no-write]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SUITE = (
     ("ontime", 300),
     ("enqueue", 300),
     ("calendar", 600),
+    ("webhooks", 300),
 )
 OUTPUT = ROOT / "BENCHMARKS.md"
 # Each script's output starts with its `## ` heading: how a rerun of one replaces its section.
@@ -36,6 +37,7 @@ TITLES = {
     "ontime": "## On time",
     "enqueue": "## Enqueue",
     "calendar": "## Calendar",
+    "webhooks": "## Webhooks",
 }
 
 HEADER = """# Benchmarks

@@ -267,7 +267,7 @@ def main() -> None:
     ratio = statistics.mean(r.rate for r in results["notifier"]) / statistics.mean(
         r.rate for r in results["bare"]
     )
-    print(machine())
+    print("## Webhooks: signed, durable accepts beside a bare aiohttp handler (issue 3)\n")
     print(
         f"{args.rounds} rounds x {args.requests} requests (or {args.seconds:.0f} s) per server, "
         f"{CONNECTIONS} connections, loopback, Python aiohttp client; "
@@ -284,6 +284,7 @@ def main() -> None:
         f"ledger after the run: {rows} rows, {receipts} receipts "
         f"(warm-up {WARMUP} included); exit codes {codes}"
     )
+    print(f"\n{machine()}")
 
 
 if __name__ == "__main__":

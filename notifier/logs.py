@@ -52,5 +52,5 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter at INFO drowns the actions that matter.
-    for noisy in ("apscheduler", "aiohttp.access", "aiosqlite", "watchfiles"):
+    for noisy in ("apscheduler", "aiohttp.access", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -85,10 +85,23 @@ RETURNING {", ".join("deliveries." + c.strip() for c in _COLUMNS.split(","))}
 """
 
 # SQLite: the transaction holds the single write lock, so no other writer can interleave.
+# The two kinds of claimable rows are found separately, each by the (state, due_at) index:
+# SQLite cannot use an index for the OR above, and a full scan of a ledger of 100,000 sent
+# rows per claim cost more than the sends.
 _CLAIM_SQLITE = f"""
 UPDATE deliveries SET {_CLAIM_SET}
 WHERE id IN (
-    SELECT id FROM deliveries WHERE {_CLAIMABLE} ORDER BY due_at, id LIMIT :limit
+    SELECT id FROM (
+        SELECT id, due_at FROM deliveries
+        WHERE state = 'sending' AND lease_until < :now
+        UNION ALL
+        SELECT id, due_at FROM (
+            SELECT id, due_at FROM deliveries
+            WHERE state = 'pending' AND due_at <= :now
+            ORDER BY due_at, id LIMIT :limit
+        )
+    )
+    ORDER BY due_at, id LIMIT :limit
 )
 RETURNING {_COLUMNS}
 """
