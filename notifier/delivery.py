@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
@@ -64,7 +64,6 @@ class DeliveryWorker:
         self.settings = settings
         self.concurrency = concurrency
         self.send_timeout = send_timeout
-        self._slots = asyncio.Semaphore(concurrency)
         # Rate limiting lives here, not in the channel: the lease check below must come after
         # every wait, right before the send.
         self._limiter = AsyncLimiter(rate_limit, 1) if rate_limit > 0 else None
@@ -76,7 +75,12 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._results: list[Outcome] = []
         self._results_ready = asyncio.Event()
-        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        # Claimed rows not yet finished (queued for a lane, or being sent), by id.
+        self._held: dict[int, Delivery] = {}
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._lanes: list[asyncio.Task[None]] = []
+        self._low = asyncio.Event()  # held <= capacity // 2: time to claim more
+        self._idle = asyncio.Event()  # nothing held
         self._closing = False
 
     @property
@@ -111,23 +115,22 @@ class DeliveryWorker:
         return row.lease_until is not None and self.clock() + self.send_timeout > row.lease_until
 
     async def _send_one(self, row: Delivery) -> None:
-        async with self._slots:
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            if self._lease_too_short(row):
-                self.stats.expired += 1
-                await self.store.release([row], now=self.clock())
-                log.warning(
-                    "lease too short after waiting for a connection; handed back",
-                    extra={"action": "lease_expired", "delivery": row.id},
-                )
-                return
-            started = self.clock()
-            error: TransportError | None = None
-            try:
-                await self.channel.send(row)
-            except TransportError as exc:
-                error = exc
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        if self._lease_too_short(row):
+            self.stats.expired += 1
+            await self.store.release([row], now=self.clock())
+            log.warning(
+                "lease too short after waiting for a connection; handed back",
+                extra={"action": "lease_expired", "delivery": row.id},
+            )
+            return
+        started = self.clock()
+        error: TransportError | None = None
+        try:
+            await self.channel.send(row)
+        except TransportError as exc:
+            error = exc
         outcome = self._outcome(row, error, self.clock())
         self._count(row, outcome, started)
         self._results.append(outcome)
@@ -208,19 +211,79 @@ class DeliveryWorker:
         return keep
 
     async def _claim(self, now: float) -> list[Delivery]:
-        room = self.capacity - len(self._inflight)
+        room = self.capacity - len(self._held)
         if room <= 0:
             return []
         rows = await self.store.claim(
             now=now, limit=room, lease_seconds=self.settings.lease_seconds, worker=self.worker_id
         )
-        return await self._skip_unsubscribed(rows, now) if rows else rows
-
-    def _spawn(self, rows: list[Delivery]) -> None:
+        rows = await self._skip_unsubscribed(rows, now) if rows else rows
         for row in rows:
-            task = asyncio.create_task(self._send_one(row))
-            self._inflight[task] = row
-            task.add_done_callback(self._inflight.pop)
+            self._held[row.id] = row
+            self._queue.put_nowait(row)
+        if rows:
+            self._idle.clear()
+        return rows
+
+    # --- lanes: one per connection, each sends one message at a time ---
+
+    async def _lane(self) -> None:
+        while True:
+            row = await self._queue.get()
+            try:
+                await self._send_one(row)
+            except Exception:
+                # A bug, not a send failure: hand the row back rather than lose the lane.
+                log.exception("send crashed", extra={"action": "send_crashed", "delivery": row.id})
+                await self.store.release([row], now=self.clock())
+            # Cancelled mid-send (shutdown), the row stays held and is handed back.
+            self._held.pop(row.id, None)
+            if len(self._held) <= self.capacity // 2:
+                self._low.set()
+            if not self._held:
+                self._idle.set()
+
+    def _start_lanes(self) -> None:
+        self._idle.set()
+        self._lanes = [
+            asyncio.create_task(self._lane(), name=f"notifier-lane-{i}")
+            for i in range(self.concurrency)
+        ]
+
+    async def _wait_low_water(self) -> None:
+        """Claim again only below the low-water mark: one claim per half batch, not one
+        transaction per finished send."""
+        self._low.clear()
+        if len(self._held) > self.capacity // 2:
+            await self._low.wait()
+
+    async def _stop_lanes(self, within: float | None) -> None:
+        """Hand back rows not started; let sends in progress finish, up to `within`."""
+        queued: list[Delivery] = []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        if queued:
+            for row in queued:
+                self._held.pop(row.id, None)
+            await self.store.release(queued, now=self.clock())
+        if self._held:
+            try:
+                await asyncio.wait_for(self._idle.wait(), within)
+            except TimeoutError:
+                pass
+        for lane in self._lanes:
+            lane.cancel()
+        await asyncio.gather(*self._lanes, return_exceptions=True)
+        self._lanes = []
+        unfinished = list(self._held.values())
+        self._held.clear()
+        if unfinished:
+            await self.store.release(unfinished, now=self.clock())
+        if queued or unfinished:
+            log.warning(
+                "released claimed sends",
+                extra={"action": "released", "count": len(queued) + len(unfinished)},
+            )
 
     async def _idle_wait(self, now: float) -> None:
         nxt = await self.store.next_due_at()
@@ -234,58 +297,37 @@ class DeliveryWorker:
                 pass
         self._wake.clear()
 
+    @staticmethod
+    async def _first(*waits: Awaitable[object]) -> None:
+        """Return when the first of `waits` is done; cancel the others."""
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+
     async def run(self, stop: asyncio.Event, *, drain_timeout: float = 10.0) -> None:
         """Deliver until `stop` is set, then finish what is in flight and record it.
 
-        Sends still running after `drain_timeout` are cancelled and handed back (pending).
+        Claimed rows not yet started are handed back at once; sends still running after
+        `drain_timeout` are cancelled and handed back (pending).
         """
         self._closing = False
         recorder = asyncio.create_task(self._recorder(), name="notifier-recorder")
-        stopping = asyncio.create_task(stop.wait())
+        self._start_lanes()
         try:
             while not stop.is_set():
+                if len(self._held) > self.capacity // 2:
+                    await self._first(self._wait_low_water(), stop.wait())
+                    continue
                 now = self.clock()
-                rows = await self._claim(now)
-                self._spawn(rows)
-                if rows:
-                    # Claim again only below the low-water mark: one claim per half batch,
-                    # not one transaction per finished send.
-                    while len(self._inflight) > self.capacity // 2 and not stop.is_set():
-                        await asyncio.wait(
-                            [*self._inflight, stopping], return_when=asyncio.FIRST_COMPLETED
-                        )
+                if await self._claim(now):
                     continue
-                if self._inflight:
-                    await asyncio.wait(
-                        [*self._inflight, stopping],
-                        timeout=self.settings.poll_interval,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    continue
-                wake = asyncio.create_task(self._idle_wait(now))
-                await asyncio.wait([wake, stopping], return_when=asyncio.FIRST_COMPLETED)
-                if not wake.done():
-                    wake.cancel()
+                await self._first(self._idle_wait(now), stop.wait())
         finally:
-            stopping.cancel()
-            await self._drain(drain_timeout)
+            await self._stop_lanes(drain_timeout)
             await self._stop_recorder(recorder)
-
-    async def _drain(self, within: float | None = None) -> None:
-        """Let in-flight sends finish; hand back any that do not in time."""
-        if not self._inflight:
-            return
-        pending = dict(self._inflight)
-        _, still = await asyncio.wait(pending, timeout=within)
-        if still:
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
-            released = [pending[t] for t in still]
-            await self.store.release(released, now=self.clock())
-            log.warning(
-                "released in-flight sends", extra={"action": "released", "count": len(released)}
-            )
 
     async def run_until_idle(self) -> WorkerStats:
         """Burst mode (tests, `notifier send`): deliver everything due now, then return.
@@ -295,17 +337,18 @@ class DeliveryWorker:
         self.stats = WorkerStats()
         self._closing = False
         recorder = asyncio.create_task(self._recorder())
+        self._start_lanes()
         try:
             while True:
-                rows = await self._claim(self.clock())
-                if not rows and not self._inflight:
+                if len(self._held) > self.capacity // 2:
+                    await self._wait_low_water()
+                    continue
+                if await self._claim(self.clock()):
+                    continue
+                if not self._held:
                     break
-                self._spawn(rows)
-                while self._inflight and (not rows or len(self._inflight) > self.capacity // 2):
-                    await asyncio.wait(list(self._inflight), return_when=asyncio.FIRST_COMPLETED)
-                    if not rows:
-                        break
+                await self._idle.wait()
         finally:
-            await self._drain()
+            await self._stop_lanes(None)
             await self._stop_recorder(recorder)
         return self.stats
