@@ -1,7 +1,7 @@
 """Run the four benchmarks in sequence, each in its own process with a time bound, and write
 their tables to BENCHMARKS.md with the date and the machine (`make bench`).
 
-    .venv/bin/python bench/run_all.py [--only delivery,ontime,enqueue,calendar,webhooks] [--no-write]
+    .venv/bin/python bench/run_all.py [--only delivery,ontime,...] [--no-write]
 """
 
 from __future__ import annotations
