@@ -23,7 +23,7 @@ from notifier.delivery import WorkerStats
 from notifier.errors import ConfigError, NotifierError
 from notifier.logs import setup_logging
 from notifier.models import State
-from notifier.planner import PlannedSend
+from notifier.planner import PlannedSend, plan
 from notifier.service import App
 
 T = TypeVar("T")
@@ -150,8 +150,6 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
         return
     first = since or datetime.now(tz).date()
     last = until or first + timedelta(days=UPCOMING_DAYS)
-    from notifier.planner import plan
-
     sends = plan(
         schedule,
         datetime.combine(first, time(0), tz),

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
@@ -41,7 +41,6 @@ class WorkerStats:
     dead: int = 0
     skipped: int = 0
     expired: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class DeliveryWorker:

@@ -24,7 +24,15 @@ from notifier.models import NewDelivery, State
 from notifier.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
 from notifier.rendering import Rendered, Renderer
 from notifier.rules import Occurrence, send_day
-from notifier.schedules import Audience, Event, Hook, Recipient, Reminder, Schedule
+from notifier.schedules import (
+    Audience,
+    Event,
+    Hook,
+    Recipient,
+    Reminder,
+    Schedule,
+    check_address,
+)
 from notifier.store import Store
 
 log = logging.getLogger(__name__)
@@ -472,8 +480,6 @@ class Outbox:
         return rows
 
     def hook_recipients(self, hook: Hook, payload: Mapping[str, Any]) -> Sequence[Recipient]:
-        from notifier.schedules import check_address
-
         if hook.audience is not None:
             return list(self.schedule.audiences[hook.audience].recipients())
         to = payload.get("to")
