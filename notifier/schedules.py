@@ -405,12 +405,15 @@ def _pydantic_errors(
     return sorted(set(lines), key=lines.index)
 
 
+NO_EMAIL_COLUMN = "the header row must have an email column"
+
+
 def read_csv_audience(path: Path) -> Iterator[tuple[int, Recipient | None, str | None]]:
     """Yield (line number, recipient or None, problem or None) for each data row, streaming."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "email" not in reader.fieldnames:
-            yield 1, None, "the header row must have an email column"
+            yield 1, None, NO_EMAIL_COLUMN
             return
         for row in reader:
             line = reader.line_num
@@ -625,7 +628,7 @@ def _build_audience(
         for line, recipient, problem in read_csv_audience(csv_path):
             if recipient is not None:
                 size += 1
-            elif line == 1 and problem and "header" in problem:
+            elif problem == NO_EMAIL_COLUMN:
                 errors.append(f"{where}.csv: {csv_path}: line 1: {problem}")
                 return None
             else:
