@@ -130,7 +130,7 @@ class App:
             channel=channel,
             settings=s.delivery,
             concurrency=s.smtp.pool_size,
-            send_timeout=s.smtp.timeout if s.smtp.host else 5.0,
+            send_timeout=channel.send_timeout,
             rate_limit=s.smtp.rate_limit,
             worker_id=self.worker_id,
             metrics=self.metrics,

@@ -20,6 +20,8 @@ class TransportError(NotifierError):
 class Channel(Protocol):
     name: str
     description: str
+    #: The longest one `send` may take; a claim's lease must outlast it.
+    send_timeout: float
 
     async def send(self, delivery: Delivery) -> None:
         """Transmit the stored message once. Raises TransportError; returns on acceptance."""

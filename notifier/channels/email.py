@@ -41,6 +41,7 @@ class SmtpChannel:
         self.settings = settings
         self.envelope_from = envelope_from
         self.description = f"SMTP {settings.host}:{settings.port} ({settings.security})"
+        self.send_timeout = settings.timeout
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._closed = False

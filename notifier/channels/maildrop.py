@@ -13,6 +13,8 @@ from notifier.models import Delivery
 
 class MailDropChannel:
     name = "email"
+    # A local file write; generous for a slow disk.
+    send_timeout = 5.0
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
