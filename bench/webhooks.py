@@ -26,6 +26,7 @@ sys.path.append(os.path.dirname(_HERE))  # for `bench._common`; PYTHONPATH may o
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import base64  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -60,16 +61,23 @@ TEMPLATES = {
     "body.txt": "{{ payload.visitor }}（{{ payload.org }}）申请于 {{ payload.date }} 来访。\n",
 }
 BARE_SERVER = """\
-import sys
+import asyncio, sys
 from aiohttp import web
 
 async def handle(request):
     await request.json()
     return web.json_response({"ok": True}, status=202)
 
+if sys.argv[2] == "uvloop":
+    import uvloop
+    loop = uvloop.new_event_loop()
+else:
+    loop = asyncio.new_event_loop()
 app = web.Application()
 app.router.add_post("/hooks/{hook_id}", handle)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+web.run_app(
+    app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, loop=loop
+)
 """
 
 
@@ -145,12 +153,22 @@ def make_requests(count: int, *, deliver_now: bool) -> list[Request]:
     return out
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Result:
     accepted: int
     other: int
     seconds: float
     latencies_ms: list[float]
+    cpu_s: float | None = None  # the server's CPU time during the round
 
     @property
     def rate(self) -> float:
@@ -196,7 +214,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="time bound per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deliver-now", action="store_true", help="no send_at: deliver at once")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="event loop of both servers (auto: uvloop if installed, as `notifier run` does)",
+    )
     args = parser.parse_args()
+    loop = args.loop
+    if loop == "auto":
+        try:
+            import uvloop  # noqa: F401
+
+            loop = "uvloop"
+        except ImportError:
+            loop = "asyncio"
 
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
         root = Path(tmp)
@@ -212,6 +244,7 @@ def main() -> None:
             "NOTIFIER_WATCH": "false",
             "NOTIFIER_UNSUBSCRIBE_SECRET": "bench",
             "NOTIFIER_HOOK_BENCH": SECRET,
+            "NOTIFIER_EVENT_LOOP": loop,
         }
         log = (root / "notifier.log").open("wb")
         service = subprocess.Popen(
@@ -222,7 +255,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         bare = subprocess.Popen(
-            [sys.executable, "-c", BARE_SERVER, str(bare_port)],
+            [sys.executable, "-c", BARE_SERVER, str(bare_port), loop],
             cwd=root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -238,10 +271,16 @@ def main() -> None:
             for url in urls.values():  # warm both (imports, caches, the JIT-less first path)
                 asyncio.run(drive(url, make_requests(WARMUP, deliver_now=False), 10))
             results: dict[str, list[Result]] = {"bare": [], "notifier": []}
+            pids = {"bare": bare.pid, "notifier": service.pid}
             for _ in range(args.rounds):
                 for name, url in urls.items():
                     batch = make_requests(args.requests, deliver_now=args.deliver_now)
-                    results[name].append(asyncio.run(drive(url, batch, args.seconds)))
+                    before = cpu_seconds(pids[name])
+                    result = asyncio.run(drive(url, batch, args.seconds))
+                    after = cpu_seconds(pids[name])
+                    if before is not None and after is not None:
+                        result = dataclasses.replace(result, cpu_s=after - before)
+                    results[name].append(result)
         finally:
             codes["notifier"] = stop(service)
             codes["bare"] = stop(bare)
@@ -255,6 +294,9 @@ def main() -> None:
         rs = results[name]
         lat = [ms for r in rs for ms in r.latencies_ms]
         merged = Result(sum(r.accepted for r in rs), sum(r.other for r in rs), 1.0, lat)
+        handled = sum(r.accepted + r.other for r in rs)
+        cpu = [r.cpu_s for r in rs if r.cpu_s is not None]
+        cpu_us = f"{1e6 * sum(cpu) / handled:.0f}" if cpu and handled else "n/a"
         return [
             name,
             sum(r.accepted for r in rs),
@@ -262,6 +304,7 @@ def main() -> None:
             f"{statistics.mean(r.rate for r in rs):,.0f}",
             f"{merged.pct(0.50):.2f}",
             f"{merged.pct(0.99):.2f}",
+            cpu_us,
         ]
 
     ratio = statistics.mean(r.rate for r in results["notifier"]) / statistics.mean(
@@ -270,16 +313,26 @@ def main() -> None:
     print("## Webhooks: signed, durable accepts beside a bare aiohttp handler (issue 3)\n")
     print(
         f"{args.rounds} rounds x {args.requests} requests (or {args.seconds:.0f} s) per server, "
-        f"{CONNECTIONS} connections, loopback, Python aiohttp client; "
+        f"{CONNECTIONS} connections, loopback, Python aiohttp client; both servers on {loop}; "
         f"delivery {'at once' if args.deliver_now else 'deferred (send_at +1 day)'}"
     )
     print(
         table(
-            ["server", "accepted", "other", "req/s", "p50 ms", "p99 ms"],
+            ["server", "accepted", "other", "req/s", "p50 ms", "p99 ms", "server CPU µs/req"],
             [summary("bare"), summary("notifier")],
         )
     )
     print(f"ratio notifier/bare: {ratio:.0%} (goal >= 50%)")
+    busy = {
+        name: sum(r.cpu_s or 0.0 for r in rs) / sum(r.seconds for r in rs)
+        for name, rs in results.items()
+    }
+    if all(r.cpu_s is not None for rs in results.values() for r in rs):
+        # Below 100%, a server waited for the load generator: its rate is a lower bound.
+        print(
+            "server CPU busy (one core = 100%): "
+            + ", ".join(f"{name} {share:.0%}" for name, share in busy.items())
+        )
     print(
         f"ledger after the run: {rows} rows, {receipts} receipts "
         f"(warm-up {WARMUP} included); exit codes {codes}"

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     prepare_ahead: timedelta = DEFAULT_PREPARE_AHEAD
     shutdown_timeout: float = Field(default=10.0, gt=0)
     watch: bool = True
+    # `notifier run`'s event loop: uvloop where installed (Linux, macOS), else asyncio's own.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()

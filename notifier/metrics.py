@@ -43,6 +43,7 @@ class Metrics:
             ["hook", "status"],
             registry=r,
         )
+        self._webhook_children: dict[tuple[str, int], Counter] = {}
         self.scheduler_lag = Gauge(
             "notifier_scheduler_lag_seconds",
             "How late the timer fired its last job.",
@@ -53,6 +54,16 @@ class Metrics:
             "Problems in the files on disk that the running config rejected (0 when clean).",
             registry=r,
         )
+
+    def count_webhook(self, hook: str, status: int) -> None:
+        """One webhook request. The labelled child is looked up once per (hook, status):
+        `labels()` validates and locks, a noticeable share of a request at thousands a second.
+        Hook ids come from config, so the cache is as bounded as the metric's label set."""
+        key = (hook, status)
+        child = self._webhook_children.get(key)
+        if child is None:
+            child = self._webhook_children[key] = self.webhooks.labels(hook, str(status))
+        child.inc()
 
     def observe_send(self, channel: str, result: str, seconds: float) -> None:
         self.send_attempts.labels(channel, result).inc()

@@ -104,11 +104,19 @@ def _echo(value: str) -> str:
 
 
 @dataclass(slots=True)
+class Prepared:
+    """A verified webhook request and the rows it asks for."""
+
+    webhook_id: str
+    due: datetime
+    rows: Sequence[NewDelivery]
+
+
+@dataclass(slots=True)
 class _Pending:
     hook_id: str
-    webhook_id: str
-    rows: Sequence[NewDelivery]
-    future: asyncio.Future[AcceptResult] = field(repr=False)
+    prepare: Callable[[], Prepared] = field(repr=False)
+    future: asyncio.Future[tuple[Prepared, AcceptResult]] = field(repr=False)
 
 
 class AcceptBatcher:
@@ -116,6 +124,8 @@ class AcceptBatcher:
 
     `accept` resolves only after the transaction holding its rows committed. Started and
     stopped by the web app (on_startup / on_cleanup); `stop` commits what is queued first.
+    A plain list and one wake-up future, not an asyncio.Queue: at thousands of requests a
+    second the queue's bookkeeping per item showed in profiles.
     """
 
     def __init__(
@@ -128,7 +138,9 @@ class AcceptBatcher:
         self._accept = accept
         self._window = window
         self._max = max_batch
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._pending: list[_Pending] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
@@ -136,90 +148,106 @@ class AcceptBatcher:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notifier-accept-batcher")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="notifier-accept-batcher")
 
     async def stop(self) -> None:
         self._closing = True
         if self._task is None:
             return
-        self._queue.put_nowait(None)
+        self._wake()
         await self._task
         self._task = None
 
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
     async def accept(
-        self, hook_id: str, webhook_id: str, rows: Sequence[NewDelivery]
-    ) -> AcceptResult:
-        """Commit one webhook's rows (or find its earlier receipt): (ids, duplicate)."""
-        if self._closing or self._task is None:
+        self, hook_id: str, prepare: Callable[[], Prepared]
+    ) -> tuple[Prepared, AcceptResult]:
+        """Prepare one webhook request and commit its rows (or find its earlier receipt).
+
+        Returns what `prepare` made and (ids, duplicate); what `prepare` raises (an ApiError
+        for a bad signature, say) is raised here. A batch prepares its items back to back,
+        just before its commit: one after another, verifying and rendering ran about twice as
+        fast as each amid its own request's HTTP handling (processor caches stay warm).
+        """
+        if self._closing or self._loop is None:
             raise ApiError(503, "shutting down", "the service is stopping; retry later")
-        future: asyncio.Future[AcceptResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(hook_id, webhook_id, rows, future))
+        future: asyncio.Future[tuple[Prepared, AcceptResult]] = self._loop.create_future()
+        self._pending.append(_Pending(hook_id, prepare, future))
+        self._wake()
         return await future
 
-    async def _collect(self, first: _Pending) -> tuple[list[_Pending], bool]:
-        """The batch that `first` opens: whatever is queued, plus what handlers already
-        running add within the window. A request whose bytes have arrived reaches `accept`
-        within a loop iteration or two, so the batch closes as soon as one iteration adds
-        nothing: a fixed wait would only add latency, as requests arriving during the commit
-        form the next batch anyway.
+    async def _collect(self) -> list[_Pending]:
+        """The next batch: what is pending, plus what handlers already running add within
+        the window. A request whose bytes have arrived reaches `accept` within a loop
+        iteration or two, so the batch closes as soon as one iteration adds nothing: a fixed
+        wait would only add latency, as requests arriving during the commit form the next
+        batch anyway.
         """
-        loop = asyncio.get_running_loop()
-        batch = [first]
-        deadline = loop.time() + self._window
-        idle = 0
-        while len(batch) < self._max and idle < BATCH_IDLE_SPINS and loop.time() < deadline:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+        assert self._loop is not None
+        deadline = self._loop.time() + self._window
+        idle, seen = 0, len(self._pending)
+        while seen < self._max and idle < BATCH_IDLE_SPINS and not self._closing:
+            await asyncio.sleep(0)
+            if len(self._pending) == seen:
                 idle += 1
-                await asyncio.sleep(0)
-                continue
-            if item is None:
-                return batch, True
-            batch.append(item)
-            idle = 0
-        return batch, False
+            else:
+                idle, seen = 0, len(self._pending)
+            if self._loop.time() > deadline:
+                break
+        batch = self._pending[: self._max]
+        del self._pending[: self._max]
+        return batch
 
     async def _run(self) -> None:
+        assert self._loop is not None
         while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch, stopping = await self._collect(first)
-            await self._commit(batch)
-            if stopping:
-                # Anything queued behind the stop marker still gets its answer.
-                rest: list[_Pending] = []
-                while not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is not None:
-                        rest.append(item)
-                if rest:
-                    await self._commit(rest)
-                return
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+                continue
+            await self._commit(self._prepare(await self._collect()))
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        items = [(p.hook_id, p.webhook_id, p.rows) for p in batch]
+    @staticmethod
+    def _prepare(batch: list[_Pending]) -> list[tuple[_Pending, Prepared]]:
+        """Prepare each item; an item that fails gets its error and leaves the batch."""
+        ready = []
+        for pending in batch:
+            try:
+                ready.append((pending, pending.prepare()))
+            except Exception as exc:
+                pending.future.set_exception(exc)
+        return ready
+
+    async def _commit(self, batch: list[tuple[_Pending, Prepared]]) -> None:
+        if not batch:
+            return
+        items = [(p.hook_id, prepared.webhook_id, prepared.rows) for p, prepared in batch]
         try:
             results = await self._accept(items)
         except Exception as exc:
             if len(batch) > 1:
                 # One bad item must not fail the others: commit them one by one.
-                for pending in batch:
-                    await self._commit([pending])
+                for item in batch:
+                    await self._commit([item])
                 return
             log.error(
                 "webhook accept failed",
                 extra={"action": "hook_accept_failed", "error": type(exc).__name__},
             )
-            if not batch[0].future.done():
-                batch[0].future.set_exception(exc)
+            if not batch[0][0].future.done():
+                batch[0][0].future.set_exception(exc)
             return
         self.batches += 1
         self.items += len(batch)
-        for pending, result in zip(batch, results, strict=True):
+        for (pending, prepared), result in zip(batch, results, strict=True):
             if not pending.future.done():
-                pending.future.set_result(result)
+                pending.future.set_result((prepared, result))
 
 
 APP_KEY = web.AppKey("notifier_app", App)
@@ -375,7 +403,10 @@ def _due(payload: Mapping[str, Any], app: App, now: float) -> datetime:
     return max(at, now_dt)
 
 
-async def _accept_hook(request: web.Request, app: App, hook: Hook) -> web.Response:
+def _prepare_hook(
+    app: App, hook: Hook, headers: Mapping[str, str], body: bytes, now: float
+) -> Prepared:
+    """Verify, parse and render one webhook request; ApiError says what is wrong with it."""
     secret = hook_secret(hook.secret_env)
     if secret is None:
         log.error(
@@ -383,10 +414,8 @@ async def _accept_hook(request: web.Request, app: App, hook: Hook) -> web.Respon
             extra={"action": "hook_secret_missing", "hook": hook.id, "env": hook.secret_env},
         )
         raise ApiError(503, "hook not configured", "the hook's secret is not set on the server")
-    body = await request.read()  # raw bytes first: the signature covers them exactly
-    now = app.clock()
     try:
-        webhook_id = verify(secret.get_secret_value(), request.headers, body, now=now)
+        webhook_id = verify(secret.get_secret_value(), headers, body, now=now)
     except SignatureError as exc:
         log.warning(
             "webhook rejected",
@@ -407,21 +436,31 @@ async def _accept_hook(request: web.Request, app: App, hook: Hook) -> web.Respon
         rows = app.outbox.hook_rows(hook, webhook_id, payload, due)
     except (RenderError, SendError) as exc:
         raise _render_problem(exc) from None
-    ids, duplicate = await request.app[BATCHER_KEY].accept(hook.id, webhook_id, rows)
-    if not duplicate and ids and due.timestamp() <= app.clock():
+    return Prepared(webhook_id, due, rows)
+
+
+async def _accept_hook(request: web.Request, app: App, hook: Hook) -> web.Response:
+    body = await request.read()  # raw bytes: the signature covers them exactly
+    now = app.clock()
+    headers = request.headers
+    prepared, (ids, duplicate) = await request.app[BATCHER_KEY].accept(
+        hook.id, lambda: _prepare_hook(app, hook, headers, body, now)
+    )
+    if not duplicate and ids and prepared.due.timestamp() <= app.clock():
         app.worker.wake()
     # Debug, not info: at thousands of requests a second the log line costs a tenth of the
     # request; the metrics count accepts, and rejections are logged as warnings.
-    log.debug(
-        "webhook accepted",
-        extra={
-            "action": "hook_duplicate" if duplicate else "hook_accepted",
-            "hook": hook.id,
-            "webhook_id": webhook_id,
-            "rows": len(ids),
-            "due": due.isoformat(),
-        },
-    )
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "webhook accepted",
+            extra={
+                "action": "hook_duplicate" if duplicate else "hook_accepted",
+                "hook": hook.id,
+                "webhook_id": prepared.webhook_id,
+                "rows": len(ids),
+                "due": prepared.due.isoformat(),
+            },
+        )
     return web.json_response({"ids": ids, "duplicate": duplicate}, status=202)
 
 
@@ -441,7 +480,7 @@ async def post_hook(request: web.Request) -> web.Response:
         raise
     finally:
         # Label by configured hook only: unknown ids must not grow the metric without bound.
-        app.metrics.webhooks.labels(hook.id if hook else "unknown", str(status)).inc()
+        app.metrics.count_webhook(hook.id if hook else "unknown", status)
 
 
 # --- admin API ------------------------------------------------------------------------------

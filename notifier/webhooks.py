@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 from collections.abc import Mapping, Sequence
 
@@ -53,8 +54,15 @@ def secret_keys(value: str | bytes | Sequence[str | bytes]) -> list[bytes]:
     """Keys from one secret, a space-separated list of secrets, or a sequence of them."""
     if isinstance(value, bytes):
         return [secret_key(value)]
-    items = value.split() if isinstance(value, str) else list(value)
-    return [secret_key(item) for item in items]
+    if isinstance(value, str):
+        return list(_keys_of(value))
+    return [secret_key(item) for item in value]
+
+
+@functools.lru_cache(maxsize=64)
+def _keys_of(value: str) -> tuple[bytes, ...]:
+    # A hook's secret arrives as the same string on every request: decode it once.
+    return tuple(secret_key(item) for item in value.split())
 
 
 def _mac(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
@@ -125,7 +133,7 @@ def verify(
             continue
     if not offered:
         raise SignatureError("webhook-signature has no v1 signature")
-    for key in secret_keys(secrets):
+    for key in _keys_of(secrets) if isinstance(secrets, str) else secret_keys(secrets):
         expected = _mac(key, msg_id, timestamp, body)
         # compare_digest: the time taken does not reveal how much of a signature matched.
         if any(hmac.compare_digest(expected, sig) for sig in offered):
