@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from notifier.planner import PlannedSend, plan
 from notifier.service import App
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 # Wide enough for the tables when piped or captured (rich assumes 80 columns off a terminal).
 PIPE_WIDTH = 160
 
@@ -123,6 +126,8 @@ def run() -> None:
     async def service() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        kind = type(loop).__module__.partition(".")[0]  # "uvloop" or "asyncio"
+        log.info(f"event loop: {kind}", extra={"action": "event_loop", "loop": kind})
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with App(settings) as app:

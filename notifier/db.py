@@ -38,6 +38,8 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # Rows changed (inserted, updated, deleted) between two background WAL checkpoints: about
 # SQLite's own default of 1000 pages, a few MB of WAL.
 SQLITE_CHECKPOINT_CHANGES = 1000
+# Past this size the background checkpoint makes writers wait and resets the WAL.
+SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # One process rarely needs more: the worker claims in batches, webhooks group-commit.
 PG_POOL_MIN_SIZE = 1
 PG_POOL_MAX_SIZE = 8
@@ -179,7 +181,8 @@ class _Checkpointer:
     SQLite's automatic checkpoint runs inside whichever commit crosses 1000 pages, with two
     fsyncs: on the event loop that commit took about 6 ms instead of 0.1 ms, a third of all
     commit time under webhook load. A PASSIVE checkpoint never blocks writers, so here it runs
-    beside them and the commits on the loop only append to the WAL.
+    beside them and the commits on the loop only append to the WAL; past
+    SQLITE_WAL_LIMIT_BYTES it resets the WAL, making writers wait for a moment.
     """
 
     def __init__(self, path: str, busy_timeout_ms: int) -> None:
@@ -205,7 +208,14 @@ class _Checkpointer:
                     f"file:{self._path}?mode=rw", uri=True, isolation_level=None
                 )
                 self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
+            if frames * page_size > SQLITE_WAL_LIMIT_BYTES:
+                # Under a steady stream of commits a PASSIVE checkpoint never catches up to the
+                # end of the WAL, so the WAL never starts over and keeps growing. Copy all of it
+                # now, holding the write lock for a few ms (writers wait, on the database
+                # thread), and truncate the file.
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as exc:
             # Not fatal: the WAL only grows until the next try (or the last close) copies it.
             log.warning(

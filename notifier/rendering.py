@@ -40,6 +40,24 @@ class Rendered:
     html: str | None
 
 
+class _Environment(jinja2.Environment):
+    """`a.b` on a dict looks up the key first.
+
+    Every template variable is a dict (event, recipient, payload...), and Jinja's own order,
+    the attribute first, raised and caught an AttributeError for each `payload.visitor`.
+    A key now wins over a dict method of the same name; a missing key still falls back to
+    Jinja (so `payload.items` is the method, and an unknown field is StrictUndefined).
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 class Renderer:
     """Compiles templates once (Jinja's cache) and renders them with a context."""
 
@@ -53,7 +71,7 @@ class Renderer:
 
     @staticmethod
     def _environment(directory: Path, *, autoescape: bool) -> jinja2.Environment:
-        env = jinja2.Environment(
+        env = _Environment(
             loader=jinja2.FileSystemLoader(str(directory), encoding="utf-8"),
             undefined=jinja2.StrictUndefined,
             autoescape=autoescape,

@@ -133,14 +133,20 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_per_
     assert duplicates <= len(kills) * pool_size, summary
 
 
-def test_sigterm_drains_in_flight_sends_and_exits_0(tmp_path: Path) -> None:
+# `notifier run` uses uvloop where installed; asyncio's own loop must behave the same.
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_sigterm_drains_in_flight_sends_and_exits_0(tmp_path: Path, loop: str) -> None:
     total = 1000
     cfg = write_config(tmp_path, audience=total)
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Procs(tmp_path) as procs:
         sink = procs.sink("--latency", SINK_LATENCY)
         env = notifier_env(
-            cfg, database_url=db, smtp_port=sink.port, NOTIFIER_SHUTDOWN_TIMEOUT="10"
+            cfg,
+            database_url=db,
+            smtp_port=sink.port,
+            NOTIFIER_SHUTDOWN_TIMEOUT="10",
+            NOTIFIER_EVENT_LOOP=loop,
         )
         assert asyncio.run(enqueue_now(env, cfg.event_id)) == total
         service = procs.notifier(env, cwd=tmp_path)
@@ -164,6 +170,7 @@ def test_sigterm_drains_in_flight_sends_and_exits_0(tmp_path: Path) -> None:
         f"duplicates={duplicates}"
     )
     print(f"\n[sigterm] {summary}")
+    assert f'"loop": "{loop}"' in service.log.read_text(), procs.logs()
     assert code == 0, summary
     assert stop_took < SHUTDOWN_TIMEOUT + 1, summary
     assert ledger.states.get("sending", 0) == 0, summary

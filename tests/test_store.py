@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -462,6 +464,40 @@ async def test_sqlite_creates_the_directory_of_its_file(tmp_path: Path) -> None:
     async with open_store(f"sqlite:///{path}") as store:
         await store.ping()
     assert path.exists()
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> None:
+    path, wal = tmp_path / "ckpt.db", tmp_path / "ckpt.db-wal"
+    async with open_store(f"sqlite:///{path}") as store:
+        size_before = path.stat().st_size
+        for i in range(3):  # three transactions, over SQLITE_CHECKPOINT_CHANGES rows in all
+            await store.enqueue([new(f"k{i}-{j}", message="x" * 2000) for j in range(500)], now=T0)
+        # The commits only appended to the WAL; the rows reach the database file while it is
+        # open (SQLite's own checkpoint is off on the service's connection).
+        assert await wait_for(lambda: path.stat().st_size > size_before + 1_000_000)
+    assert await wait_for(lambda: not wal.exists(), within=0)  # the last close removed it
+
+
+async def test_sqlite_resets_a_wal_past_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("notifier.db.SQLITE_WAL_LIMIT_BYTES", 100_000)
+    path, wal = tmp_path / "limit.db", tmp_path / "limit.db-wal"
+    async with open_store(f"sqlite:///{path}") as store:
+        for i in range(3):
+            await store.enqueue([new(f"k{i}-{j}", message="x" * 2000) for j in range(500)], now=T0)
+        assert await wait_for(lambda: wal.stat().st_size == 0)  # copied back and truncated
+        await store.enqueue([new("after")], now=T0)  # writes go on after the reset
+        assert len(await store.list_deliveries(limit=5000)) == 1501
 
 
 async def test_read_only_database_file_gives_clear_error(sqlite_url: str, tmp_path: Path) -> None:

@@ -137,6 +137,22 @@ async def test_concurrent_webhooks_share_commits(service: tuple[App, Client]) ->
     assert batcher.batches < 40  # grouped: fewer transactions than requests
 
 
+async def test_a_bad_request_in_a_batch_fails_alone(service: tuple[App, Client]) -> None:
+    app, client = service
+    good = [post_hook(client, PAYLOAD, f"msg_ok_{i}") for i in range(10)]
+    unrenderable = post_hook(client, {"org": "ACME", "date": "2026-03-05"}, "msg_422")
+    body = body_of(PAYLOAD)
+    forged = client.post(
+        "/hooks/visit-request",
+        data=body,
+        headers={**signed(body, "msg_401"), "webhook-signature": "v1,AAAA"},
+    )
+    *oks, (status_422, _), resp_401 = await asyncio.gather(*good, unrenderable, forged)
+    assert {status for status, _ in oks} == {202}
+    assert (status_422, resp_401.status) == (422, 401)
+    assert len(await ledger(app.settings)) == 20  # the ten good ones, two staff each
+
+
 async def test_key_rotation_sender_sends_two_signatures(service: tuple[App, Client]) -> None:
     _, client = service
     body = body_of(PAYLOAD)
