@@ -103,7 +103,7 @@ def _echo(value: str) -> str:
 # --- group commit ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Prepared:
     """A verified webhook request and the rows it asks for."""
 
@@ -170,8 +170,8 @@ class AcceptBatcher:
 
         Returns what `prepare` made and (ids, duplicate); what `prepare` raises (an ApiError
         for a bad signature, say) is raised here. A batch prepares its items back to back,
-        just before its commit: one after another, verifying and rendering ran about twice as
-        fast as each amid its own request's HTTP handling (processor caches stay warm).
+        just before its commit: rendering one after another gave about 4% more accepts a
+        second than rendering in each request's handler (processor caches stay warm).
         """
         if self._closing or self._loop is None:
             raise ApiError(503, "shutting down", "the service is stopping; retry later")
