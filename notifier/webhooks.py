@@ -133,7 +133,7 @@ def verify(
             continue
     if not offered:
         raise SignatureError("webhook-signature has no v1 signature")
-    for key in _keys_of(secrets) if isinstance(secrets, str) else secret_keys(secrets):
+    for key in secret_keys(secrets):
         expected = _mac(key, msg_id, timestamp, body)
         # compare_digest: the time taken does not reveal how much of a signature matched.
         if any(hmac.compare_digest(expected, sig) for sig in offered):
