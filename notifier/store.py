@@ -504,6 +504,7 @@ class Store:
             first.setdefault((hook_id, webhook_id), i)
         # Sorted, so that concurrent batches take the key locks in one order (no deadlock).
         idents = sorted(first)
+        keys = {ident: [row.key for row in items[i][2]] for ident, i in first.items()}
         won: set[tuple[str, str]] = set()
         # What each receipt names: keys, or ids in receipts written before migration 4.
         named: dict[tuple[str, str], list[str | int]] = {}
@@ -511,13 +512,13 @@ class Store:
             for chunk in _chunks(idents, IN_CHUNK // 3):
                 params: dict[str, object] = {"now": now}
                 for j, ident in enumerate(chunk):
-                    keys = [row.key for row in items[first[ident]][2]]
-                    params[f"h{j}"], params[f"w{j}"], params[f"d{j}"] = *ident, json.dumps(keys)
+                    params[f"h{j}"], params[f"w{j}"] = ident
+                    params[f"d{j}"] = json.dumps(keys[ident])
                 for hook_id, webhook_id in await tx.fetchall(_receipts_sql(len(chunk)), params):
                     won.add((hook_id, webhook_id))
             for ident in idents:
                 if ident in won:
-                    named[ident] = [row.key for row in items[first[ident]][2]]
+                    named[ident] = list(keys[ident])
                 else:  # a redelivery: rare, one lookup each
                     row = await tx.fetchone(
                         "SELECT deliveries FROM hook_receipts"
