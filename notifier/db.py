@@ -190,6 +190,7 @@ class _Checkpointer:
         self._busy_timeout_ms = busy_timeout_ms
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-wal")
         self._conn: sqlite3.Connection | None = None  # only touched on self._thread
+        self._page_size = 0
         self._running = False
         self._changes_at_last = 0
 
@@ -208,9 +209,9 @@ class _Checkpointer:
                     f"file:{self._path}?mode=rw", uri=True, isolation_level=None
                 )
                 self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
+                (self._page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
             _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
-            if frames * page_size > SQLITE_WAL_LIMIT_BYTES:
+            if frames * self._page_size > SQLITE_WAL_LIMIT_BYTES:
                 # Under a steady stream of commits a PASSIVE checkpoint never catches up to the
                 # end of the WAL, so the WAL never starts over and keeps growing. Copy all of it
                 # now, holding the write lock for a few ms (writers wait, on the database

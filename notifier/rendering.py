@@ -45,8 +45,9 @@ class _Environment(jinja2.Environment):
 
     Every template variable is a dict (event, recipient, payload...), and Jinja's own order,
     the attribute first, raised and caught an AttributeError for each `payload.visitor`.
-    A key now wins over a dict method of the same name; a missing key still falls back to
-    Jinja (so `payload.items` is the method, and an unknown field is StrictUndefined).
+    A key now wins over a dict method of the same name; a name that is not a key falls back
+    to Jinja (`payload.items` is the method when there is no `items` key, and an unknown
+    field is StrictUndefined).
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
