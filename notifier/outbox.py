@@ -33,7 +33,7 @@ from notifier.schedules import (
     Schedule,
     check_address,
 )
-from notifier.store import Store
+from notifier.store import Store, hook_row_key
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,18 @@ def template_context(
         "payload": dict(payload or {}),
         "unsubscribe_url": unsubscribe_url,
     }
+
+
+def _distinct(recipients: Iterable[Recipient]) -> list[Recipient]:
+    """The first recipient of each address (compared without case), in order."""
+    seen: set[str] = set()
+    out = []
+    for recipient in recipients:
+        address = recipient.email.lower()
+        if address not in seen:
+            seen.add(address)
+            out.append(recipient)
+    return out
 
 
 class Outbox:
@@ -444,15 +456,14 @@ class Outbox:
     def hook_rows(
         self, hook: Hook, webhook_id: str, payload: Mapping[str, Any], due: datetime
     ) -> list[NewDelivery]:
-        """Rows for one accepted webhook; RenderError or SendError means a 422."""
-        recipients = self.hook_recipients(hook, payload)
+        """Rows for one accepted webhook, one per address; RenderError or SendError: a 422."""
+        recipients = _distinct(self.hook_recipients(hook, payload))
         external = False
         if hook.audience is not None:
             external = self.schedule.audiences[hook.audience].external
         rem_ctx = reminder_context(None, HOOK_REMINDER, due.date())
-        prefix = f"hook:{hook.id}/{webhook_id}"
         rows = []
-        for recipient in recipients:
+        for position, recipient in enumerate(recipients):
             ctx = self.context(
                 event=None,
                 occurrence=None,
@@ -465,7 +476,7 @@ class Outbox:
             ctx["event"]["id"] = hook.id
             rows.append(
                 self._row(
-                    key=delivery_key(prefix, recipient.email),
+                    key=hook_row_key(hook.id, webhook_id, position),
                     rendered=self.renderer.render(hook.template, ctx),
                     recipient=recipient,
                     event_id=f"hook:{hook.id}",

@@ -23,6 +23,11 @@ from notifier.models import Delivery, NewDelivery, Outcome, State
 ENQUEUE_CHUNK = 1000
 # Keys per `IN (...)` lookup (SQLite allows 32766 variables; stay well below).
 IN_CHUNK = 500
+# Positions looked up per statement when a redelivered webhook's rows are collected.
+HOOK_PROBE = 64
+# Tries of a webhook batch that lost a race on a webhook-id to another transaction (PostgreSQL;
+# each retry sees the winner's rows, so the second try settles it).
+ACCEPT_TRIES = 3
 # pg_advisory_xact_lock key serialising migrate() across processes ("notifier" in ASCII).
 MIGRATION_LOCK_KEY = 0x6E6F746966696572
 
@@ -161,6 +166,24 @@ def _receipts_sql(count: int) -> str:
         f"INSERT INTO hook_receipts (hook_id, webhook_id, deliveries, created_at) VALUES {values}"
         " ON CONFLICT (hook_id, webhook_id) DO NOTHING RETURNING hook_id, webhook_id"
     )
+
+
+def hook_row_key(hook_id: str, webhook_id: str, position: int) -> str:
+    """The key of a webhook's row `position` (0, 1, ... in recipient order).
+
+    The row at position 0 is the webhook's receipt: a redelivery finds it by key whatever its
+    content, so no receipt is written beside the rows. One key per (hook, webhook-id,
+    position): hook ids hold no '/' and the position is digits, so the webhook-id is what lies
+    between the first and the last '/'.
+    """
+    return f"hook:{hook_id}/{webhook_id}/{position:d}"
+
+
+class _LostRace(Exception):
+    """Another transaction accepted one of the batch's webhook-ids first: run it again."""
+
+
+Ident = tuple[str, str]  # (hook_id, webhook_id)
 
 
 def _delivery(row: Row) -> Delivery:
@@ -488,60 +511,106 @@ class Store:
     ) -> list[tuple[list[int], bool]]:
         """Accept many webhook requests in one transaction (group commit).
 
-        For each (hook_id, webhook_id, rows): a redelivered webhook-id returns the ids of the
-        rows its first request made and True; a new one inserts its rows (existing keys kept)
-        and returns their ids and False. The receipts, naming their rows by key, are inserted
-        first, in one statement whose RETURNING names the winners, so two processes racing on
-        one webhook-id cannot both win: the loser waits on the primary key and then replays.
-        Set-based: three statements per batch, not per item (per-statement cost is what
-        limits webhook throughput).
+        Each item is (hook_id, webhook_id, rows), the rows keyed `hook_row_key(hook_id,
+        webhook_id, 0..n-1)`. A webhook-id seen before returns the ids of the rows its first
+        request made and True, whatever this request holds; a new one inserts its rows and
+        returns their ids and False. The first request's row 0 is its receipt; a webhook with
+        no rows gets a row in hook_receipts instead, as every webhook did before rows were
+        keyed by position (those receipts still replay). Set-based: a handful of statements
+        per batch, not per item. No receipt beside the rows: it was a random-position index
+        entry per webhook, a third of the WAL pages each commit wrote.
+
+        Two transactions racing on one webhook-id (PostgreSQL): the loser's insert waits on the
+        key and finds it taken; its batch runs again and then sees the winner's rows.
         """
         if not items:
             return []
         # The first occurrence of an id in the batch is its candidate; later ones replay it.
-        first: dict[tuple[str, str], int] = {}
-        for i, (hook_id, webhook_id, _) in enumerate(items):
+        first: dict[Ident, int] = {}
+        for i, (hook_id, webhook_id, rows) in enumerate(items):
+            for position, row in enumerate(rows):
+                if row.key != hook_row_key(hook_id, webhook_id, position):
+                    raise ValueError(f"webhook row {position} is keyed {row.key!r}")
             first.setdefault((hook_id, webhook_id), i)
+        for _ in range(ACCEPT_TRIES):
+            try:
+                async with self.db.transaction() as tx:
+                    answers, won = await self._accept(tx, items, first, now)
+                break
+            except _LostRace:
+                continue
+        else:
+            raise StoreError(f"webhook accept lost {ACCEPT_TRIES} races in a row")
+        return [
+            (answers[(h, w)], not ((h, w) in won and first[(h, w)] == i))
+            for i, (h, w, _) in enumerate(items)
+        ]
+
+    async def _accept(
+        self,
+        tx: Tx,
+        items: Sequence[tuple[str, str, Sequence[NewDelivery]]],
+        first: dict[Ident, int],
+        now: float,
+    ) -> tuple[dict[Ident, list[int]], set[Ident]]:
         # Sorted, so that concurrent batches take the key locks in one order (no deadlock).
         idents = sorted(first)
-        keys = {ident: [row.key for row in items[i][2]] for ident, i in first.items()}
-        won: set[tuple[str, str]] = set()
-        # What each receipt names: keys, or ids in receipts written before migration 4.
-        named: dict[tuple[str, str], list[str | int]] = {}
-        async with self.db.transaction() as tx:
-            for chunk in _chunks(idents, IN_CHUNK // 3):
-                params: dict[str, object] = {"now": now}
-                for j, ident in enumerate(chunk):
-                    params[f"h{j}"], params[f"w{j}"] = ident
-                    params[f"d{j}"] = json.dumps(keys[ident])
-                for hook_id, webhook_id in await tx.fetchall(_receipts_sql(len(chunk)), params):
-                    won.add((hook_id, webhook_id))
-            for ident in idents:
-                if ident in won:
-                    named[ident] = list(keys[ident])
-                else:  # a redelivery: rare, one lookup each
-                    row = await tx.fetchone(
-                        "SELECT deliveries FROM hook_receipts"
-                        " WHERE hook_id = :h AND webhook_id = :w",
-                        {"h": ident[0], "w": ident[1]},
-                    )
-                    named[ident] = list(json.loads(row[0])) if row else []
-            await self._insert(
-                tx, [r for ident in idents if ident in won for r in items[first[ident]][2]], now
-            )
-            by_key = await self._ids_by_key(
-                tx, [k for ref in named.values() for k in ref if isinstance(k, str)]
-            )
-        results: list[tuple[list[int], bool]] = []
-        for i, (hook_id, webhook_id, _) in enumerate(items):
-            ident = (hook_id, webhook_id)
-            ids = [
+        answers = await self._receipts(tx, idents)
+        markers = {hook_row_key(h, w, 0): (h, w) for h, w in idents if (h, w) not in answers}
+        for key in await self._ids_by_key(tx, list(markers)):
+            answers[markers[key]] = await self._hook_ids(tx, markers[key])
+        new = [ident for ident in idents if ident not in answers]
+        rows = [row for ident in new for row in items[first[ident]][2]]
+        if await self._insert(tx, rows, now) != len(rows):
+            raise _LostRace
+        empty = [ident for ident in new if not items[first[ident]][2]]
+        for chunk in _chunks(empty, IN_CHUNK // 3):
+            params: dict[str, object] = {"now": now}
+            for j, (hook_id, webhook_id) in enumerate(chunk):
+                params[f"h{j}"], params[f"w{j}"], params[f"d{j}"] = hook_id, webhook_id, "[]"
+            if len(await tx.fetchall(_receipts_sql(len(chunk)), params)) != len(chunk):
+                raise _LostRace
+        ids = await self._ids_by_key(tx, [row.key for row in rows])
+        for ident in new:
+            answers[ident] = [ids[row.key] for row in items[first[ident]][2]]
+        return answers, set(new)
+
+    async def _receipts(self, tx: Tx, idents: Sequence[Ident]) -> dict[Ident, list[int]]:
+        """The answers kept in hook_receipts: webhooks without rows, and older webhooks."""
+        named: dict[Ident, list[str | int]] = {}
+        for chunk in _chunks(idents, IN_CHUNK // 2):
+            params: dict[str, object] = {}
+            terms = []
+            for j, (hook_id, webhook_id) in enumerate(chunk):
+                params[f"h{j}"], params[f"w{j}"] = hook_id, webhook_id
+                terms.append(f"(hook_id = :h{j} AND webhook_id = :w{j})")
+            sql = "SELECT hook_id, webhook_id, deliveries FROM hook_receipts WHERE "
+            for hook_id, webhook_id, refs in await tx.fetchall(sql + " OR ".join(terms), params):
+                named[(hook_id, webhook_id)] = list(json.loads(refs))
+        if not named:
+            return {}
+        # Receipts name rows by key (version 4) or, before it, by id.
+        by_key = await self._ids_by_key(
+            tx, [k for refs in named.values() for k in refs if isinstance(k, str)]
+        )
+        return {
+            ident: [
                 by_key[k] if isinstance(k, str) else int(k)
-                for k in named[ident]
+                for k in refs
                 if not isinstance(k, str) or k in by_key  # a row deleted since: not named
             ]
-            results.append((ids, not (ident in won and first[ident] == i)))
-        return results
+            for ident, refs in named.items()
+        }
+
+    async def _hook_ids(self, tx: Tx, ident: Ident) -> list[int]:
+        """The ids of a webhook's rows, in position order (rows are never deleted)."""
+        ids: list[int] = []
+        while True:
+            keys = [hook_row_key(*ident, p) for p in range(len(ids), len(ids) + HOOK_PROBE)]
+            found = await self._ids_by_key(tx, keys)
+            ids.extend(found[k] for k in keys if k in found)
+            if len(found) < HOOK_PROBE:
+                return ids
 
     # --- unsubscribes -----------------------------------------------------------------------
 

@@ -166,7 +166,7 @@ class AcceptBatcher:
     async def accept(
         self, hook_id: str, prepare: Callable[[], Prepared]
     ) -> tuple[Prepared, AcceptResult]:
-        """Prepare one webhook request and commit its rows (or find its earlier receipt).
+        """Prepare one webhook request and commit its rows (or find its first request's).
 
         Returns what `prepare` made and (ids, duplicate); what `prepare` raises (an ApiError
         for a bad signature, say) is raised here. A batch prepares its items back to back,

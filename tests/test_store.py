@@ -15,7 +15,7 @@ import pytest
 from notifier.db import connect, redact_url, to_pyformat
 from notifier.errors import NotifierError, StoreError
 from notifier.models import NewDelivery, Outcome, State
-from notifier.store import Store, load_migrations
+from notifier.store import HOOK_PROBE, Store, hook_row_key, load_migrations
 from tests.conftest_db import open_store
 
 LATEST = max(m.version for m in load_migrations())
@@ -36,6 +36,11 @@ def new(key: str, *, due: float = T0, event: str = "ev", **kw: object) -> NewDel
         message=f"MIME-Version: 1.0\r\n\r\nbody {key}",
     )
     return replace(row, **kw)  # type: ignore[arg-type]
+
+
+def hook_rows(hook: str, webhook_id: str, count: int, **kw: object) -> list[NewDelivery]:
+    """A webhook's rows as the outbox keys them (by position)."""
+    return [new(hook_row_key(hook, webhook_id, p), **kw) for p in range(count)]
 
 
 async def claim_all(
@@ -92,7 +97,8 @@ async def test_receipts_written_before_version_4_still_replay_their_ids(db_url: 
         )
     async with open_store(db_url, migrate=False) as store:
         assert await store.migrate() == list(range(4, LATEST + 1))
-        [(again, replay)] = await store.accept_hooks([("visit", "msg_old", [new("x")])], now=T0)
+        redelivery = [("visit", "msg_old", hook_rows("visit", "msg_old", 1))]
+        [(again, replay)] = await store.accept_hooks(redelivery, now=T0)
         assert (again, replay) == (ids, True)
         assert {d.key for d in await store.list_deliveries()} == {"old-a", "old-b"}
 
@@ -372,12 +378,14 @@ async def test_requeue_makes_rows_pending_and_due_now(store: Store) -> None:
 
 
 async def test_accept_hooks_replays_first_answer(store: Store) -> None:
-    rows = [new("h1-a"), new("h1-b")]
+    rows = hook_rows("visit", "msg_1", 2)
     [(ids, replay)] = await store.accept_hooks([("visit", "msg_1", rows)], now=T0)
     assert replay is False
-    assert ids == await store.ids_for_keys(["h1-a", "h1-b"])
-    # A redelivery, even with different content, gets the first answer and inserts nothing.
-    [(again, replay)] = await store.accept_hooks([("visit", "msg_1", [new("other")])], now=T0)
+    assert ids == await store.ids_for_keys([r.key for r in rows])
+    # A redelivery, even with other content (here one recipient), gets the first answer and
+    # inserts nothing.
+    other = hook_rows("visit", "msg_1", 1, recipient="someone-else@example.org")
+    [(again, replay)] = await store.accept_hooks([("visit", "msg_1", other)], now=T0)
     assert (again, replay) == (ids, True)
     assert await store.count_by_state() == {("pending", "email"): 2}
 
@@ -385,30 +393,47 @@ async def test_accept_hooks_replays_first_answer(store: Store) -> None:
 async def test_accept_hooks_handles_a_batch_in_one_call(store: Store) -> None:
     results = await store.accept_hooks(
         [
-            ("visit", "m1", [new("m1")]),
-            ("visit", "m2", [new("m2"), new("m1")]),  # shares a key with m1: no second row
-            ("other", "m1", []),  # same webhook-id, another hook: a separate receipt
-            ("visit", "m1", [new("zzz")]),  # redelivered within the same batch
+            ("visit", "m1", hook_rows("visit", "m1", 1)),
+            ("visit", "m2", hook_rows("visit", "m2", 2)),
+            ("other", "m1", []),  # same webhook-id, another hook, no rows: a receipt of its own
+            ("visit", "m1", hook_rows("visit", "m1", 3)),  # redelivered within the same batch
         ],
         now=T0,
     )
-    (m1,) = await store.ids_for_keys(["m1"])
-    (m2,) = await store.ids_for_keys(["m2"])
-    assert results == [([m1], False), ([m2, m1], False), ([], False), ([m1], True)]
+    m1 = await store.ids_for_keys([hook_row_key("visit", "m1", 0)])
+    m2 = await store.ids_for_keys([hook_row_key("visit", "m2", p) for p in (0, 1)])
+    assert results == [(m1, False), (m2, False), ([], False), (m1, True)]
+    # The webhook without rows is recognised too, even when it now brings rows.
+    again = await store.accept_hooks([("other", "m1", hook_rows("other", "m1", 1))], now=T0)
+    assert again == [([], True)]
+    assert await store.count_by_state() == {("pending", "email"): 3}
+
+
+async def test_a_redelivery_gets_every_row_of_a_large_first_request(store: Store) -> None:
+    rows = hook_rows("visit", "big", HOOK_PROBE * 2 + 3)
+    [(ids, _)] = await store.accept_hooks([("visit", "big", rows)], now=T0)
+    [(again, replay)] = await store.accept_hooks([("visit", "big", rows[:1])], now=T0)
+    assert (again, replay) == (ids, True) and len(ids) == len(rows)
+
+
+async def test_webhook_rows_must_be_keyed_by_position(store: Store) -> None:
+    with pytest.raises(ValueError, match="row 0"):
+        await store.accept_hooks([("visit", "m1", [new("m1")])], now=T0)
+    assert await store.count_by_state() == {}
 
 
 async def test_racing_redeliveries_on_two_connections_have_one_winner(db_url: str) -> None:
     async with open_store(db_url) as one, open_store(db_url) as two:
         ids = [f"msg_{i}" for i in range(20)]
-        forward = [("visit", w, [new(w)]) for w in ids]
+        forward = [("visit", w, hook_rows("visit", w, 2)) for w in ids]
         backward = list(reversed(forward))
         a, b = await asyncio.gather(
             one.accept_hooks(forward, now=T0), two.accept_hooks(backward, now=T0)
         )
         for (ids_a, replay_a), (ids_b, replay_b) in zip(a, reversed(b), strict=True):
-            assert ids_a == ids_b and len(ids_a) == 1
+            assert ids_a == ids_b and len(ids_a) == 2
             assert replay_a != replay_b  # exactly one of them inserted
-        assert await one.count_by_state() == {("pending", "email"): 20}
+        assert await one.count_by_state() == {("pending", "email"): 40}
 
 
 # --- unsubscribes --------------------------------------------------------------------------------

@@ -125,6 +125,36 @@ async def test_a_replayed_webhook_id_returns_the_first_answer_and_creates_nothin
     assert len(await ledger(app.settings)) == 2
 
 
+async def test_a_hook_to_payload_recipients_sends_once_per_address_and_replays_by_id(
+    make_settings: MakeSettings, hook_secret_env: None
+) -> None:
+    settings = make_settings()
+    write_schedule(
+        settings.schedules_dir,
+        """\
+        hooks:
+          - {id: notice, secret_env: NOTIFIER_HOOK_VISIT_REQUEST, template: visit-notice}
+        """,
+        name="notice.yaml",
+    )
+    to = ["a@example.org", {"email": "b@example.org", "name": "乙"}, "A@Example.org"]
+    async with App(settings, clock=lambda: NOW) as app:
+        async with TestClient(TestServer(create_web_app(app))) as client:
+            status, first = await post_hook(client, {**PAYLOAD, "to": to}, "n1", hook="notice")
+            assert status == 202 and len(first["ids"]) == 2  # a@ once, whatever its case
+            # The same webhook-id with another list: the first answer, nothing new.
+            again = {**PAYLOAD, "to": ["c@example.org"]}
+            assert await post_hook(client, again, "n1", hook="notice") == (
+                202,
+                {"ids": first["ids"], "duplicate": True},
+            )
+    rows = await ledger(settings)
+    assert sorted(r.recipient for r in rows if r.event_id == "hook:notice") == [
+        "a@example.org",
+        "b@example.org",
+    ]
+
+
 async def test_concurrent_webhooks_share_commits(service: tuple[App, Client]) -> None:
     app, client = service
     results = await asyncio.gather(*(post_hook(client, PAYLOAD, f"msg_{i}") for i in range(40)))
