@@ -409,6 +409,12 @@ async def test_accept_hooks_handles_a_batch_in_one_call(store: Store) -> None:
     assert await store.count_by_state() == {("pending", "email"): 3}
 
 
+async def test_a_redelivery_that_brings_no_rows_still_gets_the_first_answer(store: Store) -> None:
+    [(ids, _)] = await store.accept_hooks([("visit", "z", hook_rows("visit", "z", 2))], now=T0)
+    assert await store.accept_hooks([("visit", "z", [])], now=T0) == [(ids, True)]
+    assert await store.db.fetchone("SELECT COUNT(*) FROM hook_receipts") == (0,)
+
+
 async def test_a_redelivery_gets_every_row_of_a_large_first_request(store: Store) -> None:
     rows = hook_rows("visit", "big", HOOK_PROBE * 2 + 3)
     [(ids, _)] = await store.accept_hooks([("visit", "big", rows)], now=T0)
