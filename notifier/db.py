@@ -54,6 +54,11 @@ class Tx(Protocol):
 
     async def executemany(self, sql: str, rows: Sequence[Params]) -> int: ...
 
+    async def insert_ids(self, sql: str, rows: Sequence[Params]) -> list[int | None]:
+        """Run a one-row INSERT into a table keyed `id` once per row: each row's new id, or
+        None where it inserted nothing (ON CONFLICT DO NOTHING)."""
+        ...
+
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None: ...
@@ -156,6 +161,19 @@ class _SQLiteTx:
         def run(conn: sqlite3.Connection) -> int:
             self._begin(conn)
             return conn.executemany(sql, rows).rowcount
+
+        return await self._db.run(run)
+
+    async def insert_ids(self, sql: str, rows: Sequence[Params]) -> list[int | None]:
+        # One execute per row and its rowid: cheaper than executemany and then a SELECT of
+        # the ids by key (the webhook accept's last statement, 3% of its instructions).
+        def run(conn: sqlite3.Connection) -> list[int | None]:
+            self._begin(conn)
+            ids: list[int | None] = []
+            for params in rows:
+                cur = conn.execute(sql, params)
+                ids.append(cur.lastrowid if cur.rowcount else None)
+            return ids
 
         return await self._db.run(run)
 
@@ -491,6 +509,22 @@ class _PgTx:
         except psycopg.Error as exc:
             raise self._db.error(exc) from exc
         return self._cur.rowcount
+
+    async def insert_ids(self, sql: str, rows: Sequence[Params]) -> list[int | None]:
+        if not rows:
+            return []
+        ids: list[int | None] = []
+        try:
+            # Pipelined like executemany; one result per row, empty where nothing was inserted.
+            await self._cur.executemany(to_pyformat(sql + " RETURNING id"), rows, returning=True)
+            while True:
+                row = await self._cur.fetchone()
+                ids.append(None if row is None else int(row[0]))
+                if not self._cur.nextset():
+                    break
+        except psycopg.Error as exc:
+            raise self._db.error(exc) from exc
+        return ids
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
         try:

@@ -320,6 +320,19 @@ class Store:
             new += await tx.executemany(_INSERT, [_insert_params(r, now) for r in chunk])
         return new
 
+    @staticmethod
+    async def _insert_ids(tx: Tx, rows: Sequence[NewDelivery], now: float) -> dict[str, int]:
+        """Insert rows that must all be new (in key order, as `_insert`); their ids by key."""
+        rows = sorted(rows, key=lambda r: r.key)
+        ids: dict[str, int] = {}
+        for chunk in _chunks(rows, ENQUEUE_CHUNK):
+            got = await tx.insert_ids(_INSERT, [_insert_params(r, now) for r in chunk])
+            for row, id_ in zip(chunk, got, strict=True):
+                if id_ is None:
+                    raise _RowsExist
+                ids[row.key] = id_
+        return ids
+
     async def ids_for_keys(self, keys: Sequence[str]) -> list[int]:
         """The ids of these keys, in input order. Raises KeyError for a key not in the ledger."""
         async with self.db.transaction() as tx:
@@ -573,8 +586,7 @@ class Store:
             answers[markers[key]] = await self._hook_ids(tx, markers[key])
         new = [ident for ident in idents if ident not in answers]
         rows = [row for ident in new for row in items[first[ident]][2]]
-        if await self._insert(tx, rows, now) != len(rows):
-            raise _RowsExist
+        ids = await self._insert_ids(tx, rows, now)
         empty = [ident for ident in new if not items[first[ident]][2]]
         for chunk in _chunks(empty, IN_CHUNK // 3):
             params: dict[str, object] = {"now": now}
@@ -582,7 +594,6 @@ class Store:
                 params[f"h{j}"], params[f"w{j}"], params[f"d{j}"] = hook_id, webhook_id, "[]"
             if len(await tx.fetchall(_receipts_sql(len(chunk)), params)) != len(chunk):
                 raise _RowsExist
-        ids = await self._ids_by_key(tx, [row.key for row in rows])
         for ident in new:
             answers[ident] = [ids[row.key] for row in items[first[ident]][2]]
         return answers, set(new)
