@@ -36,11 +36,12 @@ from bench._common import machine, table  # noqa: E402
 from bench.webhooks import (  # noqa: E402
     BARE_SERVER,
     HOOK,
-    SECRET,
     WARMUP,
+    clean_env,
     drive,
     free_port,
     make_requests,
+    service_env,
     stop,
     wait_port,
     write_config,
@@ -135,20 +136,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         root = Path(tmp)
         write_config(root)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        env = clean_env()
         notifier_port, bare_port = free_port(), free_port()
-        notifier_env = {
-            **env,
-            "NOTIFIER_SCHEDULES_DIR": str(root / "schedules"),
-            "NOTIFIER_TEMPLATES_DIR": str(root / "templates"),
-            "NOTIFIER_DATABASE_URL": f"sqlite:///{root / 'ledger.db'}",
-            "NOTIFIER_MAIL_DROP_DIR": str(root / "mail"),
-            "NOTIFIER_HTTP__PORT": str(notifier_port),
-            "NOTIFIER_WATCH": "false",
-            "NOTIFIER_UNSUBSCRIBE_SECRET": "bench",
-            "NOTIFIER_HOOK_BENCH": SECRET,
-            "NOTIFIER_EVENT_LOOP": "uvloop",
-        }
+        notifier_env = service_env(root, notifier_port, "uvloop")
         n = args.requests
         bare, bare_parts = measure(
             "bare",

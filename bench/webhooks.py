@@ -120,6 +120,27 @@ def write_config(root: Path) -> None:
         (template / name).write_text(text, encoding="utf-8")
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without NOTIFIER_ settings (they would leak into servers)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+
+
+def service_env(root: Path, port: int, loop: str) -> dict[str, str]:
+    """`notifier run` on the config of `write_config(root)`: SQLite, mail drop, one hook."""
+    return {
+        **clean_env(),
+        "NOTIFIER_SCHEDULES_DIR": str(root / "schedules"),
+        "NOTIFIER_TEMPLATES_DIR": str(root / "templates"),
+        "NOTIFIER_DATABASE_URL": f"sqlite:///{root / 'ledger.db'}",
+        "NOTIFIER_MAIL_DROP_DIR": str(root / "mail"),
+        "NOTIFIER_HTTP__PORT": str(port),
+        "NOTIFIER_WATCH": "false",
+        "NOTIFIER_UNSUBSCRIBE_SECRET": "bench",
+        "NOTIFIER_HOOK_BENCH": SECRET,
+        "NOTIFIER_EVENT_LOOP": loop,
+    }
+
+
 @dataclass(frozen=True)
 class Request:
     body: bytes
@@ -234,18 +255,7 @@ def main() -> None:
         root = Path(tmp)
         write_config(root)
         notifier_port, bare_port = free_port(), free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")},
-            "NOTIFIER_SCHEDULES_DIR": str(root / "schedules"),
-            "NOTIFIER_TEMPLATES_DIR": str(root / "templates"),
-            "NOTIFIER_DATABASE_URL": f"sqlite:///{root / 'ledger.db'}",
-            "NOTIFIER_MAIL_DROP_DIR": str(root / "mail"),
-            "NOTIFIER_HTTP__PORT": str(notifier_port),
-            "NOTIFIER_WATCH": "false",
-            "NOTIFIER_UNSUBSCRIBE_SECRET": "bench",
-            "NOTIFIER_HOOK_BENCH": SECRET,
-            "NOTIFIER_EVENT_LOOP": loop,
-        }
+        env = service_env(root, notifier_port, loop)
         log = (root / "notifier.log").open("wb")
         service = subprocess.Popen(
             [sys.executable, "-m", "notifier.cli", "run"],
