@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
@@ -101,6 +102,23 @@ async def test_receipts_written_before_version_4_still_replay_their_ids(db_url: 
         [(again, replay)] = await store.accept_hooks(redelivery, now=T0)
         assert (again, replay) == (ids, True)
         assert {d.key for d in await store.list_deliveries()} == {"old-a", "old-b"}
+
+
+async def test_receipts_written_before_rows_were_keyed_by_position_still_replay(
+    store: Store,
+) -> None:
+    # The previous release keyed rows by recipient and named them by key in a receipt.
+    old = ["hook:visit/msg_v4/a@example.org/email", "hook:visit/msg_v4/b@example.org/email"]
+    await store.enqueue([new(k) for k in old], now=T0)
+    ids = await store.ids_for_keys(old)
+    await store.db.execute(
+        "INSERT INTO hook_receipts (hook_id, webhook_id, deliveries, created_at)"
+        " VALUES ('visit', 'msg_v4', :keys, :now)",
+        {"keys": json.dumps(old), "now": T0},
+    )
+    redelivery = [("visit", "msg_v4", hook_rows("visit", "msg_v4", 2))]
+    assert await store.accept_hooks(redelivery, now=T0) == [(ids, True)]
+    assert {d.key for d in await store.list_deliveries()} == set(old)
 
 
 async def test_ping_answers_on_an_open_database(store: Store) -> None:
