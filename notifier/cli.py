@@ -24,8 +24,9 @@ from notifier.delivery import WorkerStats
 from notifier.errors import ConfigError, NotifierError
 from notifier.logs import setup_logging
 from notifier.models import State
-from notifier.planner import PlannedSend, plan
+from notifier.planner import plan, planned_json
 from notifier.service import App
+from notifier.web import start_http
 
 T = TypeVar("T")
 
@@ -83,20 +84,6 @@ def _run(factory: Callable[[], Awaitable[T]], *, loop: str = "asyncio") -> T:
     raise AssertionError("unreachable")
 
 
-def planned_json(p: PlannedSend, recipients: int) -> dict[str, Any]:
-    """One object of `upcoming --json` and /api/upcoming."""
-    return {
-        "event": p.event.id,
-        "title": p.event.title,
-        "start": p.occurrence.start.isoformat(),
-        "end": p.occurrence.end.isoformat(),
-        "reminder": p.reminder.id,
-        "send_at": p.send_at.isoformat(),
-        "audience": p.reminder.audience,
-        "recipients": recipients,
-    }
-
-
 class DateType(click.ParamType[date, str]):
     name = "DATE"
 
@@ -131,7 +118,7 @@ def run() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with App(settings) as app:
-            await app.run(stop)
+            await app.run(stop, serve=start_http)
 
     _run(service, loop=settings.event_loop)
 

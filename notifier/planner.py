@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 
 from notifier.rules import Duration, Occurrence, lead_margin, occurrences, send_day
 from notifier.schedules import Event, Reminder, Schedule
@@ -99,3 +100,17 @@ def occurrence_on(event: Event, start: date) -> Occurrence | None:
         if occ.start == start:
             return occ
     return None
+
+
+def planned_json(p: PlannedSend, recipients: int) -> dict[str, Any]:
+    """One object of `upcoming --json` and /api/upcoming."""
+    return {
+        "event": p.event.id,
+        "title": p.event.title,
+        "start": p.occurrence.start.isoformat(),
+        "end": p.occurrence.end.isoformat(),
+        "reminder": p.reminder.id,
+        "send_at": p.send_at.isoformat(),
+        "audience": p.reminder.audience,
+        "recipients": recipients,
+    }

@@ -14,11 +14,12 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
@@ -41,6 +42,17 @@ log = logging.getLogger(__name__)
 # Sends older than this are never caught up nor recorded missed, however long the downtime.
 MAX_CATCH_UP = timedelta(days=366)
 WATERMARK = "materialized_until"
+
+
+class Listener(Protocol):
+    """What an edge (the HTTP side) hands back when started: something to clean up."""
+
+    async def cleanup(self) -> None: ...
+
+
+# The HTTP side is started by the caller's `serve` (cli passes `notifier.web.start_http`):
+# web sits above service and imports it, never the other way round.
+Serve = Callable[["App"], Awaitable[Listener]]
 
 
 class NotStarted(NotifierError):
@@ -242,8 +254,14 @@ class App:
 
     # --- run ---
 
-    async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
-        """The service: timer, delivery worker, HTTP side and config watcher, until `stop`."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        ready: asyncio.Event | None = None,
+        serve: Serve | None = None,
+    ) -> None:
+        """The service: timer, delivery worker, HTTP side (`serve`) and watcher, until `stop`."""
         s = self.settings
         self._timer = Timer(prepare=self.prepare, replan=self.replan, tz=s.tz, metrics=self.metrics)
         self._timer.start()
@@ -265,14 +283,12 @@ class App:
         for line in self.warnings:
             log.warning(line, extra={"action": "config_warning"})
         tasks: list[asyncio.Task[None]] = []
-        runner = None
+        runner: Listener | None = None
         try:
             await self.replan()
             self.log_next()
-            if s.http.enabled:
-                from notifier.web import start_http
-
-                runner = await start_http(self)
+            if s.http.enabled and serve is not None:
+                runner = await serve(self)
             if s.watch:
                 tasks.append(asyncio.create_task(self._watch(stop), name="notifier-watch"))
             if ready is not None:

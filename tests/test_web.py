@@ -28,7 +28,7 @@ from notifier.models import State
 from notifier.outbox import unsubscribe_token
 from notifier.service import App
 from notifier.store import Store
-from notifier.web import BATCHER_KEY, create_web_app
+from notifier.web import BATCHER_KEY, create_web_app, start_http
 from tests.conftest import ROOT, MakeSettings, write_schedule
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -355,7 +355,7 @@ async def test_a_hook_accepted_by_the_running_service_is_delivered(
     settings = make_settings(http=HttpSettings(port=port))
     stop, ready = asyncio.Event(), asyncio.Event()
     async with App(settings) as app:
-        task = asyncio.create_task(app.run(stop, ready=ready))
+        task = asyncio.create_task(app.run(stop, ready=ready, serve=start_http))
         await asyncio.wait_for(ready.wait(), 10)
         body = body_of(PAYLOAD)
         now = time.time()

@@ -1,0 +1,297 @@
+"""Signed webhook triggers (`POST /hooks/{id}`).
+
+Accepts are durable: the 202 goes out only after the rows are committed, and the commits of
+concurrent requests are grouped (`AcceptBatcher`) so that one fsync serves many requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from notifier.config import hook_secret
+from notifier.errors import RenderError
+from notifier.models import NewDelivery
+from notifier.outbox import SendError
+from notifier.schedules import Hook
+from notifier.service import App
+from notifier.web.common import (
+    APP_KEY,
+    BATCH_IDLE_SPINS,
+    BATCH_MAX,
+    BATCH_WINDOW_SECONDS,
+    JSON_HEADERS,
+    ApiError,
+    echo,
+    parse_json,
+    render_problem,
+)
+from notifier.webhooks import SignatureError, verify
+
+log = logging.getLogger(__name__)
+
+AcceptResult = tuple[list[int], bool]
+AcceptFn = Callable[
+    [Sequence[tuple[str, str, Sequence[NewDelivery]]]], Awaitable[list[AcceptResult]]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A verified webhook request and the rows it asks for."""
+
+    webhook_id: str
+    due: datetime
+    rows: Sequence[NewDelivery]
+
+
+@dataclass(slots=True)
+class _Pending:
+    hook_id: str
+    prepare: Callable[[], Prepared] = field(repr=False)
+    future: asyncio.Future[tuple[Prepared, AcceptResult]] = field(repr=False)
+
+
+class AcceptBatcher:
+    """Collects webhook accepts for a few ms and commits them in one transaction.
+
+    `accept` resolves only after the transaction holding its rows committed. Started and
+    stopped by the web app (on_startup / on_cleanup); `stop` commits what is queued first.
+    A plain list and one wake-up future, not an asyncio.Queue: at thousands of requests a
+    second the queue's bookkeeping per item showed in profiles.
+    """
+
+    def __init__(
+        self,
+        accept: AcceptFn,
+        *,
+        window: float = BATCH_WINDOW_SECONDS,
+        max_batch: int = BATCH_MAX,
+    ) -> None:
+        self._accept = accept
+        self._window = window
+        self._max = max_batch
+        self._pending: list[_Pending] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.items = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="notifier-accept-batcher")
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self._task is None:
+            return
+        self._wake()
+        await self._task
+        self._task = None
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def accept(
+        self, hook_id: str, prepare: Callable[[], Prepared]
+    ) -> tuple[Prepared, AcceptResult]:
+        """Prepare one webhook request and commit its rows (or find its first request's).
+
+        Returns what `prepare` made and (ids, duplicate); what `prepare` raises (an ApiError
+        for a bad signature, say) is raised here. A batch prepares its items back to back,
+        just before its commit: rendering one after another gave about 4% more accepts a
+        second than rendering in each request's handler (processor caches stay warm).
+        """
+        if self._closing or self._loop is None:
+            raise ApiError(503, "shutting down", "the service is stopping; retry later")
+        future: asyncio.Future[tuple[Prepared, AcceptResult]] = self._loop.create_future()
+        self._pending.append(_Pending(hook_id, prepare, future))
+        self._wake()
+        return await future
+
+    async def _collect(self) -> list[_Pending]:
+        """The next batch: what is pending, plus what handlers already running add within
+        the window. A request whose bytes have arrived reaches `accept` within a loop
+        iteration or two, so the batch closes as soon as one iteration adds nothing: a fixed
+        wait would only add latency, as requests arriving during the commit form the next
+        batch anyway.
+        """
+        assert self._loop is not None
+        deadline = self._loop.time() + self._window
+        idle, seen = 0, len(self._pending)
+        while seen < self._max and idle < BATCH_IDLE_SPINS and not self._closing:
+            await asyncio.sleep(0)
+            if len(self._pending) == seen:
+                idle += 1
+            else:
+                idle, seen = 0, len(self._pending)
+            if self._loop.time() > deadline:
+                break
+        batch = self._pending[: self._max]
+        del self._pending[: self._max]
+        return batch
+
+    async def _run(self) -> None:
+        assert self._loop is not None
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+                continue
+            await self._commit(self._prepare(await self._collect()))
+
+    @staticmethod
+    def _prepare(batch: list[_Pending]) -> list[tuple[_Pending, Prepared]]:
+        """Prepare each item; an item that fails gets its error and leaves the batch."""
+        ready = []
+        for pending in batch:
+            try:
+                ready.append((pending, pending.prepare()))
+            except Exception as exc:
+                pending.future.set_exception(exc)
+        return ready
+
+    async def _commit(self, batch: list[tuple[_Pending, Prepared]]) -> None:
+        if not batch:
+            return
+        items = [(p.hook_id, prepared.webhook_id, prepared.rows) for p, prepared in batch]
+        try:
+            results = await self._accept(items)
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad item must not fail the others: commit them one by one.
+                for item in batch:
+                    await self._commit([item])
+                return
+            log.error(
+                "webhook accept failed",
+                extra={"action": "hook_accept_failed", "error": type(exc).__name__},
+            )
+            if not batch[0][0].future.done():
+                batch[0][0].future.set_exception(exc)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for (pending, prepared), result in zip(batch, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result((prepared, result))
+
+
+BATCHER_KEY = web.AppKey("notifier_batcher", AcceptBatcher)
+
+
+def _due(payload: Mapping[str, Any], app: App, now: float) -> datetime:
+    """`send_at` (ISO 8601; naive means the service's zone) or now; never before now."""
+    tz = app.settings.tz
+    now_dt = datetime.fromtimestamp(now, tz)
+    raw = payload.get("send_at")
+    if raw is None:
+        return now_dt
+    if not isinstance(raw, str):
+        raise ApiError(422, "invalid send_at", "send_at: expected an ISO 8601 date-time string")
+    try:
+        at = datetime.fromisoformat(raw)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=tz)
+        at = at.astimezone(tz)
+        at.timestamp()
+    except (ValueError, OverflowError):
+        raise ApiError(
+            422, "invalid send_at", f"send_at: {echo(raw)!r} is not an ISO 8601 date-time"
+        ) from None
+    return max(at, now_dt)
+
+
+def _prepare_hook(
+    app: App, hook: Hook, headers: Mapping[str, str], body: bytes, now: float
+) -> Prepared:
+    """Verify, parse and render one webhook request; ApiError says what is wrong with it."""
+    secret = hook_secret(hook.secret_env)
+    if secret is None:
+        log.error(
+            "hook secret not set",
+            extra={"action": "hook_secret_missing", "hook": hook.id, "env": hook.secret_env},
+        )
+        raise ApiError(503, "hook not configured", "the hook's secret is not set on the server")
+    try:
+        webhook_id = verify(secret.get_secret_value(), headers, body, now=now)
+    except SignatureError as exc:
+        log.warning(
+            "webhook rejected",
+            extra={"action": "hook_rejected", "hook": hook.id, "reason": exc.reason},
+        )
+        raise ApiError(401, "invalid signature", exc.reason) from None
+    except ValueError:
+        log.error(
+            "hook secret malformed",
+            extra={"action": "hook_secret_invalid", "hook": hook.id, "env": hook.secret_env},
+        )
+        raise ApiError(503, "hook not configured", "the hook's secret is malformed") from None
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise ApiError(400, "malformed JSON", "the payload must be a JSON object")
+    due = _due(payload, app, now)
+    try:
+        rows = app.outbox.hook_rows(hook, webhook_id, payload, due)
+    except (RenderError, SendError) as exc:
+        raise render_problem(exc) from None
+    return Prepared(webhook_id, due, rows)
+
+
+async def _accept_hook(request: web.Request, app: App, hook: Hook) -> web.Response:
+    body = await request.read()  # raw bytes: the signature covers them exactly
+    now = app.clock()
+    headers = request.headers
+    prepared, (ids, duplicate) = await request.app[BATCHER_KEY].accept(
+        hook.id, lambda: _prepare_hook(app, hook, headers, body, now)
+    )
+    if not duplicate and ids and prepared.due.timestamp() <= app.clock():
+        app.worker.wake()
+    # Debug, not info: at thousands of requests a second the log line costs a tenth of the
+    # request; the metrics count accepts, and rejections are logged as warnings.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "webhook accepted",
+            extra={
+                "action": "hook_duplicate" if duplicate else "hook_accepted",
+                "hook": hook.id,
+                "webhook_id": prepared.webhook_id,
+                "rows": len(ids),
+                "due": prepared.due.isoformat(),
+            },
+        )
+    # Written by hand: `json_response` (dumps, then encoding the text) cost 2 us more.
+    listed = ", ".join(map(str, ids))
+    answer = f'{{"ids": [{listed}], "duplicate": {"true" if duplicate else "false"}}}'
+    return web.Response(body=answer.encode(), status=202, headers=JSON_HEADERS)
+
+
+async def post_hook(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    hook_id = request.match_info["hook_id"]
+    hook = app.schedule.hooks.get(hook_id)
+    status = 500
+    try:
+        if hook is None:
+            raise ApiError(404, "unknown hook", f"no hook '{echo(hook_id)}' is configured")
+        response = await _accept_hook(request, app, hook)
+        status = response.status
+        return response
+    except (ApiError, web.HTTPException) as exc:
+        status = exc.status
+        raise
+    finally:
+        # Label by configured hook only: unknown ids must not grow the metric without bound.
+        app.metrics.count_webhook(hook.id if hook else "unknown", status)
