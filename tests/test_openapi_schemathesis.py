@@ -13,6 +13,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -21,9 +22,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from notifier.config import HttpSettings, Settings
-from notifier.openapi import openapi_spec
 from notifier.service import App
 from notifier.web import bound_port, start_http
+from notifier.web.openapi import openapi_spec
 from tests.conftest import write_schedule, write_templates
 
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -109,13 +110,28 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mp.undo()
 
 
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
-def test_the_api_matches_its_description(operation: Any, base_url: str) -> None:
+# Bounded so the module stays a few seconds: each operation gets this many requests per mode.
+EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 15}
+
+
+# Negative cases (values outside the schemas) only where an operation takes any input.
+CASES = [
+    pytest.param(op, mode, id=f"{op.label} {mode}")
+    for op in OPERATIONS
+    for mode in EXAMPLES
+    if mode is GenerationMode.POSITIVE or {"parameters", "requestBody"} & set(op.definition.raw)
+]
+
+
+@pytest.mark.parametrize(("operation", "mode"), CASES)
+def test_the_api_matches_its_description(
+    operation: Any, mode: GenerationMode, base_url: str
+) -> None:
     session = requests.Session()
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=30,
+        max_examples=EXAMPLES[mode],
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),

@@ -1,85 +1,155 @@
-"""The JSON admin API (`/api/...`) and the calendar feed, behind the admin token."""
+"""The JSON admin API (`/api/...`) and the calendar feed, behind the admin token.
+
+Requests are validated through the models in `notifier.web.schemas` and answers serialised
+through them, so /openapi.json describes exactly what the handlers accept and write. A value
+that does not parse (a date, a number, a state) is a 400, a well-formed one that cannot be
+used (out of range, the wrong JSON type, missing) a 422, as before the models.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 from email import message_from_string
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from typing import Any
+from typing import Literal, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError
 from notifier.ical import calendar_feed
-from notifier.models import Delivery, State
+from notifier.models import Delivery
 from notifier.outbox import SendError
-from notifier.planner import planned_json
+from notifier.planner import next_occurrence, planned_json
 from notifier.service import App
+from notifier.web import schemas
 from notifier.web.common import (
     APP_KEY,
-    DEFAULT_DELIVERIES_LIMIT,
-    MAX_DELIVERIES_LIMIT,
     MAX_UPCOMING_SPAN_DAYS,
     ApiError,
     echo,
-    json_object,
-    opt_date,
-    opt_str,
     render_problem,
     require_admin,
-    to_date,
 )
 
 log = logging.getLogger(__name__)
 
+Model = TypeVar("Model", bound=BaseModel)
 
-def _event_json(app: App, event_id: str) -> dict[str, Any]:
-    from notifier.planner import next_occurrence
+# Errors of a value that does not parse as its type: 400 (the rest of a query's errors too);
+# the other errors of a JSON body (missing, wrong JSON type, out of range) are 422.
+_UNPARSABLE = frozenset(
+    {
+        "date_parsing",
+        "date_from_datetime_parsing",
+        "date_from_datetime_inexact",
+        "int_parsing",
+        "int_parsing_size",
+        "enum",
+    }
+)
+# Errors of a query value that parsed but lies out of range: 422.
+_OUT_OF_RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+# The top-level errors of a body that is not a JSON object.
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
 
+
+def _where(error: ErrorDetails) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "body"
+
+
+def invalid(exc: ValidationError, source: Literal["query", "body"]) -> ApiError:
+    """The first problem of a request as the API's JSON error (the count of any others)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    kind = first["type"]
+    if kind == "json_invalid":
+        return ApiError(400, "malformed JSON", f"the body is not valid JSON: {first['msg']}")
+    if kind in _NOT_AN_OBJECT and not first["loc"]:
+        return ApiError(400, "malformed JSON", "the body must be a JSON object")
+    detail = f"{_where(first)}: {first['msg']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    if source == "query":
+        return ApiError(422 if kind in _OUT_OF_RANGE else 400, "invalid parameter", detail)
+    return ApiError(400 if kind in _UNPARSABLE else 422, "invalid field", detail)
+
+
+def parse_query(request: web.Request, model: type[Model]) -> Model:
+    """The query string through `model` (a repeated name: its first value)."""
+    query: Mapping[str, str] = request.query
+    try:
+        return model.model_validate({name: query[name] for name in query})
+    except ValidationError as exc:
+        raise invalid(exc, "query") from None
+
+
+async def parse_body(request: web.Request, model: type[Model], *, optional: bool = False) -> Model:
+    """The JSON body through `model`; with `optional`, an empty body is the model's defaults."""
+    body = await request.read()
+    if optional and not body.strip():
+        body = b"{}"
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid(exc, "body") from None
+
+
+def answer(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(by_alias=True),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _event(app: App, event_id: str) -> schemas.Event:
     event = app.schedule.events[event_id]
     occ = next_occurrence(event, app.now().date())
-    return {
-        "id": event.id,
-        "title": event.title,
-        "description": event.description,
-        "next": None
-        if occ is None
-        else {"start": occ.start.isoformat(), "end": occ.end.isoformat()},
-        "reminders": [
-            {
-                "id": r.id,
-                "kind": r.kind,
-                "label": r.label,
-                "send_at": r.send_at.strftime("%H:%M"),
-                "audience": r.audience,
-                "template": r.template,
-            }
+    return schemas.Event(
+        id=event.id,
+        title=event.title,
+        description=event.description,
+        next=None if occ is None else schemas.Span(start=occ.start, end=occ.end),
+        reminders=[
+            schemas.Reminder(
+                id=r.id,
+                kind=r.kind,
+                label=r.label,
+                send_at=r.send_at.strftime("%H:%M"),
+                audience=r.audience,
+                template=r.template,
+            )
             for r in event.reminders
         ],
-    }
+    )
 
 
 async def get_events(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
-    events = [_event_json(app, eid) for eid in sorted(app.schedule.events)]
-    hooks = [
-        {"id": h.id, "template": h.template, "audience": h.audience}
-        for h in sorted(app.schedule.hooks.values(), key=lambda h: h.id)
-    ]
-    return web.json_response({"events": events, "hooks": hooks})
+    return answer(
+        schemas.Events(
+            events=[_event(app, eid) for eid in sorted(app.schedule.events)],
+            hooks=[
+                schemas.Hook(id=h.id, template=h.template, audience=h.audience)
+                for h in sorted(app.schedule.hooks.values(), key=lambda h: h.id)
+            ],
+        )
+    )
 
 
 async def get_upcoming(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
-    today = app.now().date()
-    q = request.query
-    first = to_date(q["from"], "from") if "from" in q else today
-    last = to_date(q["to"], "to") if "to" in q else first + timedelta(days=UPCOMING_DAYS)
+    q = parse_query(request, schemas.UpcomingQuery)
+    first = q.first or app.now().date()
+    last = q.last or first + timedelta(days=UPCOMING_DAYS)
     if last < first:
         raise ApiError(422, "invalid parameter", "to: must not be before from")
     if (last - first).days > MAX_UPCOMING_SPAN_DAYS:
@@ -92,61 +162,48 @@ async def get_upcoming(request: web.Request) -> web.Response:
         datetime.combine(last + timedelta(days=1), time(0), tz),
     )
     audiences = app.schedule.audiences
-    rows = [planned_json(p, audiences[p.reminder.audience].size) for p in sends]
-    return web.json_response({"from": first.isoformat(), "to": last.isoformat(), "upcoming": rows})
+    rows = [
+        # Through `planned_json`: the same objects as `notifier upcoming --json`.
+        schemas.PlannedSend.model_validate(planned_json(p, audiences[p.reminder.audience].size))
+        for p in sends
+    ]
+    return answer(schemas.Upcoming.model_validate({"from": first, "to": last, "upcoming": rows}))
 
 
-def _iso(ts: float | None, app: App) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, app.settings.tz).isoformat()
+def _at(ts: float | None, app: App) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, app.settings.tz)
 
 
-def _delivery_json(d: Delivery, app: App) -> dict[str, Any]:
+def _delivery(d: Delivery, app: App) -> schemas.Delivery:
     """Metadata and subject only: message bodies never leave the ledger through the API."""
-    return {
-        "id": d.id,
-        "event": d.event_id,
-        "occurrence": d.occurrence or None,
-        "reminder": d.reminder_id,
-        "recipient": d.recipient,
-        "channel": d.channel,
-        "state": d.state.value,
-        "source": d.source,
-        "external": d.external,
-        "subject": d.subject,
-        "message_id": d.message_id,
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "due_at": _iso(d.due_at, app),
-        "sent_at": _iso(d.sent_at, app),
-        "created_at": _iso(d.created_at, app),
-        "updated_at": _iso(d.updated_at, app),
-    }
+    tz = app.settings.tz
+    return schemas.Delivery(
+        id=d.id,
+        event=d.event_id,
+        occurrence=d.occurrence or None,
+        reminder=d.reminder_id,
+        recipient=d.recipient,
+        channel=d.channel,
+        state=d.state,
+        source=d.source,
+        external=d.external,
+        subject=d.subject,
+        message_id=d.message_id,
+        attempts=d.attempts,
+        last_error=d.last_error,
+        due_at=datetime.fromtimestamp(d.due_at, tz),
+        sent_at=_at(d.sent_at, app),
+        created_at=datetime.fromtimestamp(d.created_at, tz),
+        updated_at=datetime.fromtimestamp(d.updated_at, tz),
+    )
 
 
 async def get_deliveries(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
-    q = request.query
-    state: State | None = None
-    if "state" in q:
-        try:
-            state = State(q["state"])
-        except ValueError:
-            known = ", ".join(s.value for s in State)
-            raise ApiError(400, "invalid parameter", f"state: one of {known}") from None
-    event = q.get("event")
-    if event is not None and not 1 <= len(event) <= 200:
-        raise ApiError(400, "invalid parameter", "event: 1..200 characters")
-    limit = DEFAULT_DELIVERIES_LIMIT
-    if "limit" in q:
-        raw = q["limit"]
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
-            raise ApiError(400, "invalid parameter", "limit: a positive integer")
-        limit = int(raw)
-        if not 1 <= limit <= MAX_DELIVERIES_LIMIT:
-            raise ApiError(422, "invalid parameter", f"limit: 1..{MAX_DELIVERIES_LIMIT}")
-    rows = await app.store.list_deliveries(state=state, event=event, limit=limit)
-    return web.json_response({"deliveries": [_delivery_json(d, app) for d in rows]})
+    q = parse_query(request, schemas.DeliveriesQuery)
+    rows = await app.store.list_deliveries(state=q.state, event=q.event, limit=q.limit)
+    return answer(schemas.Deliveries(deliveries=[_delivery(d, app) for d in rows]))
 
 
 def _parts(raw: str) -> tuple[str, str, str | None]:
@@ -171,27 +228,26 @@ def _known_event(app: App, event_id: str) -> None:
 async def post_preview(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
-    data = await json_object(request)
-    event_id = opt_str(data, "event")
-    if event_id is None:
-        raise ApiError(422, "invalid field", "event: required")
-    reminder = opt_str(data, "reminder")
-    recipient = opt_str(data, "recipient")
-    on = opt_date(data, "date")
-    _known_event(app, event_id)
+    req = await parse_body(request, schemas.PreviewRequest)
+    _known_event(app, req.event)
     try:
         audience, rows = app.outbox.manual_rows(
-            event_id, reminder_id=reminder, on=on, now=app.clock(), again=False, only=recipient
+            req.event,
+            reminder_id=req.reminder,
+            on=req.date,
+            now=app.clock(),
+            again=False,
+            only=req.recipient,
         )
         row = next(rows, None)
     except (RenderError, SendError) as exc:
         raise render_problem(exc) from None
     if row is None:
-        who = f"'{echo(recipient)}' is not in" if recipient else "no recipient in"
+        who = f"'{echo(req.recipient)}' is not in" if req.recipient else "no recipient in"
         raise ApiError(422, "invalid field", f"recipient: {who} audience '{audience.name}'")
     subject, text, body_html = _parts(row.message)
-    return web.json_response(
-        {"subject": subject, "text": text, "html": body_html, "recipient": row.recipient}
+    return answer(
+        schemas.Preview(subject=subject, text=text, html=body_html, recipient=row.recipient)
     )
 
 
@@ -199,16 +255,11 @@ async def post_send(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
-    data = await json_object(request, allow_empty=True)
-    reminder = opt_str(data, "reminder")
-    on = opt_date(data, "date")
-    again = data.get("again", False)
-    if not isinstance(again, bool):
-        raise ApiError(422, "invalid field", "again: expected true or false")
+    req = await parse_body(request, schemas.SendRequest, optional=True)
     _known_event(app, event_id)
     try:
         created, size = await app.outbox.send_now(
-            event_id, reminder_id=reminder, on=on, now=app.clock(), again=again
+            event_id, reminder_id=req.reminder, on=req.date, now=app.clock(), again=req.again
         )
     except (RenderError, SendError) as exc:
         raise render_problem(exc) from None
@@ -218,13 +269,13 @@ async def post_send(request: web.Request) -> web.Response:
         "manual send",
         extra={"action": "api_send", "event": event_id, "created": created, "audience": size},
     )
-    return web.json_response({"created": created, "audience": size})
+    return answer(schemas.SendResult(created=created, audience=size))
 
 
 async def get_config(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
-    return web.json_response({"errors": list(app.config_errors), "warnings": list(app.warnings)})
+    return answer(schemas.ConfigStatus(errors=list(app.config_errors), warnings=list(app.warnings)))
 
 
 async def get_calendar(request: web.Request) -> web.Response:

@@ -7,8 +7,8 @@ import logging
 
 from aiohttp import web
 
-from notifier.openapi import openapi_spec
 from notifier.web.common import APP_KEY, METRICS_CONTENT_TYPE, READY_PING_TIMEOUT, error_response
+from notifier.web.openapi import openapi_spec
 
 log = logging.getLogger(__name__)
 
