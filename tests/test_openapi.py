@@ -170,18 +170,21 @@ async def test_a_body_the_model_refuses_gets_a_json_error_naming_the_field(
 @pytest.mark.parametrize(
     ("query", "status", "detail"),
     [
-        ("limit=%2B5", 400, "limit: expected a positive integer"),
-        ("limit=1_000", 400, "limit: expected a positive integer"),
-        ("limit=1001", 422, "limit: Input should be less than or equal to 1000"),
-        ("state=SENT", 400, "state: Input should be 'pending'"),
-        ("event=" + "x" * 201, 400, "event: String should have at most 200 characters"),
+        ("deliveries?limit=%2B5", 400, "limit: expected a positive integer"),
+        ("deliveries?limit=1_000", 400, "limit: expected a positive integer"),
+        ("deliveries?limit=1001", 422, "limit: Input should be less than or equal to 1000"),
+        ("deliveries?state=SENT", 400, "state: Input should be 'pending'"),
+        ("deliveries?event=" + "x" * 201, 400, "event: String should have at most 200"),
+        ("upcoming?from=0", 400, "from: '0' is not a date (YYYY-MM-DD)"),
+        ("upcoming?to=2026-04-10T00:00", 400, "to: '2026-04-10T00:00' is not a date"),
+        ("upcoming?to=1900-01-01", 422, "to: Input should be greater than or equal to 1901"),
     ],
 )
 async def test_a_query_the_model_refuses_gets_a_json_error_naming_the_parameter(
     service: tuple[App, Client], query: str, status: int, detail: str
 ) -> None:
     _, client = service
-    resp = await client.get(f"/api/deliveries?{query}", headers=ADMIN)
+    resp = await client.get(f"/api/{query}", headers=ADMIN)
     assert resp.status == status
     body = await resp.json()
     assert body["error"] == "invalid parameter"

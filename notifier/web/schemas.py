@@ -41,6 +41,21 @@ MAX_LIMIT_DIGITS = 6
 PlanDate = Annotated[date, Field(ge=MIN_DATE, le=MAX_DATE)]
 
 
+def _iso_date(value: object) -> object:
+    """A query date is ISO 8601 text: pydantic's lax mode would also read '0' as 1970-01-01."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "date_parsing", "{value} is not a date (YYYY-MM-DD)", {"value": repr(value[:64])}
+        ) from None
+
+
+QueryDate = Annotated[PlanDate, BeforeValidator(_iso_date)]
+
+
 def _timestamp_text(value: datetime) -> str:
     # `isoformat`, not pydantic's own writer (which says "Z" for UTC): the same text as
     # `notifier upcoming --json` and the answers before the models.
@@ -127,8 +142,8 @@ class Accepted(BaseModel):
 class UpcomingQuery(BaseModel):
     """The window of /api/upcoming; both ends are included."""
 
-    first: PlanDate | None = Field(None, alias="from", description="first day (default today)")
-    last: PlanDate | None = Field(None, alias="to", description="last day (default +60 days)")
+    first: QueryDate | None = Field(None, alias="from", description="first day (default today)")
+    last: QueryDate | None = Field(None, alias="to", description="last day (default +60 days)")
 
 
 class DeliveriesQuery(BaseModel):
