@@ -217,7 +217,12 @@ class Events(BaseModel):
 
 
 class PlannedSend(BaseModel):
-    """The objects of `notifier upcoming --json`."""
+    """The objects of `notifier upcoming --json` (`planner.planned_json`).
+
+    Extra keys pass through: a key the planner adds reaches the API as it reaches the CLI.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     event: str
     title: str
