@@ -6,8 +6,9 @@ JSON schemas, so the description cannot drift from the code. The webhook accept 
 documents its payload and answer here: the payload is free-form JSON that templates read, and
 its 202 body is written by hand for speed (a test checks it against `Accepted`).
 
-Response models leave extra keys allowed unless a key must never appear (a delivery's message
-body): a field added to an answer is then a documentation gap, not a broken client.
+The answers' schemas allow keys they do not name, except where a key must never appear (a
+delivery's message body): a key that another handler adds to an answer (/readyz, say) is then
+a gap in the description, not a failing client or schemathesis run.
 """
 
 from __future__ import annotations
