@@ -145,6 +145,7 @@ _SCHEMAS: dict[str, Any] = {
             "send_at",
             "audience",
             "recipients",
+            "provisional",
         ],
         "properties": {
             "event": {"type": "string"},
@@ -155,6 +156,12 @@ _SCHEMAS: dict[str, Any] = {
             "send_at": {"type": "string", "format": "date-time"},
             "audience": {"type": "string"},
             "recipients": {"type": "integer", "minimum": 0},
+            "provisional": {
+                "type": "boolean",
+                "description": "the day depends on a year without workday data (暂定)",
+            },
+            "index": {"type": "integer", "minimum": 1, "description": "n-th send of every:"},
+            "count": {"type": "integer", "minimum": 1, "description": "sends of every:"},
         },
     },
     "Upcoming": {
