@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -25,7 +26,7 @@ def holidays_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="save the table to this file (e.g. schedules/holidays-2027.yaml), then run check",
 )
-def import_notice(source: click.utils.LazyFile, year: int | None, write_to: Path | None) -> None:
+def import_notice(source: TextIO, year: int | None, write_to: Path | None) -> None:
     """读取国务院节假日安排通知 Read the notice (FILE, or - for stdin) and print its table.
 
     The table is printed as YAML for schedules/; with --write it is saved and `notifier check`

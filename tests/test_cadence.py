@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from email import message_from_bytes
+from email.policy import default
 from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,7 +19,8 @@ from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
 from notifier.planner import plan
 from notifier.rules import Occurrence
 from notifier.schedules import load_schedule
-from tests.conftest import write_schedule
+from notifier.service import App
+from tests.conftest import MakeSettings, write_schedule
 
 D = date.fromisoformat
 TZ = ZoneInfo("Asia/Shanghai")
@@ -195,3 +198,30 @@ def test_every_on_an_event_of_single_days_is_refused_by_check(tmp_path: Path) ->
         errors
     )
     assert "events[2].reminders[0].every: 'often' is not a cadence" in errors
+
+
+async def test_a_campaign_day_renders_its_position_and_is_sent_once(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(grace=timedelta(hours=1))  # no catch-up of 12-02's send
+    write_schedule(settings.schedules_dir, CAMPAIGN)
+    (settings.templates_dir / "reminder" / "body.txt").write_text(
+        "{{ event.title }}：第{{ reminder.index }}天 / 共{{ reminder.count }}天"
+        "（{{ reminder.kind }}）\n",
+        encoding="utf-8",
+    )
+    clock = [datetime(2026, 12, 3, 8, 26, tzinfo=TZ).timestamp()]
+    async with App(settings, clock=lambda: clock[0]) as app:
+        for _ in range(2):  # a second pass (a restart, a reload) makes nothing new
+            await app.prepare()
+        rows = await app.store.list_deliveries()
+        clock[0] += 300
+        await app.worker.run_until_idle()
+    assert [(r.key, r.reminder_id) for r in rows] == [
+        ("week/2026-12-01/every-workday@2026-12-03/a@example.com/email", "every-workday")
+    ]
+    (sent,) = list((settings.mail_drop_dir / "new").iterdir())
+    message = message_from_bytes(sent.read_bytes(), policy=default)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "宪法宣传周：第3天 / 共5天（every）" in body.get_content()  # type: ignore[attr-defined]

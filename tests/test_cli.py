@@ -40,6 +40,7 @@ def test_help_is_available_for_every_command(cli) -> None:  # type: ignore[no-un
         "deliveries",
         "retry",
         "migrate",
+        "holidays",
     ):
         result = cli(command, "--help")
         assert result.exit_code == 0, result.output
