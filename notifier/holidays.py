@@ -145,10 +145,14 @@ class Probe(WorkCalendar):
 
     def __init__(self, base: WorkCalendar) -> None:  # no super(): it only delegates
         self._base = base
+        self._known: dict[int, bool] = {}
         self.unknown_years: set[int] = set()
 
     def is_workday(self, day: date) -> bool:
-        if not self._base.has_official_data(day.year):
+        known = self._known.get(day.year)
+        if known is None:
+            known = self._known[day.year] = self._base.has_official_data(day.year)
+        if not known:
             self.unknown_years.add(day.year)
         return self._base.is_workday(day)
 

@@ -73,11 +73,16 @@ def _known_around(calendar: WorkCalendar, occ: Occurrence) -> bool:
 
 
 def reminder_days(
-    occ: Occurrence, r: Reminder, calendar: WorkCalendar
+    occ: Occurrence, r: Reminder, calendar: WorkCalendar, *, known: bool | None = None
 ) -> tuple[list[date], tuple[int, ...]]:
     """The send days of one reminder for one occurrence (one, or an `every:` series), and the
-    years without workday data they were computed from (sorted; empty: not provisional)."""
-    if _known_around(calendar, occ):
+    years without workday data they were computed from (sorted; empty: not provisional).
+
+    `known`: the caller's `_known_around(calendar, occ)`, to compute it once per occurrence.
+    """
+    if known is None:
+        known = _known_around(calendar, occ)
+    if known:
         lookup: WorkCalendar = calendar
         probe = None
     else:
@@ -98,8 +103,9 @@ def plan_event(
     last = until.astimezone(tz).date() + timedelta(days=forward)
     out: list[PlannedSend] = []
     for occ in occurrences(ev.specs, first, last):
+        known = _known_around(schedule.calendar, occ)
         for r in ev.reminders:
-            days, unknown = reminder_days(occ, r, schedule.calendar)
+            days, unknown = reminder_days(occ, r, schedule.calendar, known=known)
             for index, day in enumerate(days, start=1):
                 at = datetime.combine(day, r.send_at, tzinfo=tz)
                 if since <= at < until:
