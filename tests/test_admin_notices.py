@@ -126,9 +126,9 @@ async def test_a_holidays_file_added_to_a_running_service_is_announced_once_acro
 
 
 async def test_one_change_gives_one_notice_even_when_another_instance_saw_the_old_data(
-    make_settings: MakeSettings, tmp_path: Path
+    make_settings: MakeSettings, db_url: str
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(database_url=db_url)
     with_admin_templates(settings.templates_dir)
     now = at("2026-04-01T10:00")
     target = a_workday_after_a_workday(date(2026, 4, 20))
@@ -182,10 +182,10 @@ def test_moved_sends_lists_a_moved_reminder_and_the_days_an_every_series_gains_a
 
 
 async def test_a_daily_digest_lists_yesterdays_failed_deliveries_and_nothing_when_none(
-    make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer]
+    make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer], db_url: str
 ) -> None:
     server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
-    settings = make_settings(smtp=smtp_settings(server))
+    settings = make_settings(database_url=db_url, smtp=smtp_settings(server))
     with_admin_templates(settings.templates_dir)
     write_schedule(settings.schedules_dir, schedule_text(date(2026, 4, 20)))
     clock = [at("2026-04-14T10:00")]
