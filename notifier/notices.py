@@ -303,7 +303,7 @@ class AdminNotices:
             made = 0
             if previous is not None:
                 changes = changed_days(previous, current)
-                if changes:
+                if changes and schedule.admins is not None:  # nobody to tell: no plan to compare
                     made = await self._announce_moves(previous, changes, now)
             if previous is None or previous != current:
                 await self.store.set_meta(SNAPSHOT_META, json.dumps(current))
