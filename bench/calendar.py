@@ -4,7 +4,13 @@
 lunar dates, RRULEs, one-off dates), each with 2-3 reminders including 个工作日 offsets. The
 CLI runs as a subprocess; wall time and peak RSS come from `os.wait4` (the child's rusage).
 
-    .venv/bin/python bench/calendar.py [--sizes 100,1000,10000] [--repeat 3]
+    .venv/bin/python bench/calendar.py [--sizes 100,1000,10000] [--repeat 3] [--campaigns]
+
+`--campaigns` adds the campaign forms: `every: workday` on the annual spans and `every: week`
+on the whole months (a third of the events). `--compare SRC` measures `check` on 10,000
+events three ways, interleaved run by run: the package in SRC (e.g. the previous release,
+`git archive <commit> notifier | tar -x -C SRC`) on the classic calendar, this package on the
+classic calendar, and this package with the campaign forms.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ _RRULES = (
 )
 
 
-def event_yaml(i: int, today: date) -> str:
+def event_yaml(i: int, today: date, campaigns: bool = False) -> str:
     m, d = i % 12 + 1, i % 28 + 1
     kind = i % 6
     head = f"  - id: ev-{i:05d}\n    title: 事件{i}\n"
@@ -50,9 +56,13 @@ def event_yaml(i: int, today: date) -> str:
         end = min(d + 6, 28)
         rule = f'    date: "{m:02d}-{d:02d}..{m:02d}-{end:02d}"\n'
         rems = "[{before: 2周}, {on: start}, {after: 1个工作日}]"
+        if campaigns:
+            rems = "[{before: 2周}, {every: workday}, {after: 1个工作日}]"
     elif kind == 2:
         rule = f"    month: {m}\n"
         rems = "[{before: 10 days}, {on: start, workdays: next}]"
+        if campaigns:
+            rems = "[{before: 10 days}, {every: 每周, workdays: next}]"
     elif kind == 3:
         rule = f'    lunar: "{m:02d}-{i % 29 + 1:02d}"\n'
         rems = "[{before: 5个工作日}, {on: start}]"
@@ -66,7 +76,7 @@ def event_yaml(i: int, today: date) -> str:
     return head + rule + f"    reminders: {rems}\n"
 
 
-def write_schedule(directory: Path, events: int, today: date) -> None:
+def write_schedule(directory: Path, events: int, today: date, campaigns: bool = False) -> None:
     directory.mkdir(parents=True)
     (directory / "audiences.yaml").write_text(
         "audiences:\n  staff:\n    - {email: fazhi@fao.example.com, name: 政策法规处}\n"
@@ -75,7 +85,8 @@ def write_schedule(directory: Path, events: int, today: date) -> None:
     )
     for start in range(0, events, EVENTS_PER_FILE):
         body = "".join(
-            event_yaml(i, today) for i in range(start, min(events, start + EVENTS_PER_FILE))
+            event_yaml(i, today, campaigns)
+            for i in range(start, min(events, start + EVENTS_PER_FILE))
         )
         (directory / f"events-{start // EVENTS_PER_FILE:03d}.yaml").write_text(
             'defaults:\n  send_at: "09:00"\n  workdays: previous\n'
@@ -84,8 +95,10 @@ def write_schedule(directory: Path, events: int, today: date) -> None:
         )
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stdout) of one CLI run."""
+def run_cli(
+    args: list[str], env: dict[str, str], cpu: list[float] | None = None
+) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one CLI run; its CPU seconds go to `cpu`."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen([str(NOTIFIER), *args], env=env, stdout=out, stderr=subprocess.PIPE)
@@ -99,6 +112,8 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
                 raise SystemExit(f"notifier {args[0]} took over {TIME_BOUND_S} s")
             time.sleep(0.002)
         wall = time.perf_counter() - start
+        if cpu is not None:
+            cpu.append(usage.ru_utime + usage.ru_stime)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err = proc.stderr.read().decode() if proc.stderr else ""
         if proc.returncode != 0:
@@ -107,11 +122,77 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         return wall, usage.ru_maxrss / 1024, out.read().decode()
 
 
+def compare(base_src: Path, repeat: int, size: int = 10000) -> None:
+    """`check` on `size` events: SRC's package vs this one, classic and campaign forms."""
+    today = date.today()
+    variants = {
+        "check, classic forms, previous code (SRC)": (False, str(base_src)),
+        "check, classic forms, this code": (False, None),
+        "check, with every: forms, this code": (True, None),
+    }
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    cpus: dict[str, list[float]] = {name: [] for name in variants}
+    sends: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="nf-calendar-") as tmp:
+        work = Path(tmp)
+        templates = write_templates(work / "templates")
+        scheds = {}
+        for campaigns in (False, True):
+            scheds[campaigns] = work / f"schedules-{int(campaigns)}"
+            write_schedule(scheds[campaigns], size, today, campaigns)
+        for _ in range(repeat):
+            for name, (campaigns, src) in variants.items():
+                env = {
+                    **os.environ,
+                    "NOTIFIER_SCHEDULES_DIR": str(scheds[campaigns]),
+                    "NOTIFIER_TEMPLATES_DIR": str(templates),
+                }
+                if src:
+                    env["PYTHONPATH"] = src
+                walls[name].append(run_cli(["check"], env, cpus[name])[0])
+        until = today + timedelta(days=DAYS)
+        for name, (campaigns, src) in variants.items():
+            if src:
+                continue
+            env = {
+                **os.environ,
+                "NOTIFIER_SCHEDULES_DIR": str(scheds[campaigns]),
+                "NOTIFIER_TEMPLATES_DIR": str(templates),
+            }
+            out = run_cli(
+                ["upcoming", "--from", today.isoformat(), "--to", until.isoformat(), "--json"], env
+            )[2]
+            sends[name] = len(json.loads(out))
+    print(f"## Calendar with campaigns: `check` on {size:,} events, median of {repeat} runs\n")
+    first = next(iter(variants))
+    base, base_cpu = median(walls[first]), median(cpus[first])
+    rows = [
+        [
+            name,
+            f"{sends[name]:,}" if name in sends else "-",
+            f"{median(w):.2f}",
+            f"{min(w):.2f}-{max(w):.2f}",
+            f"{median(cpus[name]):.2f}",
+            f"{median(w) / base:.2f}x",
+            f"{median(cpus[name]) / base_cpu:.2f}x",
+        ]
+        for name, w in walls.items()
+    ]
+    headers = ["variant", "sends in a year", "wall s", "wall range", "CPU s", "x wall", "x CPU"]
+    print(table(headers, rows))
+    print(f"\n{machine()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--campaigns", action="store_true", help="add the every: forms")
+    parser.add_argument("--compare", type=Path, metavar="SRC", help="see the module docstring")
     args = parser.parse_args()
+    if args.compare is not None:
+        compare(args.compare, args.repeat)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     today = date.today()
     until = today + timedelta(days=DAYS)
@@ -126,7 +207,7 @@ def main() -> None:
         rows.append(["(startup: notifier --help)", "-", "-", f"{median(walls):.2f}", "-", "-"])
         for size in sizes:
             sched = work / f"schedules-{size}"
-            write_schedule(sched, size, today)
+            write_schedule(sched, size, today, args.campaigns)
             env = {
                 **os.environ,
                 "NOTIFIER_SCHEDULES_DIR": str(sched),

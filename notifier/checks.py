@@ -6,12 +6,14 @@ missing template or variable is found here, not at 09:00 on the day.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from notifier.config import Settings
 from notifier.errors import ConfigError, RenderError
+from notifier.notices import check_admin_templates
 from notifier.outbox import reminder_context, template_context
-from notifier.planner import next_occurrence, plan
+from notifier.planner import PlannedSend, next_occurrence, plan
 from notifier.rendering import Renderer
 from notifier.schedules import Recipient, Schedule, load_schedule
 
@@ -66,11 +68,30 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
         raise ConfigError(errors)
 
     horizon_end = now + HOLIDAY_HORIZON
-    days = [p.send_date for p in plan(schedule, now, horizon_end, settings.tz)]
+    sends = plan(schedule, now, horizon_end, settings.tz)
+    days = [p.send_date for p in sends]
     for year in sorted(schedule.calendar.missing_years(days)):
         warnings.append(
             f"no official workday data for {year}: workdays fall back to Monday-Friday "
             f'until a `holidays: {{"{year}": ...}}` table is added to schedules/ '
             f"(年度放假安排未知，请补充 holidays 表)"
         )
+    warnings.extend(provisional_summary(sends))
+    errors.extend(check_admin_templates(settings, schedule, renderer, now=now))
+    if errors:
+        raise ConfigError(errors)
     return schedule, renderer, warnings
+
+
+def provisional_summary(sends: Sequence[PlannedSend]) -> list[str]:
+    """One line: how many sends of the horizon are provisional (暂定), and on which years."""
+    provisional = [p for p in sends if p.provisional]
+    if not provisional:
+        return []
+    years = sorted({year for p in provisional for year in p.unknown_years})
+    return [
+        f"{len(provisional)} of {len(sends)} planned sends in the next "
+        f"{HOLIDAY_HORIZON.days} days are provisional (暂定): their days depend on workday data "
+        f"for {', '.join(map(str, years))}, not yet known; they may move when the State "
+        "Council's notice is imported (`notifier holidays import`)"
+    ]

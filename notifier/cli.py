@@ -18,6 +18,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from notifier.checks import load_config
+from notifier.cli_holidays import holidays_group
 from notifier.config import Settings
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery import WorkerStats
@@ -181,16 +182,23 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
     for p, row in zip(sends, rows, strict=True):
         span = row["start"] if row["start"] == row["end"] else f"{row['start']}..{row['end']}"
         table.add_row(
-            p.send_at.strftime("%Y-%m-%d %H:%M %a"),
+            p.send_at.strftime("%Y-%m-%d %H:%M %a") + ("（暂定）" if p.provisional else ""),
             f"{p.event.title}\n{p.event.id}",
             span,
-            f"{p.reminder.label} ({p.reminder.id})",
+            f"{p.reminder.label} ({p.reminder.id})"
+            + (f" {p.index}/{p.count}" if p.reminder.every else ""),
             p.reminder.audience,
             str(row["recipients"]),
         )
     console = _console()
     console.print(table)
     console.print(f"{len(rows)} planned sends")
+    provisional = sum(1 for p in sends if p.provisional)
+    if provisional:
+        console.print(
+            f"（暂定）{provisional} provisional: their days depend on workday data not yet "
+            "published (see `notifier check`)"
+        )
 
 
 @main.command()
@@ -342,6 +350,8 @@ def migrate() -> None:
     applied, version = _run(go)
     click.echo(f"applied {applied or 'nothing'}; schema version {version}")
 
+
+main.add_command(holidays_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,7 +17,13 @@ from typing import Literal
 
 import chinese_calendar
 
-__all__ = ["MAX_SEARCH_DAYS", "WorkCalendar", "WorkdayPolicy", "parse_holiday_table"]
+__all__ = [
+    "MAX_SEARCH_DAYS",
+    "Probe",
+    "WorkCalendar",
+    "WorkdayPolicy",
+    "parse_holiday_table",
+]
 
 WorkdayPolicy = Literal["previous", "next", "ignore"]
 
@@ -81,6 +87,10 @@ class WorkCalendar:
         """True if `year` is covered by the built-in data or described by the config."""
         return year in self._override_years or _builtin_year(year)
 
+    def probe(self) -> Probe:
+        """A view that records which unknown years the lookups through it touched."""
+        return Probe(self)
+
     def missing_years(self, days: Iterable[date]) -> set[int]:
         """The years among `days` whose workdays are only guessed (Monday-Friday)."""
         return {year for year in {day.year for day in days} if not self.has_official_data(year)}
@@ -124,6 +134,30 @@ class WorkCalendar:
                 return day
             day = _step(day, step)
         raise ValueError(f"no workday within {MAX_SEARCH_DAYS} days of {origin}")
+
+
+class Probe(WorkCalendar):
+    """A view of a calendar that notes the years it was asked about without official data.
+
+    What a send day was computed from is what the date engine looked up: a send is
+    provisional (暂定) when one of those days lies in a year nobody has described yet.
+    """
+
+    def __init__(self, base: WorkCalendar) -> None:  # no super(): it only delegates
+        self._base = base
+        self._known: dict[int, bool] = {}
+        self.unknown_years: set[int] = set()
+
+    def is_workday(self, day: date) -> bool:
+        known = self._known.get(day.year)
+        if known is None:
+            known = self._known[day.year] = self._base.has_official_data(day.year)
+        if not known:
+            self.unknown_years.add(day.year)
+        return self._base.is_workday(day)
+
+    def has_official_data(self, year: int) -> bool:
+        return self._base.has_official_data(year)
 
 
 def _step(day: date, step: timedelta) -> date:

@@ -12,7 +12,8 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 import icalendar
 
-from notifier.rules import Occurrence, occurrences, send_day
+from notifier.planner import reminder_days
+from notifier.rules import Occurrence, occurrences
 from notifier.schedules import Event, Reminder, Schedule
 
 log = logging.getLogger(__name__)
@@ -20,20 +21,28 @@ log = logging.getLogger(__name__)
 # How far ahead the feed reaches: a year is what a calendar view needs, and bounds the work.
 FEED_DAYS = 366
 PRODID = "-//notifier//key dates//ZH"
+# Shown beside a send day that depends on a year without workday data, and in the summary of
+# an occurrence that has one (subscribers see it in the calendar view itself).
+PROVISIONAL_MARK = "（暂定）"
+PROVISIONAL_NOTE = (
+    "（暂定）提醒日期依赖尚未公布的节假日安排，可能调整 / provisional: send days depend on "
+    "workday data not yet published and may move"
+)
 
 
-def _send_time(
+def _send_times(
     event: Event, occ: Occurrence, reminder: Reminder, schedule: Schedule, tz: tzinfo
-) -> datetime | None:
+) -> tuple[list[datetime], bool]:
+    """The reminder's send times for `occ` (several for `every:`), and whether provisional."""
     try:
-        day = send_day(occ, reminder.kind, reminder.value, reminder.workdays, schedule.calendar)
+        days, unknown = reminder_days(occ, reminder, schedule.calendar)
     except (ValueError, NotImplementedError) as exc:
         log.warning(
             "no send day for the feed",
             extra={"action": "ical_skip", "event": event.id, "error": str(exc)},
         )
-        return None
-    return datetime.combine(day, reminder.send_at, tzinfo=tz)
+        return [], False
+    return [datetime.combine(day, reminder.send_at, tzinfo=tz) for day in days], bool(unknown)
 
 
 def _vevent(
@@ -51,20 +60,34 @@ def _vevent(
         lines.extend([event.description.strip(), ""])
     lines.append("提醒 Reminders:")
     start_midnight = datetime.combine(occ.start, time(0), tzinfo=tz)
+    any_provisional = False
     for reminder in event.reminders:
-        at = _send_time(event, occ, reminder, schedule, tz)
-        if at is None:
+        times, provisional = _send_times(event, occ, reminder, schedule, tz)
+        if not times:
             continue
+        any_provisional = any_provisional or provisional
+        mark = PROVISIONAL_MARK if provisional else ""
+        if reminder.every is not None:
+            days = ", ".join(f"{at:%m-%d}" for at in times)
+            lines.append(
+                f"- {reminder.label} ({reminder.id}): {len(times)} sends at "
+                f"{times[0]:%H:%M}, {times[0]:%Y}: {days}{mark} → {reminder.audience}"
+            )
+            continue
+        at = times[0]
         lines.append(
-            f"- {reminder.label} ({reminder.id}): {at:%Y-%m-%d %H:%M} → {reminder.audience}"
+            f"- {reminder.label} ({reminder.id}): {at:%Y-%m-%d %H:%M}{mark} → {reminder.audience}"
         )
         if reminder.kind == "before":
             alarm = icalendar.Alarm()
             alarm.add("action", "DISPLAY")
-            alarm.add("description", f"{event.title}：{reminder.label}")
+            alarm.add("description", f"{event.title}：{reminder.label}{mark}")
             # Relative to the all-day start (local midnight), so it follows the subscriber.
             alarm.add("trigger", at - start_midnight)
             vevent.add_component(alarm)
+    if any_provisional:
+        lines.extend(["", PROVISIONAL_NOTE])
+        vevent["summary"] = f"{event.title}{PROVISIONAL_MARK}"
     vevent.add("description", "\n".join(lines))
     return vevent
 

@@ -72,16 +72,29 @@ def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
     return addr if hmac.compare_digest(unsubscribe_token(secret, addr), token) else None
 
 
-def reminder_context(reminder: Reminder | None, kind: str, send_date: date) -> dict[str, Any]:
-    """What templates see as `reminder`."""
+def reminder_context(
+    reminder: Reminder | None, kind: str, send_date: date, position: tuple[int, int] = (1, 1)
+) -> dict[str, Any]:
+    """What templates see as `reminder`; `index`/`count` place a send in its `every:` series
+    ("第3天 / 共5天"), 1 of 1 for any other send."""
+    index, count = position
     if reminder is None:
         label = "即时通知" if kind == MANUAL_REMINDER else "通知"
-        return {"id": kind, "kind": kind, "label": label, "send_date": send_date}
+        return {
+            "id": kind,
+            "kind": kind,
+            "label": label,
+            "send_date": send_date,
+            "index": index,
+            "count": count,
+        }
     return {
         "id": reminder.id,
-        "kind": reminder.kind,
+        "kind": "every" if reminder.every is not None else reminder.kind,
         "label": reminder.label,
         "send_date": send_date,
+        "index": index,
+        "count": count,
     }
 
 
@@ -245,9 +258,10 @@ class Outbox:
         source: str,
         state: State = State.PENDING,
         only: str | None = None,
+        position: tuple[int, int] = (1, 1),
     ) -> Iterator[NewDelivery]:
         """Render one row per recipient, streaming (an audience may be a 100,000-row CSV)."""
-        rem_ctx = reminder_context(reminder, reminder_id, send_date)
+        rem_ctx = reminder_context(reminder, reminder_id, send_date, position)
         for recipient in audience.recipients():
             if only is not None and recipient.email.lower() != only.lower():
                 continue
@@ -343,6 +357,7 @@ class Outbox:
                 due=send.send_at,
                 source="schedule",
                 state=state,
+                position=(send.index, send.count),
             )
             try:
                 made = await self._enqueue_stream(rows, now)
@@ -369,6 +384,22 @@ class Outbox:
                     extra={"action": "prepared", "plan": send.plan_key, "rows": made},
                 )
         return Materialized(plans, pending, missed)
+
+    def notice_row(
+        self, *, key: str, rendered: Rendered, recipient: Recipient, kind: str, due: datetime
+    ) -> NewDelivery:
+        """A row of one of the service's own notices to its admins (`notifier.notices`)."""
+        return self._row(
+            key=key,
+            rendered=rendered,
+            recipient=recipient,
+            event_id=f"admin:{kind}",
+            occurrence="",
+            reminder_id=kind,
+            due=due,
+            source="admin",
+            external=False,
+        )
 
     # --- manual sends ---
 

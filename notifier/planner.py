@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from notifier.cadence import every_days
+from notifier.holidays import WorkCalendar
 from notifier.rules import Duration, Occurrence, lead_margin, occurrences, send_day
 from notifier.schedules import Event, Reminder, Schedule
 
@@ -25,10 +27,21 @@ class PlannedSend:
     reminder: Reminder
     send_date: date
     send_at: datetime
+    # The day depends on a year without official workday data or a `holidays:` table: it
+    # may move when the State Council's notice for that year is out (shown as 暂定).
+    provisional: bool = False
+    # Position among the sends of an `every:` reminder in this occurrence (1-based), of count.
+    index: int = 1
+    count: int = 1
+    # The years without workday data this send's day was computed from (empty unless
+    # provisional).
+    unknown_years: tuple[int, ...] = ()
 
     @property
     def plan_key(self) -> str:
-        return plan_key(self.event.id, self.occurrence.start, self.reminder.id)
+        """Unchanged for one-off reminders; an `every:` reminder's sends add their day."""
+        key = plan_key(self.event.id, self.occurrence.start, self.reminder.id)
+        return key if self.reminder.every is None else f"{key}@{self.send_date.isoformat()}"
 
     @property
     def days_until(self) -> int:
@@ -47,9 +60,38 @@ def _margins(event: Event) -> tuple[int, int]:
         reach = lead_margin(r.value) if isinstance(r.value, Duration) else 0
         if r.kind == "before":
             forward = max(forward, reach + SHIFT_SLACK_DAYS)
-        elif r.kind == "after" or r.value == "end":
+        elif r.kind == "after" or r.value == "end" or r.every is not None:
             back = max(back, reach + MAX_SPAN_DAYS + SHIFT_SLACK_DAYS)
     return back, forward
+
+
+def _known_around(calendar: WorkCalendar, occ: Occurrence) -> bool:
+    """True if every year a send of `occ` could look up has official data (the fast path)."""
+    return all(
+        calendar.has_official_data(year) for year in range(occ.start.year - 1, occ.end.year + 2)
+    )
+
+
+def reminder_days(
+    occ: Occurrence, r: Reminder, calendar: WorkCalendar, *, known: bool | None = None
+) -> tuple[list[date], tuple[int, ...]]:
+    """The send days of one reminder for one occurrence (one, or an `every:` series), and the
+    years without workday data they were computed from (sorted; empty: not provisional).
+
+    `known`: the caller's `_known_around(calendar, occ)`, to compute it once per occurrence.
+    """
+    if known is None:
+        known = _known_around(calendar, occ)
+    if known:
+        lookup: WorkCalendar = calendar
+        probe = None
+    else:
+        lookup = probe = calendar.probe()
+    if r.every is not None:
+        days = every_days(occ, r.every, r.workdays, lookup)
+    else:
+        days = [send_day(occ, r.kind, r.value, r.workdays, lookup)]
+    return days, tuple(sorted(probe.unknown_years)) if probe is not None else ()
 
 
 def plan_event(
@@ -61,11 +103,15 @@ def plan_event(
     last = until.astimezone(tz).date() + timedelta(days=forward)
     out: list[PlannedSend] = []
     for occ in occurrences(ev.specs, first, last):
+        known = _known_around(schedule.calendar, occ)
         for r in ev.reminders:
-            day = send_day(occ, r.kind, r.value, r.workdays, schedule.calendar)
-            at = datetime.combine(day, r.send_at, tzinfo=tz)
-            if since <= at < until:
-                out.append(PlannedSend(ev, occ, r, day, at))
+            days, unknown = reminder_days(occ, r, schedule.calendar, known=known)
+            for index, day in enumerate(days, start=1):
+                at = datetime.combine(day, r.send_at, tzinfo=tz)
+                if since <= at < until:
+                    out.append(
+                        PlannedSend(ev, occ, r, day, at, bool(unknown), index, len(days), unknown)
+                    )
     return out
 
 
@@ -113,4 +159,7 @@ def planned_json(p: PlannedSend, recipients: int) -> dict[str, Any]:
         "send_at": p.send_at.isoformat(),
         "audience": p.reminder.audience,
         "recipients": recipients,
+        "provisional": p.provisional,
+        "index": p.index,
+        "count": p.count,
     }

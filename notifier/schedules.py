@@ -27,11 +27,16 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.cadence import Cadence, parse_cadence
 from notifier.errors import ConfigError
 from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
 from notifier.rules import (
+    AnnualSpan,
     DateSpec,
     Duration,
+    OneOff,
+    RRuleSpec,
+    WholeMonth,
     lunar_spec,
     month_spec,
     parse_date,
@@ -81,10 +86,16 @@ class RawReminder(_Raw):
     before: Duration | None = None
     on: Literal["start", "end"] | None = None
     after: Duration | None = None
+    every: Cadence | None = None
     send_at: time | None = None
     workdays: WorkdayPolicy | None = None
     audience: str | None = None
     template: str | None = None
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _cadence(cls, value: object) -> Cadence | None:
+        return None if value is None else parse_cadence(value)
 
     @field_validator("before", "after", mode="before")
     @classmethod
@@ -102,10 +113,10 @@ class RawReminder(_Raw):
 
     @model_validator(mode="after")
     def _exactly_one_trigger(self) -> RawReminder:
-        given = [k for k in ("before", "on", "after") if getattr(self, k) is not None]
+        given = [k for k in ("before", "on", "after", "every") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "a reminder needs exactly one of before, on, after"
+                "a reminder needs exactly one of before, on, after, every"
                 + (f" (got {', '.join(given)})" if given else "")
             )
         return self
@@ -236,6 +247,7 @@ class RawFile(_Raw):
     does not hide the problems of the next one."""
 
     defaults: RawDefaults = RawDefaults()
+    admins: str | None = None
     holidays: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     audiences: dict[str, Any] = Field(default_factory=dict)
     events: list[Any] = Field(default_factory=list)
@@ -246,6 +258,7 @@ class RawFile(_Raw):
 class ParsedFile:
     path: Path
     defaults: RawDefaults
+    admins: str | None
     holidays: dict[str, dict[str, list[str]]]
     audiences: dict[str, RawAudience | list[RawRecipient]]
     events: list[tuple[int, RawEvent]]
@@ -261,7 +274,7 @@ def _parse_file(path: Path, data: dict[str, Any], errors: list[str]) -> ParsedFi
     except ValidationError as exc:
         errors.extend(_pydantic_errors(path, exc))
         return None
-    parsed = ParsedFile(path, top.defaults, top.holidays, {}, [], [])
+    parsed = ParsedFile(path, top.defaults, top.admins, top.holidays, {}, [], [])
     for name, spec in top.audiences.items():
         try:
             parsed.audiences[name] = _AUDIENCE.validate_python(spec)
@@ -323,10 +336,14 @@ class Reminder:
     workdays: WorkdayPolicy
     audience: str
     template: str
+    # A campaign cadence (`every:`): kind/value are then "on"/"start", its first send.
+    every: Cadence | None = None
 
     @property
     def label(self) -> str:
-        """A Chinese phrase for templates: 提前10天, 提前3个工作日, 当天, 结束后1天."""
+        """A Chinese phrase for templates: 提前10天, 提前3个工作日, 当天, 结束后1天, 每个工作日."""
+        if self.every is not None:
+            return self.every.label
         if isinstance(self.value, str):
             return "当天" if self.value == "start" else "结束当天"
         unit = {"days": "天", "weeks": "周", "workdays": "个工作日"}[self.value.unit]
@@ -366,6 +383,8 @@ class Schedule:
     calendar: WorkCalendar
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    # The audience told about the service's own business (moved sends, failures, rejects).
+    admins: str | None = None
 
     def templates_used(self) -> set[str]:
         names = {r.template for e in self.events.values() for r in e.reminders}
@@ -527,7 +546,14 @@ def load_schedule(directory: Path) -> Schedule:
             seen: set[str] = set()
             for j, rem in enumerate(ev.reminders):
                 kind, value = _trigger(rem)
-                rid = rem.id or _reminder_id(kind, value)
+                rid = rem.id or _reminder_id(kind, value, rem.every)
+                if rem.every is not None and not _has_span(ev.specs()):
+                    errors.append(
+                        f"{where}.reminders[{j}].every: the event's dates are single days; "
+                        "every: needs a span such as a week or a month (use on: start) "
+                        "(单日事件不能按周期发送，请改用 on: start)"
+                    )
+                    continue
                 if rid in seen:
                     errors.append(f"{where}.reminders[{j}].id: '{rid}' is used twice in this event")
                     continue
@@ -540,6 +566,7 @@ def load_schedule(directory: Path) -> Schedule:
                     workdays=rem.workdays or ev.workdays or d.workdays,
                     audience=rem.audience or ev.audience or d.audience,
                     template=rem.template or ev.template or d.template,
+                    every=rem.every,
                 )
                 if reminder.audience not in audiences:
                     key = "audience" if (rem.audience or ev.audience) else "defaults.audience"
@@ -566,6 +593,7 @@ def load_schedule(directory: Path) -> Schedule:
                 errors.append(f"{where}.audience: unknown audience '{hk.audience}'")
             hooks[hk.id] = Hook(hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path)
 
+    admins = _admins(parsed, audiences, errors)
     if errors:
         raise ConfigError(errors)
     calendar = WorkCalendar(overrides, override_years)
@@ -576,7 +604,36 @@ def load_schedule(directory: Path) -> Schedule:
         calendar=calendar,
         files=tuple(files),
         warnings=tuple(warnings),
+        admins=admins,
     )
+
+
+def _admins(
+    parsed: list[ParsedFile], audiences: Mapping[str, Audience], errors: list[str]
+) -> str | None:
+    """The one `admins:` audience named across the files, if any."""
+    named = [(raw.path, raw.admins) for raw in parsed if raw.admins is not None]
+    for path, name in named:
+        if name not in audiences:
+            errors.append(f"{path}: admins: unknown audience '{name}'")
+    if len({name for _, name in named}) > 1:
+        errors.append(
+            "admins: named differently in "
+            + ", ".join(f"{path} ('{name}')" for path, name in named)
+        )
+    return named[0][1] if named else None
+
+
+def _has_span(specs: Sequence[DateSpec]) -> bool:
+    """True if some occurrence of these specs can last more than one day."""
+    for spec in specs:
+        if isinstance(spec, AnnualSpan | WholeMonth):
+            return True
+        if isinstance(spec, OneOff) and spec.end > spec.start:
+            return True
+        if isinstance(spec, RRuleSpec) and spec.duration_days > 1:
+            return True
+    return False
 
 
 def _trigger(
@@ -586,11 +643,15 @@ def _trigger(
         return "before", rem.before
     if rem.after is not None:
         return "after", rem.after
+    if rem.every is not None:
+        return "on", "start"
     assert rem.on is not None
     return "on", rem.on
 
 
-def _reminder_id(kind: str, value: Duration | str) -> str:
+def _reminder_id(kind: str, value: Duration | str, every: Cadence | None = None) -> str:
+    if every is not None:
+        return f"every-{every.slug}"
     if isinstance(value, str):
         return f"on-{value}"
     unit = {"days": "d", "weeks": "w", "workdays": "wd"}[value.unit]

@@ -31,6 +31,7 @@ from notifier.db import connect
 from notifier.delivery import DeliveryWorker
 from notifier.errors import ConfigError, NotifierError
 from notifier.metrics import Metrics
+from notifier.notices import AdminNotices
 from notifier.outbox import Outbox
 from notifier.planner import PlannedSend
 from notifier.scheduler import Timer
@@ -95,6 +96,7 @@ class App:
         self._outbox: Outbox | None = None
         self._worker: DeliveryWorker | None = None
         self._timer: Timer | None = None
+        self._notices: AdminNotices | None = None
         self.warnings: list[str] = []
         # Problems in the files on disk that a reload rejected; the running config is older.
         self.config_errors: list[str] = []
@@ -148,6 +150,15 @@ class App:
             metrics=self.metrics,
             clock=self.clock,
         )
+        self._notices = AdminNotices(
+            settings=s, store=self._store, outbox=self._outbox, wake=self._worker.wake
+        )
+
+    @property
+    def notices(self) -> AdminNotices:
+        if self._notices is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._notices
 
     @property
     def store(self) -> Store:
@@ -191,6 +202,7 @@ class App:
             await self.store.set_meta(WATERMARK, repr(until))
         if result.pending:
             self.worker.wake()
+        await self.notices.daily_digest(now)
 
     def upcoming(self, since: datetime, until: datetime) -> list[PlannedSend]:
         return self.outbox.planned(since, until)
@@ -250,7 +262,10 @@ class App:
         dirs = [self.settings.schedules_dir, self.settings.templates_dir]
         async for _changes in awatch(*dirs, stop_event=stop, debounce=300, step=100):
             if self.reload():
+                await self.notices.workdays_changed(self.clock())
                 await self.replan()
+            else:
+                await self.notices.reload_rejected(self.config_errors, self.clock())
 
     # --- run ---
 
@@ -285,6 +300,7 @@ class App:
         tasks: list[asyncio.Task[None]] = []
         runner: Listener | None = None
         try:
+            await self.notices.workdays_changed(self.clock())
             await self.replan()
             self.log_next()
             if s.http.enabled and serve is not None:

@@ -40,6 +40,7 @@ def test_help_is_available_for_every_command(cli) -> None:  # type: ignore[no-un
         "deliveries",
         "retry",
         "migrate",
+        "holidays",
     ):
         result = cli(command, "--help")
         assert result.exit_code == 0, result.output
@@ -76,8 +77,10 @@ def test_upcoming_json_lists_planned_sends_in_the_window(cli) -> None:  # type: 
         ("on-start", "2026-04-15T09:00:00+08:00"),
     ]
     assert set(rows[0]) == {
-        "event", "title", "start", "end", "reminder", "send_at", "audience", "recipients"
+        "event", "title", "start", "end", "reminder", "send_at", "audience", "recipients",
+        "provisional", "index", "count",
     }  # fmt: skip
+    assert [r["provisional"] for r in rows] == [False, False, False]
     assert rows[0]["recipients"] == 2 and rows[0]["title"] == "全民国家安全教育日"
 
 

@@ -448,6 +448,7 @@ async def test_upcoming_returns_the_cli_objects(service: tuple[App, Client]) -> 
         ("on-start", "2026-04-15"),
     ]
     assert body["upcoming"][0]["recipients"] == 2
+    assert [p["provisional"] for p in body["upcoming"]] == [False, False, False]  # 2026 data
     narrow = await (
         await client.get("/api/upcoming?from=2026-04-10&to=2026-04-10", headers=ADMIN)
     ).json()

@@ -233,6 +233,11 @@ class PlannedSend(BaseModel):
     send_at: Timestamp
     audience: str
     recipients: int = Field(ge=0)
+    provisional: bool = Field(
+        description="the day depends on a year without workday data (暂定 provisional)"
+    )
+    index: int = Field(1, ge=1, description="the n-th send of an `every:` reminder")
+    count: int = Field(1, ge=1, description="how many sends the `every:` reminder makes")
 
 
 class Upcoming(BaseModel):

@@ -1,0 +1,82 @@
+"""`notifier holidays import FILE|-`: the State Council's notice, read into a `holidays:` table."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from notifier.notice import NoticeError, notice_yaml, parse_notice
+
+
+@click.group("holidays")
+def holidays_group() -> None:
+    """节假日安排 The workday calendar: import the State Council's notice."""
+
+
+@holidays_group.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--year", type=int, help="the year, if the text does not name it")
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="save the table to this file (e.g. schedules/holidays-2027.yaml), then run check",
+)
+def import_notice(source: TextIO, year: int | None, write_to: Path | None) -> None:
+    """读取国务院节假日安排通知 Read the notice (FILE, or - for stdin) and print its table.
+
+    The table is printed as YAML for schedules/; with --write it is saved and `notifier check`
+    runs on the result. A file that does not pass the check is removed again, so a running
+    service never reloads it.
+    """
+    name = getattr(source, "name", "-")
+    try:
+        notice = parse_notice(source.read(), year=year)
+    except NoticeError as exc:
+        click.echo(f"无法导入 cannot import {name}: {exc}", err=True)
+        sys.exit(1)
+    text = notice_yaml(notice, source=name if name != "<stdin>" else "")
+    if write_to is None:
+        click.echo(text, nl=False)
+        return
+    _write_and_check(write_to, text, notice.year)
+
+
+def _write_and_check(path: Path, text: str, year: int) -> None:
+    # Imported here: reading a notice needs no settings, checking the result does.
+    from notifier.checks import load_config
+    from notifier.cli import _settings
+    from notifier.errors import ConfigError
+
+    previous = path.read_text(encoding="utf-8") if path.is_file() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    settings = _settings()
+    try:
+        schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
+    except ConfigError as exc:
+        if previous is None:
+            path.unlink()
+        else:
+            path.write_text(previous, encoding="utf-8")
+        click.echo(
+            f"检查未通过，未保存 check failed, {path} not saved ({len(exc.errors)}):", err=True
+        )
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    for line in warnings:
+        click.echo(f"警告 warning: {line}", err=True)
+    inside = path.resolve().is_relative_to(settings.schedules_dir.resolve())
+    click.echo(f"已保存 saved {path}: {year} holidays table")
+    if not inside:
+        click.echo(
+            f"注意 note: {path} is outside {settings.schedules_dir}; the service reads only "
+            "that directory",
+            err=True,
+        )
+    click.echo(f"配置有效 OK: {len(schedule.events)} events, {len(schedule.files)} files")

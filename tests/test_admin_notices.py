@@ -1,0 +1,254 @@
+"""What the admins are told: moved send dates (once per change), failed deliveries, rejects."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from notifier.config import HttpSettings
+from notifier.holidays import WorkCalendar
+from notifier.models import State
+from notifier.notices import (
+    ADMIN_TEMPLATES,
+    SNAPSHOT_META,
+    calendar_from,
+    changed_days,
+    moved_sends,
+    snapshot,
+)
+from notifier.schedules import load_schedule
+from notifier.service import App
+from tests.conftest import ROOT, MakeSettings, smtp_settings, write_schedule
+from tests.smtp_server import Faults, SmtpServer
+
+TZ = ZoneInfo("Asia/Shanghai")
+ADMIN = "xinxi@fao.example.com"
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 8.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=TZ).timestamp()
+
+
+def with_admin_templates(templates: Path) -> None:
+    for name in ADMIN_TEMPLATES:
+        shutil.copytree(ROOT / "templates" / name, templates / name, dirs_exist_ok=True)
+    shutil.copy(ROOT / "templates" / "_base.html", templates / "_base.html")
+
+
+def schedule_text(event_day: date) -> str:
+    return f"""\
+    admins: admins
+    audiences:
+      admins: [{{email: {ADMIN}, name: 管理员}}]
+      staff: [{{email: fazhi@fao.example.com, name: 法治处}}]
+    events:
+      - id: report
+        title: 年度报告报送截止日
+        date: "{event_day.isoformat()}"
+        reminders: [{{on: start}}]
+    """
+
+
+def holidays_text(*days_off: date) -> str:
+    year = days_off[0].year
+    listed = ", ".join(f'"{d.isoformat()}"' for d in days_off)
+    return f'holidays:\n  "{year}":\n    off: [{listed}]\n'
+
+
+def plain(msg: Any) -> str:
+    body = cast(EmailMessage, msg).get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(cast(EmailMessage, body).get_content())
+
+
+def a_workday_after_a_workday(start: date) -> date:
+    """The first day from `start` that is a workday and whose previous day is one too."""
+    calendar = WorkCalendar()
+    day = start
+    while not (calendar.is_workday(day) and calendar.is_workday(day - timedelta(days=1))):
+        day += timedelta(days=1)
+    return day
+
+
+async def test_a_holidays_file_added_to_a_running_service_is_announced_once_across_restarts(
+    make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer]
+) -> None:
+    server = smtp_server()
+    settings = make_settings(
+        watch=True, http=HttpSettings(enabled=False), smtp=smtp_settings(server)
+    )
+    with_admin_templates(settings.templates_dir)
+    target = a_workday_after_a_workday(datetime.now(TZ).date() + timedelta(days=20))
+    write_schedule(settings.schedules_dir, schedule_text(target))
+
+    async def run_once(change: Callable[[], None] | None) -> None:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        async with App(settings) as app:
+            task = asyncio.create_task(app.run(stop, ready=ready))
+            await asyncio.wait_for(ready.wait(), 5)
+            if change is not None:
+                change()
+                await wait_for(lambda: len(server.sink.messages) >= 1)
+            else:
+                await app.worker.run_until_idle()
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    await run_once(None)  # the first start only records what the workday data says
+    assert server.sink.messages == []
+    await run_once(
+        lambda: write_schedule(settings.schedules_dir, holidays_text(target), name="holidays.yaml")
+    )
+    await run_once(None)  # a restart with the same data: nothing new
+    assert len(server.sink.messages) == 1
+    msg = server.sink.messages[0]
+    assert "发送日期调整" in str(msg["Subject"])
+    assert str(msg["To"]).endswith(f"<{ADMIN}>")
+    body = plain(msg)
+    before = target - timedelta(days=1)
+    assert f"年度报告报送截止日（report，{target.isoformat()}）— 当天（on-start）" in body
+    assert f"{target.isoformat()} → {before.isoformat()}" in body
+
+
+async def test_one_change_gives_one_notice_even_when_another_instance_saw_the_old_data(
+    make_settings: MakeSettings, db_url: str
+) -> None:
+    settings = make_settings(database_url=db_url)
+    with_admin_templates(settings.templates_dir)
+    now = at("2026-04-01T10:00")
+    target = a_workday_after_a_workday(date(2026, 4, 20))
+    write_schedule(settings.schedules_dir, schedule_text(target))
+    async with App(settings, clock=lambda: now) as app:
+        assert await app.notices.workdays_changed(now) == 0
+        old = await app.store.get_meta(SNAPSHOT_META)
+        write_schedule(settings.schedules_dir, holidays_text(target), name="holidays.yaml")
+        assert app.reload()
+        assert await app.notices.workdays_changed(now) == 1
+        assert await app.notices.workdays_changed(now) == 0  # the snapshot moved on
+        # A second instance that read the snapshot before the first one wrote it:
+        assert old is not None
+        await app.store.set_meta(SNAPSHOT_META, old)
+        assert await app.notices.workdays_changed(now + 60) == 0  # same key: no new row
+        rows = await app.store.list_deliveries()
+    assert [(r.event_id, r.recipient, r.source) for r in rows] == [
+        ("admin:admin-moved", ADMIN, "admin")
+    ]
+
+
+def test_moved_sends_lists_a_moved_reminder_and_the_days_an_every_series_gains_and_loses(
+    tmp_path: Path,
+) -> None:
+    write_schedule(
+        tmp_path,
+        """\
+        audiences:
+          staff: [{email: a@example.com, name: 甲}]
+        events:
+          - id: week
+            title: 宪法宣传周
+            date: "12-01..12-07"
+            reminders: [{every: workday}, {on: start}]
+        """,
+    )
+    schedule = load_schedule(tmp_path)
+    since = datetime(2026, 11, 1, tzinfo=TZ)
+    old = snapshot(schedule.calendar, since.date())
+    write_schedule(tmp_path, holidays_text(date(2026, 12, 1)), name="holidays.yaml")
+    changed = load_schedule(tmp_path)
+    new = snapshot(changed.calendar, since.date())
+    assert changed_days(old, new) == [(date(2026, 12, 1), False)]
+    moved = moved_sends(
+        changed, calendar_from(old, changed.calendar), since, since + timedelta(days=60), TZ
+    )
+    assert [(m.reminder_id, m.old, m.new) for m in moved] == [
+        ("on-start", date(2026, 12, 1), date(2026, 11, 30)),
+        ("every-workday", date(2026, 12, 1), None),
+    ]
+
+
+async def test_a_daily_digest_lists_yesterdays_failed_deliveries_and_nothing_when_none(
+    make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer], db_url: str
+) -> None:
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    settings = make_settings(database_url=db_url, smtp=smtp_settings(server))
+    with_admin_templates(settings.templates_dir)
+    write_schedule(settings.schedules_dir, schedule_text(date(2026, 4, 20)))
+    clock = [at("2026-04-14T10:00")]
+    async with App(settings, clock=lambda: clock[0]) as app:
+        await app.outbox.send_now("report", now=clock[0])
+        await app.worker.run_until_idle()
+        assert [r.state for r in await app.store.list_deliveries()] == [State.FAILED]
+        clock[0] = at("2026-04-15T07:59")
+        assert await app.notices.daily_digest(clock[0]) == 0  # before 08:00
+        clock[0] = at("2026-04-15T08:30")
+        await app.prepare()  # the timer's pass makes the digest
+        await app.worker.run_until_idle()
+        assert await app.notices.daily_digest(clock[0] + 3600) == 0  # once a day
+        clock[0] = at("2026-04-16T08:30")
+        assert await app.notices.daily_digest(clock[0]) == 0  # nothing failed on 04-15
+    assert len(server.sink.messages) == 1
+    msg = server.sink.messages[0]
+    assert str(msg["Subject"]).startswith("【系统通知】2026-04-14 投递失败1封")
+    body = plain(msg)
+    assert "[failed]" in body and "report/manual → fazhi@fao.example.com" in body
+    assert "550" in body
+
+
+async def test_a_rejected_reload_is_told_to_the_admins_with_files_and_errors(
+    make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer]
+) -> None:
+    server = smtp_server()
+    settings = make_settings(
+        watch=True, http=HttpSettings(enabled=False), smtp=smtp_settings(server)
+    )
+    with_admin_templates(settings.templates_dir)
+    write_schedule(settings.schedules_dir, schedule_text(date(2030, 4, 15)))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    async with App(settings) as app:
+        task = asyncio.create_task(app.run(stop, ready=ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        bad = write_schedule(
+            settings.schedules_dir,
+            "events:\n  - {id: x, title: X, date: '4·15', reminders: [{before: 7x}]}\n",
+            name="bad.yaml",
+        )
+        await wait_for(lambda: len(server.sink.messages) >= 1)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    msg = server.sink.messages[0]
+    assert "日程配置有误" in str(msg["Subject"])
+    body = plain(msg)
+    assert f"  - {bad}" in body
+    assert "events[0].reminders[0].before: '7x' is not a duration" in body
+
+
+def test_check_requires_the_admin_templates_when_admins_is_set(
+    make_settings: MakeSettings,
+) -> None:
+    from notifier.checks import load_config
+    from notifier.errors import ConfigError
+
+    settings = make_settings()
+    write_schedule(settings.schedules_dir, schedule_text(date(2030, 4, 15)))
+    try:
+        load_config(settings, now=datetime(2026, 4, 1, tzinfo=TZ))
+    except ConfigError as exc:
+        errors = exc.errors
+    else:
+        raise AssertionError("check passed without the admin templates")
+    assert any("admin-moved: template not found: `admins:` is set" in e for e in errors)
