@@ -13,7 +13,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifier.constants import (
@@ -25,16 +25,36 @@ from notifier.constants import (
 
 
 class SmtpSettings(BaseModel):
-    """Where mail goes. No host means the local mail drop (a Maildir)."""
+    """Where mail goes. No host means the local mail drop (a Maildir).
+
+    `security`: `auto` upgrades with STARTTLS when the server offers it and stays plain
+    otherwise (aiosmtplib's own default); `starttls` and `tls` (port 465) insist on it; `none`
+    is for a known plain relay. A password is never sent over a plain connection unless
+    `allow_plain_auth` says so.
+    """
 
     host: str | None = None
     port: int = Field(default=25, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
-    security: Literal["none", "starttls", "tls"] = "none"
+    security: Literal["auto", "none", "starttls", "tls"] = "auto"
+    allow_plain_auth: bool = False
+    # Certificates to trust besides the system's (an office CA; a test's self-signed one).
+    ca_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
     pool_size: int = Field(default=8, ge=1, le=64)
     rate_limit: float = Field(default=0.0, ge=0, description="messages per second; 0 = no limit")
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> SmtpSettings:
+        if self.security == "none" and self.username and not self.allow_plain_auth:
+            raise ValueError(
+                "NOTIFIER_SMTP__SECURITY=none with NOTIFIER_SMTP__USERNAME set would send the "
+                "password in clear: use starttls or tls, or set "
+                "NOTIFIER_SMTP__ALLOW_PLAIN_AUTH=true for a trusted relay "
+                "(明文连接不发送密码)"
+            )
+        return self
 
 
 class HttpSettings(BaseModel):
