@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from notifier.config import Settings
+from pydantic import SecretStr
+
+from notifier.config import Settings, placeholder_problems, read_hook_secrets
 from notifier.errors import ConfigError, RenderError
 from notifier.outbox import reminder_context, template_context
 from notifier.planner import next_occurrence, plan
@@ -74,3 +76,16 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             f"(年度放假安排未知，请补充 holidays 表)"
         )
     return schedule, renderer, warnings
+
+
+def load_hook_secrets(settings: Settings, schedule: Schedule) -> dict[str, SecretStr]:
+    """The hook secrets the schedule names, by variable, read now (at start, at reload).
+
+    ConfigError names every secret, setting or hook variable, that is still a published
+    placeholder: such a service would accept requests signed by anyone who read the docs.
+    """
+    secrets = read_hook_secrets(sorted({h.secret_env for h in schedule.hooks.values()}))
+    problems = placeholder_problems(settings, secrets)
+    if problems:
+        raise ConfigError(problems)
+    return secrets

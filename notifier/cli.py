@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from notifier.checks import load_config
+from notifier.checks import load_config, load_hook_secrets
 from notifier.config import Settings
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery import WorkerStats
@@ -118,6 +118,8 @@ def run() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with App(settings) as app:
+            # SIGHUP re-reads schedules, templates and hook secrets (`kill -HUP <pid>`).
+            loop.add_signal_handler(signal.SIGHUP, app.request_reload)
             await app.run(stop, serve=start_http)
 
     _run(service, loop=settings.event_loop)
@@ -129,6 +131,7 @@ def check() -> None:
     settings = _settings()
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
+        load_hook_secrets(settings, schedule)
     except ConfigError as exc:
         _fail_config(exc)
         return

@@ -45,3 +45,9 @@ SHIFT_SLACK_DAYS = 30
 # Reminder ids used for sends that no configured reminder describes.
 MANUAL_REMINDER = "manual"
 HOOK_REMINDER = "hook"
+
+# Secrets that are published, so never secret: the `change-me-...` values of
+# docker/.env.example and the example secret of the Standard Webhooks documentation. A service
+# started with one of them is refused (`notifier check` says so too).
+PLACEHOLDER_PREFIXES = ("change-me", "changeme")
+PLACEHOLDER_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})

@@ -441,7 +441,7 @@ _PATHS: dict[str, Any] = {
             "summary": "The key dates of the next 12 months as an iCalendar feed",
             "operationId": "calendar",
             "tags": ["admin"],
-            "security": [{"bearer": []}, {"token": []}],
+            "security": [{"token": []}],
             "responses": {
                 "200": {
                     "description": "One all-day VEVENT per occurrence",
@@ -572,8 +572,8 @@ def _spec() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "query",
                     "name": "token",
-                    "description": "NOTIFIER_ADMIN_TOKEN, for calendar clients that cannot "
-                    "send headers",
+                    "description": "NOTIFIER_CALENDAR_TOKEN: the calendar feed's own "
+                    "read-only token (the admin token is refused there)",
                 },
             },
         },

@@ -1,9 +1,9 @@
-"""The JSON admin API (`/api/...`) and the calendar feed, behind the admin token."""
+"""The JSON admin API (`/api/...`), behind the admin token (the calendar feed: web/feed.py)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from email import message_from_string
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -13,7 +13,6 @@ from aiohttp import web
 
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError
-from notifier.ical import calendar_feed
 from notifier.models import Delivery, State
 from notifier.outbox import SendError
 from notifier.planner import planned_json
@@ -225,22 +224,3 @@ async def get_config(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
     return web.json_response({"errors": list(app.config_errors), "warnings": list(app.warnings)})
-
-
-async def get_calendar(request: web.Request) -> web.Response:
-    require_admin(request, allow_query=True)
-    app = request.app[APP_KEY]
-    now = app.now()
-    body = calendar_feed(
-        app.schedule,
-        today=now.date(),
-        tz=app.settings.tz,
-        name=app.settings.org_name,
-        now=now.astimezone(UTC),
-    )
-    return web.Response(
-        body=body,
-        content_type="text/calendar",
-        charset="utf-8",
-        headers={"Cache-Control": "no-cache"},
-    )
