@@ -51,3 +51,7 @@ HOOK_REMINDER = "hook"
 # started with one of them is refused (`notifier check` says so too).
 PLACEHOLDER_PREFIXES = ("change-me", "changeme")
 PLACEHOLDER_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+
+# /metrics counts the ledger by state at most once in this many seconds (the count scans the
+# deliveries table); Prometheus scrapes every 15-60 s, so one scraper always sees fresh counts.
+METRICS_COUNTS_TTL = 5.0
