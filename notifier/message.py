@@ -63,6 +63,8 @@ def encode_words(value: str) -> str:
 # RFC 5322 2.1.1: a line is at most 998 characters before its CRLF, and should be at most 78.
 MAX_LINE = 998
 FOLD_AT = 78
+# Name and value fit one line when together at most this long (": " takes the other 2).
+_ROOM = MAX_LINE - 2
 
 
 def fold(name: str, value: str, *, encodable: bool = False) -> str:
@@ -102,12 +104,17 @@ def fold(name: str, value: str, *, encodable: bool = False) -> str:
 def _encode(name: str, value: str) -> str:
     check_header(name, value)
     # ASCII stays as is (URLs in List-Unsubscribe must not be encoded), within 998 a line.
-    return fold(name, value) if value.isascii() else encode_words(value)
+    if not value.isascii():
+        return encode_words(value)
+    # The length test inline: a call per header showed in the webhook path's instructions.
+    return value if len(name) + len(value) <= _ROOM else fold(name, value)
 
 
 def _subject(value: str) -> str:
     check_header("Subject", value)
-    return fold("Subject", value, encodable=True) if value.isascii() else encode_words(value)
+    if not value.isascii():
+        return encode_words(value)
+    return value if len(value) <= _ROOM - 7 else fold("Subject", value, encodable=True)
 
 
 @lru_cache(maxsize=4096)
@@ -120,11 +127,14 @@ def _display_name(display: str) -> str:
 def _address(name: str, display: str, address: str) -> str:
     check_header(name, display)
     check_header(name, address)
-    if not display:
-        return fold(name, address)
+    value = f"{_display_name(display)} <{address}>" if display else address
+    if len(name) + len(value) <= _ROOM:
+        return value
     try:
-        return fold(name, f"{_display_name(display)} <{address}>")
+        return fold(name, value)
     except HeaderError:
+        if not display:
+            raise
         # A display name is a phrase: RFC 2047 words may carry what spaces cannot fold.
         return f"{encode_words(display)}{CRLF} <{address}>"
 
