@@ -226,7 +226,8 @@ class App:
     # --- reload ---
 
     def reload(self) -> bool:
-        """Re-read schedules and templates; keep the running config if they are invalid."""
+        """Re-read schedules, templates and hook secrets; keep the running config if they are
+        invalid."""
         try:
             schedule, renderer, warnings = load_config(self.settings, now=self.now())
             hook_secrets = load_hook_secrets(self.settings, schedule)
@@ -259,8 +260,14 @@ class App:
         task.add_done_callback(self._reloads.discard)
 
     async def _reload_and_replan(self) -> None:
-        if self.reload():
-            await self.replan()
+        try:
+            if self.reload():
+                await self.replan()
+        except Exception as exc:  # a signal's task: nobody awaits it, so say it here
+            log.error(
+                "reload failed",
+                extra={"action": "reload_failed", "error": f"{type(exc).__name__}: {exc}"},
+            )
 
     async def _watch(self, stop: asyncio.Event) -> None:
         from watchfiles import awatch
