@@ -160,7 +160,9 @@ def smtp_sink(kind: str = "auto", *, log: Path | None = None) -> Iterator[Sink]:
             args += ["-u", "nobody"]  # it drops root privileges, to user postfix by default
         args += [f"127.0.0.1:{port}", "1024"]
         proc = subprocess.Popen(args, env=binary.env, stdout=subprocess.DEVNULL)
-        name = f"postfix smtp-sink (C, {binary.path})"
+        # Named relative to the repository: BENCHMARKS.md must not point outside it.
+        shown = binary.path.relative_to(ROOT) if binary.path.is_relative_to(ROOT) else binary.path
+        name = f"postfix smtp-sink (C, {shown})"
     else:
         args = [sys.executable, str(BENCH / "_sink.py"), "--port", str(port)]
         if log is not None:

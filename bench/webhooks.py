@@ -236,6 +236,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deliver-now", action="store_true", help="no send_at: deliver at once")
     parser.add_argument(
+        "--secret-in-dotenv",
+        action="store_true",
+        help="the hook secret in the service's `.env` file instead of its environment",
+    )
+    parser.add_argument(
         "--loop",
         choices=["auto", "uvloop", "asyncio"],
         default="auto",
@@ -256,6 +261,8 @@ def main() -> None:
         write_config(root)
         notifier_port, bare_port = free_port(), free_port()
         env = service_env(root, notifier_port, loop)
+        if args.secret_in_dotenv:
+            (root / ".env").write_text(f"NOTIFIER_HOOK_BENCH={env.pop('NOTIFIER_HOOK_BENCH')}\n")
         log = (root / "notifier.log").open("wb")
         service = subprocess.Popen(
             [sys.executable, "-m", "notifier.cli", "run"],
@@ -324,7 +331,8 @@ def main() -> None:
     print(
         f"{args.rounds} rounds x {args.requests} requests (or {args.seconds:.0f} s) per server, "
         f"{CONNECTIONS} connections, loopback, Python aiohttp client; both servers on {loop}; "
-        f"delivery {'at once' if args.deliver_now else 'deferred (send_at +1 day)'}"
+        f"delivery {'at once' if args.deliver_now else 'deferred (send_at +1 day)'}; "
+        f"hook secret in {'.env' if args.secret_in_dotenv else 'the environment'}"
     )
     print(
         table(

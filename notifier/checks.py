@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from notifier.config import Settings
+from pydantic import SecretStr
+
+from notifier.config import Settings, placeholder_problems, read_hook_secrets
 from notifier.errors import ConfigError, RenderError
 from notifier.notices import check_admin_templates
 from notifier.outbox import reminder_context, template_context
@@ -95,3 +97,16 @@ def provisional_summary(sends: Sequence[PlannedSend]) -> list[str]:
         f"for {', '.join(map(str, years))}, not yet known; they may move when the State "
         "Council's notice is imported (`notifier holidays import`)"
     ]
+
+
+def load_hook_secrets(settings: Settings, schedule: Schedule) -> dict[str, SecretStr]:
+    """The hook secrets the schedule names, by variable, read now (at start, at reload).
+
+    ConfigError names every secret, setting or hook variable, that is still a published
+    placeholder: such a service would accept requests signed by anyone who read the docs.
+    """
+    secrets = read_hook_secrets(sorted({h.secret_env for h in schedule.hooks.values()}))
+    problems = placeholder_problems(settings, secrets)
+    if problems:
+        raise ConfigError(problems)
+    return secrets

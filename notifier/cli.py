@@ -12,14 +12,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from notifier.checks import load_config
+from notifier.checks import load_config, load_hook_secrets
+from notifier.cli_common import settings_or_exit
 from notifier.cli_holidays import holidays_group
-from notifier.config import Settings
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery import WorkerStats
 from notifier.errors import ConfigError, NotifierError
@@ -39,16 +38,6 @@ PIPE_WIDTH = 160
 def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, width=None if stream.isatty() else PIPE_WIDTH, soft_wrap=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for e in exc.errors(include_url=False):
-            name = "NOTIFIER_" + "__".join(str(p).upper() for p in e["loc"])
-            click.echo(f"配置错误 setting error {name}: {e['msg']}", err=True)
-        sys.exit(2)
 
 
 def _fail_config(exc: ConfigError) -> None:
@@ -108,7 +97,7 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """启动服务 Run the service: timer, delivery, HTTP side, config watcher."""
-    settings = _settings()
+    settings = settings_or_exit()
     setup_logging(settings.log_format, settings.log_level)
 
     async def service() -> None:
@@ -119,6 +108,8 @@ def run() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with App(settings) as app:
+            # SIGHUP re-reads schedules, templates and hook secrets (`kill -HUP <pid>`).
+            loop.add_signal_handler(signal.SIGHUP, app.request_reload)
             await app.run(stop, serve=start_http)
 
     _run(service, loop=settings.event_loop)
@@ -127,9 +118,10 @@ def run() -> None:
 @main.command()
 def check() -> None:
     """校验日程与模板 Validate schedules and templates (exit 1 with every error)."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
+        load_hook_secrets(settings, schedule)
     except ConfigError as exc:
         _fail_config(exc)
         return
@@ -150,7 +142,7 @@ def check() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
     """计划发送 Planned sends whose local send date is in the window, by time."""
-    settings = _settings()
+    settings = settings_or_exit()
     tz = settings.tz
     try:
         schedule, _, _ = load_config(settings, now=datetime.now(tz))
@@ -208,7 +200,7 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
 @click.option("--date", "on", type=DATE, help="the occurrence starting on this date")
 def preview(event: str, reminder: str | None, recipient: str | None, on: date | None) -> None:
     """预览邮件 Print the rendered message for an event."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> str:
         async with App(settings) as app:
@@ -260,7 +252,7 @@ async def _deliver_with_progress(app: App, total: int, console: Console) -> Work
 @click.option("--again", is_flag=True, help="send even if already sent")
 def send(event: str, reminder: str | None, on: date | None, again: bool) -> None:
     """立即发送 Send now to the event's audience; a second run sends nothing new."""
-    settings = _settings()
+    settings = settings_or_exit()
     setup_logging(settings.log_format, "WARNING")
 
     async def go() -> None:
@@ -288,7 +280,7 @@ def send(event: str, reminder: str | None, on: date | None, again: bool) -> None
 @click.option("--limit", type=int, default=50, show_default=True)
 def deliveries(state: str | None, event: str | None, limit: int) -> None:
     """投递记录 The ledger, newest first."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> None:
         async with App(settings) as app:
@@ -324,7 +316,7 @@ def deliveries(state: str | None, event: str | None, limit: int) -> None:
 )
 def retry(state: str) -> None:
     """重新投递 Put dead (or failed) deliveries back in the queue."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> int:
         async with App(settings) as app:
@@ -336,7 +328,7 @@ def retry(state: str) -> None:
 @main.command()
 def migrate() -> None:
     """数据库迁移 Apply database migrations (run also does it at start)."""
-    settings = _settings()
+    settings = settings_or_exit()
     from notifier.db import connect
     from notifier.store import Store
 

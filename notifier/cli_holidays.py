@@ -49,13 +49,13 @@ def import_notice(source: TextIO, year: int | None, write_to: Path | None) -> No
 def _write_and_check(path: Path, text: str, year: int) -> None:
     # Imported here: reading a notice needs no settings, checking the result does.
     from notifier.checks import load_config
-    from notifier.cli import _settings
+    from notifier.cli_common import settings_or_exit
     from notifier.errors import ConfigError
 
     previous = path.read_text(encoding="utf-8") if path.is_file() else None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
     except ConfigError as exc:

@@ -1,19 +1,21 @@
 """Service settings, read once from the environment and `.env` (pydantic-settings).
 
 Built in the CLI and passed down; nothing in the package reads the environment on its own,
-except hook secrets, whose variable names the schedules declare (`secret_env`).
+except hook secrets, whose variable names the schedules declare (`secret_env`): those are read
+by `read_hook_secrets` at start and at each reload.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifier.constants import (
@@ -21,20 +23,42 @@ from notifier.constants import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PREPARE_AHEAD,
+    PLACEHOLDER_PREFIXES,
+    PLACEHOLDER_SECRETS,
 )
 
 
 class SmtpSettings(BaseModel):
-    """Where mail goes. No host means the local mail drop (a Maildir)."""
+    """Where mail goes. No host means the local mail drop (a Maildir).
+
+    `security`: `auto` upgrades with STARTTLS when the server offers it and stays plain
+    otherwise (aiosmtplib's own default); `starttls` and `tls` (port 465) insist on it; `none`
+    is for a known plain relay. A password is never sent over a plain connection unless
+    `allow_plain_auth` says so.
+    """
 
     host: str | None = None
     port: int = Field(default=25, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
-    security: Literal["none", "starttls", "tls"] = "none"
+    security: Literal["auto", "none", "starttls", "tls"] = "auto"
+    allow_plain_auth: bool = False
+    # Certificates to trust besides the system's (an office CA; a test's self-signed one).
+    ca_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
     pool_size: int = Field(default=8, ge=1, le=64)
     rate_limit: float = Field(default=0.0, ge=0, description="messages per second; 0 = no limit")
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> SmtpSettings:
+        if self.security == "none" and self.username and not self.allow_plain_auth:
+            raise ValueError(
+                "NOTIFIER_SMTP__SECURITY=none with NOTIFIER_SMTP__USERNAME set would send the "
+                "password in clear: use starttls or tls, or set "
+                "NOTIFIER_SMTP__ALLOW_PLAIN_AUTH=true for a trusted relay "
+                "(明文连接不发送密码)"
+            )
+        return self
 
 
 class HttpSettings(BaseModel):
@@ -74,6 +98,9 @@ class Settings(BaseSettings):
     mail_drop_dir: Path = Path("var/mail")
     public_url: str = "http://127.0.0.1:8080"
     admin_token: SecretStr | None = None
+    # The calendar feed's own read-only token (`/calendar.ics?token=...`). A token in a URL
+    # ends up in calendar clients and proxy logs, so the feed never takes the admin token.
+    calendar_token: SecretStr | None = None
     unsubscribe_secret: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -105,6 +132,19 @@ class Settings(BaseSettings):
             return parse_grace(value)
         return value
 
+    @model_validator(mode="after")
+    def _calendar_token_is_its_own(self) -> Settings:
+        if (
+            self.calendar_token is not None
+            and self.admin_token is not None
+            and self.calendar_token.get_secret_value() == self.admin_token.get_secret_value()
+        ):
+            raise ValueError(
+                "NOTIFIER_CALENDAR_TOKEN must differ from NOTIFIER_ADMIN_TOKEN: the feed's "
+                "token travels in URLs (日历令牌不得与管理令牌相同)"
+            )
+        return self
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -114,12 +154,53 @@ class Settings(BaseSettings):
         return not self.smtp.host
 
 
-def hook_secret(env_name: str, env_file: Path = Path(".env")) -> SecretStr | None:
-    """A webhook secret from the variable the schedules name (environment, then `.env`).
+def read_hook_secrets(
+    env_names: Iterable[str], env_file: Path = Path(".env")
+) -> dict[str, SecretStr]:
+    """The webhook secrets the schedules name, by variable: the environment, then `.env`.
 
-    Read per request, so a rotated secret applies without a restart.
+    Read at start and at each reload (not per request: parsing `.env` on every webhook cost
+    more than verifying it). A variable that is set nowhere is absent from the result.
     """
-    value = os.environ.get(env_name)
-    if not value and env_file.is_file():
-        value = dotenv_values(env_file).get(env_name)
-    return SecretStr(value) if value else None
+    found: dict[str, SecretStr] = {}
+    missing: list[str] = []
+    for name in env_names:
+        value = os.environ.get(name)
+        if value:
+            found[name] = SecretStr(value)
+        else:
+            missing.append(name)
+    if missing and env_file.is_file():
+        values = dotenv_values(env_file)
+        for name in missing:
+            value = values.get(name)
+            if value:
+                found[name] = SecretStr(value)
+    return found
+
+
+def is_placeholder(value: str) -> bool:
+    """A published example value (docker/.env.example, the Standard Webhooks docs)."""
+    text = value.strip()
+    return text.lower().startswith(PLACEHOLDER_PREFIXES) or text in PLACEHOLDER_SECRETS
+
+
+def placeholder_problems(settings: Settings, hook_secrets: Mapping[str, SecretStr]) -> list[str]:
+    """One line per secret that is still a placeholder, naming its variable."""
+    named: list[tuple[str, SecretStr | None]] = [
+        ("NOTIFIER_ADMIN_TOKEN", settings.admin_token),
+        ("NOTIFIER_UNSUBSCRIBE_SECRET", settings.unsubscribe_secret),
+        ("NOTIFIER_SMTP__PASSWORD", settings.smtp.password),
+        *sorted(hook_secrets.items()),
+    ]
+    named.append(("NOTIFIER_CALENDAR_TOKEN", settings.calendar_token))
+    problems = []
+    for name, secret in named:
+        # A hook's variable may list several secrets (rotation): each is checked.
+        if secret is not None and any(map(is_placeholder, secret.get_secret_value().split())):
+            problems.append(
+                f"{name}: still the published example value; set a secret of your own, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                "(仍是示例占位密钥，请更换)"
+            )
+    return problems

@@ -29,10 +29,29 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 # Default window of `notifier upcoming` and /api/upcoming.
 UPCOMING_DAYS = 60
 
-# Number of rows rendered and committed in one transaction when an audience is large:
-# large enough to amortise the commit, small enough to bound memory.
+# Rows rendered and committed in one transaction when an audience is large, and rows per
+# `executemany` inside it (one value for both: the store used to split each 2,000-row chunk
+# into two 1,000-row calls for no gain). Large enough to amortise the commit and the round
+# trip, small enough to keep memory flat (about 2 MB of rendered messages) and far below
+# SQLite's variable limit (parameters are per row with executemany).
 ENQUEUE_CHUNK = 2000
+
+# The longest run of days off a workday shift (`previous`/`next`) may have to cross: the
+# Spring Festival block with its weekends is 9-10 days; 30 leaves room for unusual override
+# tables. The planner widens its windows by the same slack (it used to take 14, too little
+# for a shift allowed to reach 30 days).
+SHIFT_SLACK_DAYS = 30
 
 # Reminder ids used for sends that no configured reminder describes.
 MANUAL_REMINDER = "manual"
 HOOK_REMINDER = "hook"
+
+# Secrets that are published, so never secret: the `change-me-...` values of
+# docker/.env.example and the example secret of the Standard Webhooks documentation. A service
+# started with one of them is refused (`notifier check` says so too).
+PLACEHOLDER_PREFIXES = ("change-me", "changeme")
+PLACEHOLDER_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+
+# /metrics counts the ledger by state at most once in this many seconds (the count scans the
+# deliveries table); Prometheus scrapes every 15-60 s, so one scraper always sees fresh counts.
+METRICS_COUNTS_TTL = 5.0

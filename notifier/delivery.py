@@ -214,7 +214,7 @@ class DeliveryWorker:
         if room <= 0:
             return []
         rows = await self.store.claim(
-            now=now, limit=room, lease_seconds=self.settings.lease_seconds, worker=self.worker_id
+            now=now, limit=room, lease_seconds=self.settings.lease_seconds
         )
         rows = await self._skip_unsubscribed(rows, now) if rows else rows
         for row in rows:

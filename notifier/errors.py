@@ -23,5 +23,8 @@ class RenderError(NotifierError):
     """A template is missing or cannot render with the given variables."""
 
 
-class HeaderError(NotifierError, ValueError):
-    """A header value would break the message (CR/LF injection, bad address)."""
+class HeaderError(RenderError, ValueError):
+    """A header value would break the message (CR/LF injection, a line over 998 characters).
+
+    A RenderError: wherever a message is made (webhook 422, API 422, `notifier check`), a bad
+    header is reported as a message that cannot be rendered, never as a 500."""

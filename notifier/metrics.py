@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from notifier.constants import METRICS_COUNTS_TTL
+
 SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 60, 300, 3600)
 
@@ -14,7 +16,7 @@ class Metrics:
         r = self.registry
         self.deliveries = Gauge(
             "notifier_deliveries",
-            "Ledger rows by state and channel (sampled at scrape time).",
+            "Ledger rows by state and channel (counted at most every few seconds).",
             ["state", "channel"],
             registry=r,
         )
@@ -49,6 +51,10 @@ class Metrics:
             "How late the timer fired its last job.",
             registry=r,
         )
+        # Counting the ledger by state scans it: /metrics reuses one count this long, so that
+        # several scrapers (or a dashboard refreshing) cost one scan per interval, not each.
+        self.counts_ttl = METRICS_COUNTS_TTL
+        self._counts_at: float | None = None
         self.config_errors = Gauge(
             "notifier_config_errors",
             "Problems in the files on disk that the running config rejected (0 when clean).",
@@ -76,6 +82,14 @@ class Metrics:
         self.deliveries.clear()
         for (state, channel), n in counts.items():
             self.deliveries.labels(state, channel).set(n)
+
+    def counts_due(self, now: float) -> bool:
+        """Whether the ledger counts are older than `counts_ttl` (monotonic seconds), and if
+        so, claim the refresh: scrapes arriving while it runs serve the previous counts."""
+        if self._counts_at is not None and 0 <= now - self._counts_at < self.counts_ttl:
+            return False
+        self._counts_at = now
+        return True
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

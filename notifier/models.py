@@ -7,7 +7,7 @@ cheap to compare; conversion to local time happens only at the edges.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class State(enum.StrEnum):
@@ -25,9 +25,6 @@ class State(enum.StrEnum):
     DEAD = "dead"
     MISSED = "missed"
     SKIPPED = "skipped"
-
-
-TERMINAL_STATES = frozenset({State.SENT, State.FAILED, State.DEAD, State.MISSED, State.SKIPPED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +82,3 @@ class Outcome:
     at: float
     error: str | None = None
     retry_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HookReceipt:
-    """The first answer given to a webhook-id, replayed on a redelivery."""
-
-    hook_id: str
-    webhook_id: str
-    status: int
-    body: str
-    created_at: float = field(default=0.0)

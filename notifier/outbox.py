@@ -34,6 +34,7 @@ from notifier.schedules import (
     check_address,
 )
 from notifier.store import Store, hook_row_key
+from notifier.tokens import open_address, seal_address
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +59,29 @@ def delivery_key(prefix: str, email: str) -> str:
 
 
 def unsubscribe_token(secret: bytes, email: str) -> str:
-    """`<email>.<mac>`: stateless, so any instance can verify it."""
-    addr = email.lower()
+    """An opaque token for the address (AES-SIV, notifier/tokens.py): stateless, so any
+    instance can verify it, and the address is not readable in the link."""
+    return seal_address(secret, email)
+
+
+def _legacy_unsubscribe_token(secret: bytes, addr: str) -> str:
+    """`<email>.<mac>`, as links sent before opaque tokens carried it."""
     mac = hmac.new(secret, addr.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
     return f"{addr}.{mac}"
 
 
 def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
-    """The address a token was made for, or None if it is not ours."""
+    """The address a token was made for, or None if it is not ours.
+
+    Links already sent in the older `<email>.<mac>` form keep working: they are in people's
+    mailboxes, and unsubscribing must not break because the service was upgraded.
+    """
+    if "@" not in token:
+        return open_address(secret, token)
     addr, _, mac = token.rpartition(".")
     if not addr or not mac:
         return None
-    return addr if hmac.compare_digest(unsubscribe_token(secret, addr), token) else None
+    return addr if hmac.compare_digest(_legacy_unsubscribe_token(secret, addr), token) else None
 
 
 def reminder_context(

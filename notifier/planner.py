@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from notifier.cadence import every_days
+from notifier.constants import SHIFT_SLACK_DAYS
 from notifier.holidays import WorkCalendar
 from notifier.rules import Duration, Occurrence, lead_margin, occurrences, send_day
 from notifier.schedules import Event, Reminder, Schedule
@@ -14,8 +15,6 @@ from notifier.schedules import Event, Reminder, Schedule
 # Spans (a publicity week, a month, a one-off range) are assumed to last at most this long;
 # an `after` reminder of an occurrence that started earlier than this is not looked for.
 MAX_SPAN_DAYS = 400
-# Slack for a workday shift (`previous`/`next`) around the longest official holiday block.
-SHIFT_SLACK_DAYS = 14
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from typing import Literal, TypeAlias
 from dateutil.rrule import rruleset, rrulestr
 from lunar_python import LunarMonth, Solar
 
+from notifier.constants import SHIFT_SLACK_DAYS
 from notifier.holidays import WorkCalendar, WorkdayPolicy
 
 __all__ = [
@@ -56,9 +57,6 @@ __all__ = [
 DurationUnit = Literal["days", "weeks", "workdays"]
 TriggerKind = Literal["before", "on", "after"]
 
-# The longest run of days off a policy shift may have to cross: the Spring Festival block with
-# its weekends is 9-10 days; 30 leaves room for unusual override tables.
-SHIFT_SLACK_DAYS = 30
 # A workday is at most 3 calendar days after the previous one in an ordinary week (Fri -> Mon);
 # longer holiday blocks are covered by SHIFT_SLACK_DAYS.
 _DAYS_PER_WORKDAY_BOUND = 3

@@ -2,7 +2,7 @@
 
 Jobs live in memory and are rebuilt from the schedule at start and on every reload; the
 ledger, not the timer, is the truth (APScheduler 3 drops a date job once handed to its
-executor, and cannot share a job store between processes: ../shared/NOTES.md).
+executor, and cannot share a job store between processes: its FAQ says so).
 """
 
 from __future__ import annotations
@@ -81,10 +81,3 @@ class Timer:
                 misfire_grace_time=None,
             )
         return len(wanted)
-
-    def pending(self) -> list[datetime]:
-        return sorted(
-            job.next_run_time
-            for job in self._scheduler.get_jobs()
-            if job.id.startswith(self._prefix) and job.next_run_time is not None
-        )

@@ -21,10 +21,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
-from notifier.checks import load_config
+from notifier.checks import load_config, load_hook_secrets
 from notifier.config import Settings
 from notifier.constants import PLAN_HORIZON
 from notifier.db import connect
@@ -98,9 +100,12 @@ class App:
         self._timer: Timer | None = None
         self._notices: AdminNotices | None = None
         self.warnings: list[str] = []
+        # Hook secrets by variable name, read at start and at each reload (never per request).
+        self.hook_secrets: dict[str, SecretStr] = {}
         # Problems in the files on disk that a reload rejected; the running config is older.
         self.config_errors: list[str] = []
         self.started_at = clock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---
 
@@ -123,6 +128,7 @@ class App:
     async def open(self) -> None:
         s = self.settings
         schedule, renderer, warnings = load_config(s, now=self.now())
+        self.hook_secrets = load_hook_secrets(s, schedule)
         self.warnings = warnings
         db = connect(s.database_url)
         await db.open()
@@ -232,9 +238,11 @@ class App:
     # --- reload ---
 
     def reload(self) -> bool:
-        """Re-read schedules and templates; keep the running config if they are invalid."""
+        """Re-read schedules, templates and hook secrets; keep the running config if they are
+        invalid."""
         try:
             schedule, renderer, warnings = load_config(self.settings, now=self.now())
+            hook_secrets = load_hook_secrets(self.settings, schedule)
         except ConfigError as exc:
             self.config_errors = exc.errors
             self.metrics.config_errors.set(len(exc.errors))
@@ -243,6 +251,7 @@ class App:
             return False
         self.outbox.schedule = schedule
         self.outbox.renderer = renderer
+        self.hook_secrets = hook_secrets
         self.warnings = warnings
         self.config_errors = []
         self.metrics.config_errors.set(0)
@@ -255,6 +264,22 @@ class App:
             },
         )
         return True
+
+    def request_reload(self) -> None:
+        """Reload soon, from a signal handler (SIGHUP): a secret rotated in `.env` applies."""
+        task = asyncio.get_running_loop().create_task(self._reload_and_replan())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_and_replan(self) -> None:
+        try:
+            if self.reload():
+                await self.replan()
+        except Exception as exc:  # a signal's task: nobody awaits it, so say it here
+            log.error(
+                "reload failed",
+                extra={"action": "reload_failed", "error": f"{type(exc).__name__}: {exc}"},
+            )
 
     async def _watch(self, stop: asyncio.Event) -> None:
         from watchfiles import awatch

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
+from notifier.constants import ENQUEUE_CHUNK
 from notifier.db import Database, Params, Row, Tx
 from notifier.errors import StoreError
 from notifier.models import Delivery, NewDelivery, Outcome, State
 
-# Rows per executemany call: big enough to amortise the round trip, small enough to stay
-# far below SQLite's variable limit and keep memory flat.
-ENQUEUE_CHUNK = 1000
 # Keys per `IN (...)` lookup (SQLite allows 32766 variables; stay well below).
 IN_CHUNK = 500
 # Positions looked up per statement when a redelivered webhook's rows are collected.
@@ -368,16 +366,13 @@ class Store:
 
     # --- the worker's cycle -----------------------------------------------------------------
 
-    async def claim(
-        self, *, now: float, limit: int, lease_seconds: float, worker: str
-    ) -> list[Delivery]:
+    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> list[Delivery]:
         """Lease up to `limit` claimable rows (oldest due first) to the caller.
 
         Claimable: pending and due, or sending with an expired lease (a dead worker's row:
-        attempted again, at-least-once). `worker` names the caller for logs; two claimers
-        never receive the same row while its lease runs.
+        attempted again, at-least-once). Two claimers never receive the same row while its
+        lease runs: the lease, not an owner's name, decides who may send.
         """
-        del worker  # not stored (yet): the lease, not the owner, decides who may send
         if limit <= 0:
             return []
         params: Params = {"now": now, "limit": limit, "lease_until": now + lease_seconds}

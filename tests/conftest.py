@@ -99,6 +99,7 @@ def make_settings(tmp_path: Path, config_dirs: tuple[Path, Path]) -> MakeSetting
             "mail_from": "notifier@fao.example.com",
             "org_name": "市外办法治处",
             "admin_token": SecretStr("admin-token"),
+            "calendar_token": SecretStr("calendar-token"),
             "unsubscribe_secret": SecretStr("unsubscribe-secret"),
             "http": HttpSettings(port=0),
             "delivery": DeliverySettings(base_delay=0.05, max_delay=0.2, poll_interval=0.2),

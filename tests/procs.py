@@ -231,7 +231,7 @@ HOOK_SUBJECT = "来访申请：{{ payload.visitor }}"
 HOOK_BODY = "{{ payload.visitor }} 申请于 {{ payload.date }} 来访。\n"
 HOOK_ID = "visit-request"
 HOOK_ENV = "NOTIFIER_HOOK_VISIT_REQUEST"
-HOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes, test only
+HOOK_SECRET = "whsec_" + "dGVzdC1vbmx5LWhvb2stc2VjcmV0LTI0Yg=="  # test only (not a placeholder)
 HOOK_AUDIENCE = ["duty@fao.example.com", "office@fao.example.com"]
 
 

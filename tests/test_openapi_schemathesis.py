@@ -98,6 +98,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             database_url=f"sqlite:///{root / 'ledger.db'}",
             mail_drop_dir=root / "mail",
             admin_token=SecretStr("admin-token"),
+            calendar_token=SecretStr("calendar-token"),  # else the feed is a (documented) 503
             unsubscribe_secret=SecretStr("unsubscribe-secret"),
             http=HttpSettings(port=0),
             watch=False,

@@ -47,7 +47,7 @@ def hook_rows(hook: str, webhook_id: str, count: int, **kw: object) -> list[NewD
 async def claim_all(
     store: Store, now: float, *, limit: int = 100, lease: float = 60.0
 ) -> list[int]:
-    return [d.id for d in await store.claim(now=now, limit=limit, lease_seconds=lease, worker="t")]
+    return [d.id for d in await store.claim(now=now, limit=limit, lease_seconds=lease)]
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -186,13 +186,13 @@ async def test_claim_takes_due_pending_rows_oldest_first_up_to_limit(store: Stor
         [new("late", due=T0 + 3), new("b", due=T0 - 1), new("a", due=T0 - 2), new("c", due=T0)],
         now=T0 - 10,
     )
-    claimed = await store.claim(now=T0, limit=2, lease_seconds=30, worker="w1")
+    claimed = await store.claim(now=T0, limit=2, lease_seconds=30)
     assert [d.key for d in claimed] == ["a", "b"]
     for d in claimed:
         assert (d.state, d.attempts, d.lease_until, d.updated_at) == (
             State.SENDING, 1, T0 + 30, T0,
         )  # fmt: skip
-    assert [d.key for d in await store.claim(now=T0, limit=10, lease_seconds=30, worker="w")] == [
+    assert [d.key for d in await store.claim(now=T0, limit=10, lease_seconds=30)] == [
         "c"
     ]
     assert await claim_all(store, T0) == []  # "late" is not due, the others are leased
@@ -209,7 +209,7 @@ async def test_claim_takes_expired_leases(store: Store) -> None:
     (first,) = await claim_all(store, T0, lease=60)
     assert await claim_all(store, T0 + 59) == []  # the lease still runs
     assert await claim_all(store, T0 + 60) == []  # ends at lease_until, exclusive
-    (again,) = await store.claim(now=T0 + 61, limit=10, lease_seconds=60, worker="w2")
+    (again,) = await store.claim(now=T0 + 61, limit=10, lease_seconds=60)
     assert again.id == first
     assert (again.attempts, again.lease_until) == (2, T0 + 121)
 
@@ -231,7 +231,7 @@ async def test_two_claimers_never_get_the_same_row(db_url: str) -> None:
 
 async def test_release_hands_claims_back(store: Store) -> None:
     await store.enqueue([new("a"), new("b")], now=T0)
-    claims = await store.claim(now=T0, limit=10, lease_seconds=60, worker="t")
+    claims = await store.claim(now=T0, limit=10, lease_seconds=60)
     ids = [c.id for c in claims]
     assert await store.release(claims, now=T0 + 1) == 2
     for id_ in ids:
@@ -243,8 +243,8 @@ async def test_release_hands_claims_back(store: Store) -> None:
 
 async def test_release_leaves_a_claim_taken_over_by_another_worker_alone(store: Store) -> None:
     await store.enqueue([new("a")], now=T0)
-    (mine,) = await store.claim(now=T0, limit=10, lease_seconds=5, worker="slow")
-    (theirs,) = await store.claim(now=T0 + 6, limit=10, lease_seconds=60, worker="fast")
+    (mine,) = await store.claim(now=T0, limit=10, lease_seconds=5)
+    (theirs,) = await store.claim(now=T0 + 6, limit=10, lease_seconds=60)
     assert await store.release([mine], now=T0 + 7) == 0
     row = await store.get(mine.id)
     assert row is not None and (row.state, row.lease_until) == (State.SENDING, theirs.lease_until)
@@ -252,7 +252,7 @@ async def test_release_leaves_a_claim_taken_over_by_another_worker_alone(store: 
 
 async def test_release_leaves_rows_not_sending_alone(store: Store) -> None:
     await store.enqueue([new("a")], now=T0)
-    (claim,) = await store.claim(now=T0, limit=10, lease_seconds=60, worker="t")
+    (claim,) = await store.claim(now=T0, limit=10, lease_seconds=60)
     id_ = claim.id
     await store.record([Outcome(id_, State.SENT, at=T0 + 1)])
     assert await store.release([claim], now=T0 + 2) == 0
@@ -282,7 +282,7 @@ async def test_record_retry_makes_the_row_due_later_and_keeps_the_error(store: S
     )  # fmt: skip
     assert await store.next_due_at() == T0 + 60
     assert await claim_all(store, T0 + 59) == []
-    (again,) = await store.claim(now=T0 + 60, limit=1, lease_seconds=60, worker="w")
+    (again,) = await store.claim(now=T0 + 60, limit=1, lease_seconds=60)
     assert (again.id, again.attempts, again.last_error) == (id_, 2, "421 busy")
     await store.record([Outcome(id_, State.SENT, at=T0 + 61)])
     assert (await store.get(id_)).last_error == "421 busy"  # type: ignore[union-attr]

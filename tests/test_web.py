@@ -196,8 +196,9 @@ async def test_key_rotation_sender_sends_two_signatures(service: tuple[App, Clie
 async def test_key_rotation_receiver_holds_two_secrets(
     service: tuple[App, Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, client = service
+    app, client = service
     monkeypatch.setenv(HOOK_ENV, f"{SECRET} {OLD_SECRET}")
+    assert app.reload()  # secrets are read at start and at reload, not per request
     body = body_of(PAYLOAD)
     resp = await client.post(
         "/hooks/visit-request", data=body, headers=signed(body, "m", secret=OLD_SECRET)
@@ -337,9 +338,10 @@ async def test_send_at_in_the_future_is_kept_and_survives_a_restart(
 async def test_a_hook_whose_secret_is_not_set_is_503(
     service: tuple[App, Client], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _, client = service
+    app, client = service
     monkeypatch.delenv(HOOK_ENV)
     monkeypatch.chdir(tmp_path)  # no .env here either
+    assert app.reload()
     status, body = await post_hook(client, PAYLOAD)
     assert status == 503
     assert body["error"] == "hook not configured"
@@ -594,7 +596,7 @@ async def test_the_calendar_feed_has_one_all_day_event_per_occurrence(
     service: tuple[App, Client],
 ) -> None:
     _, client = service
-    resp = await client.get("/calendar.ics?token=admin-token")
+    resp = await client.get("/calendar.ics?token=calendar-token")
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/calendar; charset=utf-8"
     cal = icalendar.Calendar.from_ical(await resp.read())
@@ -614,7 +616,7 @@ async def test_the_calendar_feed_has_one_all_day_event_per_occurrence(
     }
     # Stable UIDs: a second fetch describes the same events.
     again = icalendar.Calendar.from_ical(
-        await (await client.get("/calendar.ics", headers=ADMIN)).read()
+        await (await client.get("/calendar.ics?token=calendar-token")).read()
     )
     assert [str(e["UID"]) for e in again.walk("VEVENT")] == [str(ev["UID"])]
 
@@ -641,7 +643,7 @@ async def test_the_calendar_feed_covers_a_monthly_event(
     )
     async with App(settings, clock=lambda: NOW) as app:
         async with TestClient(TestServer(create_web_app(app))) as client:
-            raw = await (await client.get("/calendar.ics", headers=ADMIN)).read()
+            raw = await (await client.get("/calendar.ics?token=calendar-token")).read()
     events = list(icalendar.Calendar.from_ical(raw).walk("VEVENT"))
     assert len(events) == 12
     assert events[0].decoded("DTSTART") == date(2026, 3, 20)
@@ -658,7 +660,8 @@ async def test_get_unsubscribe_only_shows_a_form(service: tuple[App, Client]) ->
     resp = await client.get(f"/unsubscribe?token={token}")
     assert resp.status == 200
     page = await resp.text()
-    assert "someone@example.com" in page
+    assert "so•••@example.com" in page  # masked: whoever holds the link learns little
+    assert "someone@" not in page
     assert 'method="post"' in page
     assert await app.store.unsubscribed(["someone@example.com"]) == set()
 
@@ -668,7 +671,7 @@ async def test_one_click_post_unsubscribes(service: tuple[App, Client]) -> None:
     token = unsubscribe_token(app.outbox.unsubscribe_secret, "someone@example.com")
     resp = await client.post(f"/unsubscribe?token={token}", data={"List-Unsubscribe": "One-Click"})
     assert resp.status == 200
-    assert await resp.json() == {"unsubscribed": "someone@example.com"}
+    assert await resp.json() == {"unsubscribed": "so•••@example.com"}
     assert await app.store.unsubscribed(["someone@example.com"]) == {"someone@example.com"}
     page = await client.post(f"/unsubscribe?token={token}", data={"page": "1"})
     assert page.status == 200
@@ -781,6 +784,7 @@ async def test_the_shipped_config_serves_events_and_a_feed(
         database_url=f"sqlite:///{tmp_path / 'n.db'}",
         mail_drop_dir=tmp_path / "mail",
         admin_token=SecretStr("t"),
+        calendar_token=SecretStr("c"),
         unsubscribe_secret=SecretStr("u"),
         http=HttpSettings(port=0),
         watch=False,
@@ -795,7 +799,7 @@ async def test_the_shipped_config_serves_events_and_a_feed(
             events = await client.get("/api/events", headers=headers)
             assert events.status == 200
             assert (await events.json())["events"]
-            feed = await client.get("/calendar.ics", headers=headers)
+            feed = await client.get("/calendar.ics?token=c")
             assert feed.status == 200
             assert list(icalendar.Calendar.from_ical(await feed.read()).walk("VEVENT"))
             upcoming = await client.get("/api/upcoming", headers=headers)

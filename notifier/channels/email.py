@@ -1,7 +1,7 @@
 """SMTP delivery over a small pool of reused aiosmtplib connections.
 
 One `aiosmtplib.SMTP` sends one message at a time, so concurrency is several connections;
-reuse roughly doubles throughput over a connection per message (../shared/NOTES.md).
+reuse roughly doubles throughput over a connection per message (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from notifier.config import SmtpSettings
 from notifier.models import Delivery
 
 log = logging.getLogger(__name__)
+
+_START_TLS: dict[str, bool | None] = {"auto": None, "starttls": True, "none": False, "tls": False}
 
 
 def classify(exc: BaseException) -> TransportError:
@@ -48,16 +50,37 @@ class SmtpChannel:
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
+        # No credentials here: aiosmtplib would log in right after connecting, before we can
+        # see whether the connection is encrypted (`_login` does it, once it has looked).
         return aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            username=s.username,
-            password=s.password.get_secret_value() if s.password else None,
             use_tls=s.security == "tls",
-            # Explicit: aiosmtplib's default upgrades only if the server offers it.
-            start_tls=True if s.security == "starttls" else False,
+            # None: upgrade if the server offers STARTTLS (auto); True: insist; False: never.
+            start_tls=_START_TLS[s.security],
+            cert_bundle=str(s.ca_file) if s.ca_file else None,
             timeout=s.timeout,
         )
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        s = self.settings
+        if not s.username:
+            return
+        encrypted = client.get_transport_info("sslcontext") is not None
+        if not encrypted and not s.allow_plain_auth:
+            # Not permanent: the rows wait and retry (a server whose STARTTLS is back, or a
+            # corrected setting, sends them); the log and last_error say why.
+            log.error(
+                "SMTP server offers no TLS; password not sent",
+                extra={"action": "smtp_plain_auth_refused", "host": s.host, "port": s.port},
+            )
+            raise TransportError(
+                f"SMTP {s.host}:{s.port} offers no STARTTLS: refusing to send the password "
+                "in clear (set NOTIFIER_SMTP__SECURITY=starttls or tls, or "
+                "NOTIFIER_SMTP__ALLOW_PLAIN_AUTH=true for a trusted relay)"
+            )
+        password = s.password.get_secret_value() if s.password else ""
+        await client.login(s.username, password)
 
     async def _checkout(self) -> aiosmtplib.SMTP:
         while not self._idle.empty():
@@ -66,6 +89,11 @@ class SmtpChannel:
                 return client
         client = self._client()
         await client.connect()
+        try:
+            await self._login(client)
+        except BaseException:
+            client.close()
+            raise
         return client
 
     async def send(self, delivery: Delivery) -> None:
@@ -76,6 +104,8 @@ class SmtpChannel:
             try:
                 client = await self._checkout()
                 await client.sendmail(self.envelope_from, [delivery.recipient], delivery.message)
+            except TransportError:
+                raise
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 error = classify(exc)
                 if client is not None:

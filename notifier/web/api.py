@@ -1,4 +1,4 @@
-"""The JSON admin API (`/api/...`) and the calendar feed, behind the admin token.
+"""The JSON admin API (`/api/...`), behind the admin token (the calendar feed: web/feed.py).
 
 Requests are validated through the models in `notifier.web.schemas` and answers serialised
 through them, so /openapi.json describes exactly what the handlers accept and write. A value
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from email import message_from_string
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -20,14 +20,13 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+import notifier.web.schemas as schemas
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError
-from notifier.ical import calendar_feed
 from notifier.models import Delivery
 from notifier.outbox import SendError
 from notifier.planner import next_occurrence, planned_json
 from notifier.service import App
-from notifier.web import schemas
 from notifier.web.common import (
     APP_KEY,
     MAX_UPCOMING_SPAN_DAYS,
@@ -276,22 +275,3 @@ async def get_config(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app[APP_KEY]
     return answer(schemas.ConfigStatus(errors=list(app.config_errors), warnings=list(app.warnings)))
-
-
-async def get_calendar(request: web.Request) -> web.Response:
-    require_admin(request, allow_query=True)
-    app = request.app[APP_KEY]
-    now = app.now()
-    body = calendar_feed(
-        app.schedule,
-        today=now.date(),
-        tz=app.settings.tz,
-        name=app.settings.org_name,
-        now=now.astimezone(UTC),
-    )
-    return web.Response(
-        body=body,
-        content_type="text/calendar",
-        charset="utf-8",
-        headers={"Cache-Control": "no-cache"},
-    )

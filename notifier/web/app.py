@@ -8,7 +8,6 @@ from aiohttp import web
 
 from notifier.service import App
 from notifier.web.api import (
-    get_calendar,
     get_config,
     get_deliveries,
     get_events,
@@ -17,6 +16,7 @@ from notifier.web.api import (
     post_send,
 )
 from notifier.web.common import APP_KEY, json_errors
+from notifier.web.feed import get_calendar
 from notifier.web.hooks import BATCHER_KEY, AcceptBatcher, post_hook
 from notifier.web.ops import get_healthz, get_metrics, get_openapi, get_readyz
 from notifier.web.unsubscribe import get_unsubscribe, post_unsubscribe

@@ -121,7 +121,7 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "?"
 
 
-def require_admin(request: web.Request, *, allow_query: bool = False) -> None:
+def require_admin(request: web.Request) -> None:
     """Bearer token check in constant time; 503 when no token is configured."""
     token = request.app[APP_KEY].settings.admin_token
     if token is None:
@@ -132,8 +132,6 @@ def require_admin(request: web.Request, *, allow_query: bool = False) -> None:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         given = value.strip()
-    elif allow_query:
-        given = request.query.get("token", "")
     expected = token.get_secret_value().encode("utf-8")
     if not given or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected):
         raise ApiError(

@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.config import hook_secret
 from notifier.errors import RenderError
 from notifier.models import NewDelivery
 from notifier.outbox import SendError
@@ -218,7 +217,7 @@ def _prepare_hook(
     app: App, hook: Hook, headers: Mapping[str, str], body: bytes, now: float
 ) -> Prepared:
     """Verify, parse and render one webhook request; ApiError says what is wrong with it."""
-    secret = hook_secret(hook.secret_env)
+    secret = app.hook_secrets.get(hook.secret_env)
     if secret is None:
         log.error(
             "hook secret not set",

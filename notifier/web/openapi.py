@@ -19,8 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+import notifier.web.schemas as s
 from notifier import __version__ as VERSION
-from notifier.web import schemas as s
 
 JSON = "application/json"
 REF = "#/components/schemas/{model}"
@@ -147,7 +147,7 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         ok=(200, "One all-day VEVENT per occurrence", ("text/calendar",)),
         errors=ADMIN_ERRORS,
-        security=("bearer", "token"),
+        security=("token",),
     ),
     Route(
         "get",
@@ -348,8 +348,8 @@ def _document() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "query",
                     "name": "token",
-                    "description": "NOTIFIER_ADMIN_TOKEN, for calendar clients that cannot "
-                    "send headers",
+                    "description": "NOTIFIER_CALENDAR_TOKEN: the calendar feed's own "
+                    "read-only token (the admin token is refused there)",
                 },
             },
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 
@@ -37,7 +38,8 @@ async def get_readyz(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     try:
-        app.metrics.set_counts(await app.store.count_by_state())
+        if app.metrics.counts_due(time.monotonic()):
+            app.metrics.set_counts(await app.store.count_by_state())
     except Exception as exc:
         log.warning(
             "ledger counts unavailable",

@@ -30,6 +30,13 @@ def _page(content: str, status: int = 200) -> web.Response:
     return web.Response(text=_PAGE.format(content=content), status=status, content_type="text/html")
 
 
+def mask_address(address: str) -> str:
+    """`so•••@example.com`: enough for its owner to recognise, little for anyone else who
+    holds the link (proxy logs, link scanners, a forwarded message)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:2]}•••@{domain}"
+
+
 def _unsubscribe_email(app: App, token: str) -> str:
     # compare_digest refuses non-ASCII strings: such a token is simply not ours.
     if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
@@ -45,7 +52,7 @@ async def get_unsubscribe(request: web.Request) -> web.Response:
     """A confirmation page only: link scanners fetch with GET, so GET never unsubscribes."""
     app = request.app[APP_KEY]
     token = request.query.get("token", "")
-    email = _unsubscribe_email(app, token)
+    email = mask_address(_unsubscribe_email(app, token))
     action = f"unsubscribe?token={quote(token, safe='')}"
     return _page(
         f"<h1>退订 Unsubscribe</h1>"
@@ -66,9 +73,10 @@ async def post_unsubscribe(request: web.Request) -> web.Response:
         form = await request.post()
     if not token and isinstance(form.get("token"), str):
         token = str(form["token"])
-    email = _unsubscribe_email(app, token)
-    await app.store.unsubscribe(email, now=app.clock(), source="one-click")
+    address = _unsubscribe_email(app, token)
+    await app.store.unsubscribe(address, now=app.clock(), source="one-click")
     log.info("unsubscribed", extra={"action": "unsubscribed", "source": "one-click"})
+    email = mask_address(address)
     if form.get("page"):
         return _page(
             "<h1>已退订 Unsubscribed</h1>"
