@@ -2,7 +2,8 @@
 
 SQL is written once, with `:name` placeholders; each dialect runs it as is (SQLite) or
 translated (PostgreSQL's `%(name)s`). Every driver error leaves this module as a `StoreError`
-naming the database (never its password), with the driver's exception as `__cause__`.
+naming the database (never its password), with the driver's exception as `__cause__`; a
+fault that passes (connection lost or refused, locked, disk full) is a `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import psycopg
 import psycopg_pool
 
-from notifier.errors import StoreError
+from notifier.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -289,15 +290,23 @@ class SQLiteDatabase(Database):
     def error(self, exc: BaseException) -> StoreError:
         """A StoreError that says what is wrong with the file, not only what the driver said."""
         code = getattr(exc, "sqlite_errorname", "") or ""
+        kind: type[StoreError] = StoreError
         if code.startswith("SQLITE_READONLY"):
             why = "is read-only (check the permissions of the file and its directory)"
         elif code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             why = f"is locked by another connection (waited {self.busy_timeout_ms} ms)"
+            kind = StoreUnavailable
+        elif code.startswith("SQLITE_FULL"):
+            why = "cannot grow: the disk is full (nothing of the failed write was kept)"
+            kind = StoreUnavailable
+        elif code.startswith("SQLITE_IOERR"):
+            why = "cannot be read or written (I/O error: disk full or failing?)"
+            kind = StoreUnavailable
         elif code.startswith("SQLITE_CANTOPEN"):
             why = "cannot be opened (missing directory or no permission)"
         else:
             why = "failed"
-        return StoreError(f"SQLite database {self.path} {why}: {exc}")
+        return kind(f"SQLite database {self.path} {why}: {exc}")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)`; driver errors become StoreError. Callers hold the lock.
@@ -455,6 +464,13 @@ class SQLiteDatabase(Database):
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    """Collect a background task's exception: a failed pool check is retried by the next."""
+    if not task.cancelled():
+        task.exception()
+
+
 # A single-quoted literal, a double-quoted identifier, a `::` cast, a `:name`, or a lone `%`.
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|:([A-Za-z_]\w*)|%")
 
@@ -554,9 +570,28 @@ class PostgresDatabase(Database):
         query = dict(parse_qsl(urlsplit(url).query))
         self._open_timeout = float(query.get("connect_timeout", PG_CONNECT_TIMEOUT_S))
         self._pool: psycopg_pool.AsyncConnectionPool | None = None
+        self._checking: asyncio.Task[None] | None = None
 
     def error(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, psycopg.OperationalError):
+            # The server went away (restart, outage) or refused us: replace every idle
+            # connection now rather than fail once on each of them.
+            self._check_soon()
+            return StoreUnavailable(f"PostgreSQL database {self.name} is unavailable: {exc}")
         return StoreError(f"PostgreSQL database {self.name} failed: {exc}")
+
+    def _check_soon(self) -> None:
+        """Start `pool.check()` (drops broken idle connections, refills) unless one runs."""
+        pool = self._pool
+        if pool is None or (self._checking is not None and not self._checking.done()):
+            return
+        try:
+            self._checking = asyncio.get_running_loop().create_task(
+                pool.check(), name="notifier-pg-check"
+            )
+        except RuntimeError:
+            return  # no running loop (closing)
+        self._checking.add_done_callback(_quiet)
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -579,6 +614,10 @@ class PostgresDatabase(Database):
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        if self._checking is not None:
+            self._checking.cancel()
+            await asyncio.gather(self._checking, return_exceptions=True)
+            self._checking = None
         if pool is not None:
             await pool.close()
 
@@ -592,7 +631,9 @@ class PostgresDatabase(Database):
                 async with conn.transaction(), conn.cursor() as cur:
                     yield _PgTx(self, cur)
         except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"PostgreSQL database {self.name} is unreachable: {exc}") from exc
+            raise StoreUnavailable(
+                f"PostgreSQL database {self.name} is unreachable: {exc}"
+            ) from exc
         except psycopg.Error as exc:
             raise self.error(exc) from exc
 

@@ -459,6 +459,32 @@ class Store:
             [{"id": c.id, "now": now, "lease": c.lease_until} for c in claims],
         )
 
+    async def renew(
+        self, claims: Sequence[Delivery], *, now: float, lease_seconds: float
+    ) -> dict[int, float]:
+        """Extend the leases of claimed rows to `now + lease_seconds`: {id: new lease_until}.
+
+        Guarded as claims and `release` are: only a row still `sending` under the lease the
+        caller holds changes. A row missing from the answer is no longer the caller's (it was
+        recorded, or its lease ran out and another worker claimed it): do not send it.
+        """
+        if not claims:
+            return {}
+        until = now + lease_seconds
+        renewed: dict[int, float] = {}
+        async with self.db.transaction() as tx:
+            for c in claims:
+                if c.lease_until is None:
+                    continue
+                count = await tx.execute(
+                    "UPDATE deliveries SET lease_until = :until"
+                    " WHERE id = :id AND state = 'sending' AND lease_until = :lease",
+                    {"id": c.id, "until": until, "lease": c.lease_until},
+                )
+                if count:
+                    renewed[c.id] = until
+        return renewed
+
     async def next_due_at(self) -> float | None:
         """The earliest time at which claim() could return something, None if never."""
         row = await self.db.fetchone(
