@@ -430,7 +430,8 @@ class SQLiteDatabase(Database):
                 try:
                     await self.run(lambda conn: conn.execute("COMMIT"))
                 except StoreError:
-                    await self.run(lambda conn: conn.execute("ROLLBACK"))
+                    # A failed COMMIT (disk full, I/O error) may have rolled back already.
+                    await self.run(lambda conn: conn.in_transaction and conn.execute("ROLLBACK"))
                     raise
                 self._written()
 
