@@ -46,6 +46,11 @@ PG_POOL_MIN_SIZE = 1
 PG_POOL_MAX_SIZE = 8
 # How long open() and a checkout wait for a PostgreSQL connection before calling it unreachable.
 PG_CONNECT_TIMEOUT_S = 10.0
+# psycopg_pool retries a lost connection with a doubling delay (1, 2, 4 ... s) for this long,
+# then gives up on it and starts afresh when a caller waits: so however long an outage lasts,
+# a connection is tried at least every ~10 s and the service resumes soon after the server.
+# (Its default, 5 minutes, let the delay grow past two minutes.)
+PG_RECONNECT_TIMEOUT_S = 20.0
 
 
 class Tx(Protocol):
@@ -602,6 +607,7 @@ class PostgresDatabase(Database):
             min_size=PG_POOL_MIN_SIZE,
             max_size=self._max_size,
             timeout=self._open_timeout,
+            reconnect_timeout=PG_RECONNECT_TIMEOUT_S,
             kwargs={"autocommit": False},
             open=False,
             name="notifier",

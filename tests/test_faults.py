@@ -97,11 +97,25 @@ def post_hook(port: int, webhook_id: str, visitor: str) -> tuple[int, dict[str, 
         return 0, {}
 
 
+HOOK_KEYS_SQL = "SELECT key FROM deliveries WHERE key LIKE 'hook:%'"
+
+
 def hook_rows(database_url: str) -> dict[str, int]:
-    """Rows per webhook-id in the ledger."""
+    """Rows per webhook-id in the ledger (SQLite)."""
     path = database_url.removeprefix("sqlite:///").split("?")[0]
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as c:
-        keys = [k for (k,) in c.execute("SELECT key FROM deliveries WHERE key LIKE 'hook:%'")]
+        return _per_webhook([k for (k,) in c.execute(HOOK_KEYS_SQL)])
+
+
+def hook_rows_pg(database_url: str) -> dict[str, int]:
+    """Rows per webhook-id in the ledger (PostgreSQL)."""
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=5) as c:
+        return _per_webhook([str(k) for (k,) in c.execute(HOOK_KEYS_SQL)])
+
+
+def _per_webhook(keys: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for key in keys:
         webhook_id = key.split("/", 1)[1].rsplit("/", 1)[0]
