@@ -389,7 +389,8 @@ class Store:
         return claimed
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Record a batch of send outcomes in one transaction.
+        """Record a batch of send outcomes (one transaction; on PostgreSQL the sent ones in one
+        statement of their own).
 
         Only rows still in 'sending' change: a row whose lease expired may have been claimed
         again by another worker; whichever records last wins, and both outcomes are valid
@@ -408,23 +409,27 @@ class Store:
         if not by_state:
             return
         where = " WHERE id = :id AND state = 'sending'"
+        sent = by_state.get(State.SENT)
+        if sent and self.db.dialect == "postgresql":
+            # The hot path (every successful send) as one statement, not one per row, in a
+            # transaction of its own: each outcome stands alone (an update guarded by state,
+            # safe to repeat), so no atomicity is lost and two round trips are saved.
+            await self.db.execute(
+                "UPDATE deliveries AS d SET state = 'sent', sent_at = u.at,"
+                " lease_until = NULL, updated_at = u.at,"
+                " last_error = COALESCE(u.error, d.last_error)"
+                " FROM unnest(:ids::bigint[], :ats::float8[], :errors::text[])"
+                " AS u(id, at, error) WHERE d.id = u.id AND d.state = 'sending'",
+                {
+                    "ids": [r["id"] for r in sent],
+                    "ats": [r["at"] for r in sent],
+                    "errors": [r["error"] for r in sent],
+                },
+            )
+            del by_state[State.SENT]
+        if not by_state:
+            return
         async with self.db.transaction() as tx:
-            sent = by_state.get(State.SENT)
-            if sent and self.db.dialect == "postgresql":
-                # The hot path (every successful send) as one statement, not one per row.
-                await tx.execute(
-                    "UPDATE deliveries AS d SET state = 'sent', sent_at = u.at,"
-                    " lease_until = NULL, updated_at = u.at,"
-                    " last_error = COALESCE(u.error, d.last_error)"
-                    " FROM unnest(:ids::bigint[], :ats::float8[], :errors::text[])"
-                    " AS u(id, at, error) WHERE d.id = u.id AND d.state = 'sending'",
-                    {
-                        "ids": [r["id"] for r in sent],
-                        "ats": [r["at"] for r in sent],
-                        "errors": [r["error"] for r in sent],
-                    },
-                )
-                del by_state[State.SENT]
             for state, rows in by_state.items():
                 if state is State.SENT:
                     sql = (
