@@ -216,12 +216,15 @@ class DeliveryWorker:
         then, so a kill leaves at most one unrecorded 250 per lane.
 
         Group commit without a hop to another task: a lane that finds no commit running
-        commits everything finished so far (inline, on SQLite); lanes finishing meanwhile wait
-        for that commit, and the first of them to wake commits the next batch.
+        commits everything finished so far; lanes finishing meanwhile wait for that commit,
+        and the first of them to wake commits the next batch.
         """
         done = asyncio.get_running_loop().create_future()
         self._results.append(outcome)
         self._waiters.append(done)
+        # One loop iteration, so that lanes whose 250 came in the same one share the commit:
+        # without it SQLite committed once per message (bench/delivery.py: 2.6x slower).
+        await asyncio.sleep(0)
         while not done.done():
             if self._committing is not None:
                 await asyncio.shield(self._committing)
