@@ -23,6 +23,7 @@ from notifier.constants import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PREPARE_AHEAD,
+    MIN_LEASE_SECONDS,
     PLACEHOLDER_PREFIXES,
     PLACEHOLDER_SECRETS,
 )
@@ -72,7 +73,8 @@ class DeliverySettings(BaseModel):
     """How the worker retries. Backoff grows exponentially with full jitter, up to `max_delay`."""
 
     batch_size: int = Field(default=64, ge=1, le=1000)
-    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
+    # Renewed every third of it while a send runs: independent of the SMTP timeout.
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, ge=MIN_LEASE_SECONDS)
     base_delay: float = Field(default=5.0, gt=0)
     max_delay: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=12, ge=1)

@@ -16,9 +16,23 @@ DEFAULT_PREPARE_AHEAD = timedelta(minutes=5)
 # How far ahead the timer keeps jobs; a daily re-plan extends it, and so does every reload.
 PLAN_HORIZON = timedelta(days=2)
 
-# A claim not finished in this long is taken to belong to a dead worker and is taken again.
-# It must exceed the SMTP timeout, or a slow but live send would be duplicated.
-DEFAULT_LEASE_SECONDS = 120.0
+# A claim not renewed in this long is taken to belong to a dead worker and is taken again. A
+# live worker renews the leases of the rows it holds every third of it (LEASE_RENEW_FRACTION),
+# so a slow send may take minutes while a killed instance's rows go out again within about
+# this long plus a poll (issue 11: the last within 30 s of a SIGKILL).
+DEFAULT_LEASE_SECONDS = 15.0
+LEASE_RENEW_FRACTION = 1 / 3
+# Below this the renewals (one transaction each) would come faster than a slow disk commits.
+MIN_LEASE_SECONDS = 0.5
+
+# After a database error (PostgreSQL restarting, SQLite locked past its busy timeout, a full
+# disk) the worker, the recorder and the planner wait and try again: exponential backoff with
+# full jitter from the base up to the cap, so a long outage costs a try every few seconds and
+# the service resumes within that long of the database's return. The service never gives up.
+DB_RETRY_BASE_SECONDS = 0.2
+DB_RETRY_CAP_SECONDS = 5.0
+# /readyz and a webhook answered 503 during such an outage tell clients to retry after this.
+DB_RETRY_AFTER_SECONDS = 5
 
 # Webhook bodies larger than this are refused with 413 before they are read.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024

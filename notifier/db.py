@@ -2,7 +2,8 @@
 
 SQL is written once, with `:name` placeholders; each dialect runs it as is (SQLite) or
 translated (PostgreSQL's `%(name)s`). Every driver error leaves this module as a `StoreError`
-naming the database (never its password), with the driver's exception as `__cause__`.
+naming the database (never its password), with the driver's exception as `__cause__`; a
+fault that passes (connection lost or refused, locked, disk full) is a `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import psycopg
 import psycopg_pool
 
-from notifier.errors import StoreError
+from notifier.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ PG_POOL_MIN_SIZE = 1
 PG_POOL_MAX_SIZE = 8
 # How long open() and a checkout wait for a PostgreSQL connection before calling it unreachable.
 PG_CONNECT_TIMEOUT_S = 10.0
+# psycopg_pool retries a lost connection with a doubling delay (1, 2, 4 ... s) for this long,
+# then gives up on it and starts afresh when a caller waits: so however long an outage lasts,
+# a connection is tried at least every ~10 s and the service resumes soon after the server.
+# (Its default, 5 minutes, let the delay grow past two minutes.)
+PG_RECONNECT_TIMEOUT_S = 20.0
 
 
 class Tx(Protocol):
@@ -289,15 +295,23 @@ class SQLiteDatabase(Database):
     def error(self, exc: BaseException) -> StoreError:
         """A StoreError that says what is wrong with the file, not only what the driver said."""
         code = getattr(exc, "sqlite_errorname", "") or ""
+        kind: type[StoreError] = StoreError
         if code.startswith("SQLITE_READONLY"):
             why = "is read-only (check the permissions of the file and its directory)"
         elif code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             why = f"is locked by another connection (waited {self.busy_timeout_ms} ms)"
+            kind = StoreUnavailable
+        elif code.startswith("SQLITE_FULL"):
+            why = "cannot grow: the disk is full (nothing of the failed write was kept)"
+            kind = StoreUnavailable
+        elif code.startswith("SQLITE_IOERR"):
+            why = "cannot be read or written (I/O error: disk full or failing?)"
+            kind = StoreUnavailable
         elif code.startswith("SQLITE_CANTOPEN"):
             why = "cannot be opened (missing directory or no permission)"
         else:
             why = "failed"
-        return StoreError(f"SQLite database {self.path} {why}: {exc}")
+        return kind(f"SQLite database {self.path} {why}: {exc}")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)`; driver errors become StoreError. Callers hold the lock.
@@ -421,7 +435,8 @@ class SQLiteDatabase(Database):
                 try:
                     await self.run(lambda conn: conn.execute("COMMIT"))
                 except StoreError:
-                    await self.run(lambda conn: conn.execute("ROLLBACK"))
+                    # A failed COMMIT (disk full, I/O error) may have rolled back already.
+                    await self.run(lambda conn: conn.in_transaction and conn.execute("ROLLBACK"))
                     raise
                 self._written()
 
@@ -454,6 +469,13 @@ class SQLiteDatabase(Database):
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    """Collect a background task's exception: a failed pool check is retried by the next."""
+    if not task.cancelled():
+        task.exception()
+
 
 # A single-quoted literal, a double-quoted identifier, a `::` cast, a `:name`, or a lone `%`.
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|:([A-Za-z_]\w*)|%")
@@ -554,9 +576,28 @@ class PostgresDatabase(Database):
         query = dict(parse_qsl(urlsplit(url).query))
         self._open_timeout = float(query.get("connect_timeout", PG_CONNECT_TIMEOUT_S))
         self._pool: psycopg_pool.AsyncConnectionPool | None = None
+        self._checking: asyncio.Task[None] | None = None
 
     def error(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, psycopg.OperationalError):
+            # The server went away (restart, outage) or refused us: replace every idle
+            # connection now rather than fail once on each of them.
+            self._check_soon()
+            return StoreUnavailable(f"PostgreSQL database {self.name} is unavailable: {exc}")
         return StoreError(f"PostgreSQL database {self.name} failed: {exc}")
+
+    def _check_soon(self) -> None:
+        """Start `pool.check()` (drops broken idle connections, refills) unless one runs."""
+        pool = self._pool
+        if pool is None or (self._checking is not None and not self._checking.done()):
+            return
+        try:
+            self._checking = asyncio.get_running_loop().create_task(
+                pool.check(), name="notifier-pg-check"
+            )
+        except RuntimeError:
+            return  # no running loop (closing)
+        self._checking.add_done_callback(_quiet)
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -566,6 +607,7 @@ class PostgresDatabase(Database):
             min_size=PG_POOL_MIN_SIZE,
             max_size=self._max_size,
             timeout=self._open_timeout,
+            reconnect_timeout=PG_RECONNECT_TIMEOUT_S,
             kwargs={"autocommit": False},
             open=False,
             name="notifier",
@@ -579,6 +621,10 @@ class PostgresDatabase(Database):
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        if self._checking is not None:
+            self._checking.cancel()
+            await asyncio.gather(self._checking, return_exceptions=True)
+            self._checking = None
         if pool is not None:
             await pool.close()
 
@@ -592,9 +638,33 @@ class PostgresDatabase(Database):
                 async with conn.transaction(), conn.cursor() as cur:
                     yield _PgTx(self, cur)
         except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"PostgreSQL database {self.name} is unreachable: {exc}") from exc
+            raise StoreUnavailable(
+                f"PostgreSQL database {self.name} is unreachable: {exc}"
+            ) from exc
         except psycopg.Error as exc:
             raise self.error(exc) from exc
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         return self._transaction()
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """One statement as its own transaction (autocommit): one round trip, not three
+        (BEGIN, the statement, COMMIT). The worker's hot path, where a lane waits for its
+        outcome's commit before its next send."""
+        if self._pool is None:
+            raise StoreError(f"PostgreSQL database {self.name} is not open: call open() first")
+        try:
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    cur = await conn.execute(to_pyformat(sql), params or {})
+                    return cur.rowcount
+                finally:
+                    if not conn.broken:
+                        await conn.set_autocommit(False)
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL database {self.name} is unreachable: {exc}"
+            ) from exc
+        except psycopg.Error as exc:
+            raise self.error(exc) from exc

@@ -11,6 +11,11 @@ class StoreError(NotifierError):
     """The ledger database cannot be reached, opened, or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The database is away for now (connection lost or refused, locked past the busy
+    timeout, disk full): weather, not a bad request. Callers back off and try again."""
+
+
 class ConfigError(NotifierError):
     """Schedules or templates are invalid; `errors` lists every problem, one line each."""
 

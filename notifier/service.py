@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import secrets
 import socket
 import time
@@ -28,10 +29,11 @@ from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
 from notifier.checks import load_config, load_hook_secrets
 from notifier.config import Settings
-from notifier.constants import PLAN_HORIZON
+from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
 from notifier.db import connect
-from notifier.delivery import DeliveryWorker
-from notifier.errors import ConfigError, NotifierError
+from notifier.delivery import DeliveryWorker, backoff
+from notifier.errors import ConfigError, NotifierError, StoreError
+from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.metrics import Metrics
 from notifier.notices import AdminNotices
 from notifier.outbox import Outbox
@@ -106,6 +108,12 @@ class App:
         self.config_errors: list[str] = []
         self.started_at = clock()
         self._reloads: set[asyncio.Task[None]] = set()
+        # Planning (prepare/replan) runs one at a time and retries through database faults.
+        self._plan_task: asyncio.Task[None] | None = None
+        self._plan_again = False
+        self._want_replan = False
+        #: The planner's last database error while it lasts (see `db_problem`).
+        self.plan_error: str | None = None
 
     # --- lifecycle ---
 
@@ -210,6 +218,61 @@ class App:
             self.worker.wake()
         await self.notices.daily_digest(now)
 
+    def plan_soon(self, *, replan: bool = False) -> None:
+        """Prepare (or replan) now in the background, retrying through database faults.
+
+        One planning task at a time: a request while one runs makes it go round once more
+        (prepare is idempotent and reads the clock each time), so an outage never piles up
+        timer jobs.
+        """
+        self._want_replan = self._want_replan or replan
+        if self._plan_task is None or self._plan_task.done():
+            self._plan_task = asyncio.create_task(self._plan_loop(), name="notifier-plan")
+        else:
+            self._plan_again = True
+
+    async def _plan_loop(self) -> None:
+        failures = 0
+        while True:
+            replan, self._want_replan = self._want_replan, False
+            self._plan_again = False
+            try:
+                await (self.replan() if replan else self.prepare())
+            except StoreError as exc:
+                failures += 1
+                self.plan_error = str(exc)
+                self._want_replan = self._want_replan or replan
+                log.warning(
+                    "database unavailable; planning retries",
+                    extra={"action": "db_retry", "during": "plan", "error": str(exc)},
+                )
+                base, cap = DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS
+                await asyncio.sleep(backoff(failures, base=base, cap=cap, rand=random.random))
+                continue
+            if self.plan_error is not None:
+                log.info("planning resumed", extra={"action": "db_back", "failures": failures})
+            self.plan_error = None
+            failures = 0
+            if not (self._plan_again or self._want_replan):
+                return
+
+    def db_problem(self) -> str | None:
+        """What the worker or the planner last met from the database while it lasts."""
+        worker = self._worker.db_error if self._worker is not None else None
+        return worker or self.plan_error
+
+    async def _timer_prepare(self) -> None:
+        self.plan_soon()
+
+    async def _timer_replan(self) -> None:
+        self.plan_soon(replan=True)
+
+    @staticmethod
+    async def _summarise_logs() -> None:
+        while True:
+            await asyncio.sleep(REPEAT_WINDOW_SECONDS)
+            flush_repeats()
+
     def upcoming(self, since: datetime, until: datetime) -> list[PlannedSend]:
         return self.outbox.planned(since, until)
 
@@ -273,24 +336,27 @@ class App:
 
     async def _reload_and_replan(self) -> None:
         try:
-            if self.reload():
-                await self.replan()
+            await self._after_reload(self.reload())
         except Exception as exc:  # a signal's task: nobody awaits it, so say it here
             log.error(
                 "reload failed",
                 extra={"action": "reload_failed", "error": f"{type(exc).__name__}: {exc}"},
             )
 
+    async def _after_reload(self, ok: bool) -> None:
+        """Tell the admins what the reload changed (or why it was refused), then replan."""
+        if ok:
+            await self.notices.workdays_changed(self.clock())
+            self.plan_soon(replan=True)
+        else:
+            await self.notices.reload_rejected(self.config_errors, self.clock())
+
     async def _watch(self, stop: asyncio.Event) -> None:
         from watchfiles import awatch
 
         dirs = [self.settings.schedules_dir, self.settings.templates_dir]
         async for _changes in awatch(*dirs, stop_event=stop, debounce=300, step=100):
-            if self.reload():
-                await self.notices.workdays_changed(self.clock())
-                await self.replan()
-            else:
-                await self.notices.reload_rejected(self.config_errors, self.clock())
+            await self._after_reload(self.reload())
 
     # --- run ---
 
@@ -303,7 +369,9 @@ class App:
     ) -> None:
         """The service: timer, delivery worker, HTTP side (`serve`) and watcher, until `stop`."""
         s = self.settings
-        self._timer = Timer(prepare=self.prepare, replan=self.replan, tz=s.tz, metrics=self.metrics)
+        self._timer = Timer(
+            prepare=self._timer_prepare, replan=self._timer_replan, tz=s.tz, metrics=self.metrics
+        )
         self._timer.start()
         log.info(
             "notifier started",
@@ -325,9 +393,17 @@ class App:
         tasks: list[asyncio.Task[None]] = []
         runner: Listener | None = None
         try:
-            await self.notices.workdays_changed(self.clock())
-            await self.replan()
+            try:
+                await self.notices.workdays_changed(self.clock())
+                await self.replan()
+            except StoreError as exc:
+                log.warning(
+                    "database unavailable at start; planning retries",
+                    extra={"action": "db_retry", "during": "plan", "error": str(exc)},
+                )
+                self.plan_soon(replan=True)
             self.log_next()
+            tasks.append(asyncio.create_task(self._summarise_logs(), name="notifier-logs"))
             if s.http.enabled and serve is not None:
                 runner = await serve(self)
             if s.watch:
@@ -339,7 +415,10 @@ class App:
             self._timer.shutdown()
             if runner is not None:
                 await runner.cleanup()
+            if self._plan_task is not None:
+                tasks.append(self._plan_task)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            flush_repeats()
             log.info("notifier stopped", extra={"action": "stopped"})

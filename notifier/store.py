@@ -384,7 +384,8 @@ class Store:
         return claimed
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Record a batch of send outcomes in one transaction.
+        """Record a batch of send outcomes (one transaction; on PostgreSQL the sent ones in one
+        statement of their own).
 
         Only rows still in 'sending' change: a row whose lease expired may have been claimed
         again by another worker; whichever records last wins, and both outcomes are valid
@@ -403,23 +404,27 @@ class Store:
         if not by_state:
             return
         where = " WHERE id = :id AND state = 'sending'"
+        sent = by_state.get(State.SENT)
+        if sent and self.db.dialect == "postgresql":
+            # The hot path (every successful send) as one statement, not one per row, in a
+            # transaction of its own: each outcome stands alone (an update guarded by state,
+            # safe to repeat), so no atomicity is lost and two round trips are saved.
+            await self.db.execute(
+                "UPDATE deliveries AS d SET state = 'sent', sent_at = u.at,"
+                " lease_until = NULL, updated_at = u.at,"
+                " last_error = COALESCE(u.error, d.last_error)"
+                " FROM unnest(:ids::bigint[], :ats::float8[], :errors::text[])"
+                " AS u(id, at, error) WHERE d.id = u.id AND d.state = 'sending'",
+                {
+                    "ids": [r["id"] for r in sent],
+                    "ats": [r["at"] for r in sent],
+                    "errors": [r["error"] for r in sent],
+                },
+            )
+            del by_state[State.SENT]
+        if not by_state:
+            return
         async with self.db.transaction() as tx:
-            sent = by_state.get(State.SENT)
-            if sent and self.db.dialect == "postgresql":
-                # The hot path (every successful send) as one statement, not one per row.
-                await tx.execute(
-                    "UPDATE deliveries AS d SET state = 'sent', sent_at = u.at,"
-                    " lease_until = NULL, updated_at = u.at,"
-                    " last_error = COALESCE(u.error, d.last_error)"
-                    " FROM unnest(:ids::bigint[], :ats::float8[], :errors::text[])"
-                    " AS u(id, at, error) WHERE d.id = u.id AND d.state = 'sending'",
-                    {
-                        "ids": [r["id"] for r in sent],
-                        "ats": [r["at"] for r in sent],
-                        "errors": [r["error"] for r in sent],
-                    },
-                )
-                del by_state[State.SENT]
             for state, rows in by_state.items():
                 if state is State.SENT:
                     sql = (
@@ -453,6 +458,32 @@ class Store:
             " WHERE id = :id AND state = 'sending' AND lease_until = :lease",
             [{"id": c.id, "now": now, "lease": c.lease_until} for c in claims],
         )
+
+    async def renew(
+        self, claims: Sequence[Delivery], *, now: float, lease_seconds: float
+    ) -> dict[int, float]:
+        """Extend the leases of claimed rows to `now + lease_seconds`: {id: new lease_until}.
+
+        Guarded as claims and `release` are: only a row still `sending` under the lease the
+        caller holds changes. A row missing from the answer is no longer the caller's (it was
+        recorded, or its lease ran out and another worker claimed it): do not send it.
+        """
+        if not claims:
+            return {}
+        until = now + lease_seconds
+        renewed: dict[int, float] = {}
+        async with self.db.transaction() as tx:
+            for c in claims:
+                if c.lease_until is None:
+                    continue
+                count = await tx.execute(
+                    "UPDATE deliveries SET lease_until = :until"
+                    " WHERE id = :id AND state = 'sending' AND lease_until = :lease",
+                    {"id": c.id, "until": until, "lease": c.lease_until},
+                )
+                if count:
+                    renewed[c.id] = until
+        return renewed
 
     async def next_due_at(self) -> float | None:
         """The earliest time at which claim() could return something, None if never."""

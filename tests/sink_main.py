@@ -14,6 +14,8 @@ Faults, drawn once per DATA from `random.Random(seed)`:
 - `--fault-rate R`: answer one of the `--code`s (451 and 421 are transient) instead of 250.
 - `--drop-rate R`: close the connection without an answer after the message was received,
   i.e. in the middle of the DATA exchange as the client sees it (no reply to the final `.`).
+- `--stall-first N`: the first N messages are received and never answered (a stalled
+  server); the client must cut the send at its timeout and try again.
 Nothing is recorded in --out for a faulted message: the client must send it again.
 """
 
@@ -47,6 +49,7 @@ class Handler:
         self.rand = random.Random(args.seed)
         self.codes = args.code or ["451"]
         self.parser = BytesHeaderParser()
+        self.stalls_left = args.stall_first
 
     def _fault(self, kind: str) -> None:
         self.faults.write(f"{time.time():.6f} {kind}\n")
@@ -54,6 +57,10 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         a = self.args
+        if self.stalls_left > 0:
+            self.stalls_left -= 1
+            self._fault("stall")
+            await asyncio.Event().wait()  # until the client gives up and the session ends
         if a.latency > 0:
             await asyncio.sleep(a.latency)
         roll = self.rand.random()
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drop-rate", type=float, default=0.0, help="share dropped with no reply")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each DATA reply")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--stall-first", type=int, default=0, help="never answer the first N DATA")
     args = p.parse_args(argv)
     if args.fault_rate + args.drop_rate > 1:
         p.error("--fault-rate + --drop-rate must be at most 1")

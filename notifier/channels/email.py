@@ -117,6 +117,11 @@ class SmtpChannel:
                     else:
                         client.close()
                 raise error from exc
+            except asyncio.CancelledError:
+                # Cut by the worker's bound on the whole send: the session is mid-command.
+                if client is not None:
+                    client.close()
+                raise
             self._idle.put_nowait(client)
 
     async def close(self) -> None:

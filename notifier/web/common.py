@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.errors import RenderError
+from notifier.constants import DB_RETRY_AFTER_SECONDS
+from notifier.errors import RenderError, StoreError
 from notifier.outbox import SendError
 from notifier.service import App
 
@@ -103,6 +104,17 @@ async def json_errors(
                 f"the body is larger than {request.app[APP_KEY].settings.http.max_body_bytes} bytes"
             )
         return error_response(exc.status, exc.reason.lower(), detail, headers=headers)
+    except StoreError as exc:
+        # Weather, not a bug: nothing was committed for this request; the client retries.
+        log.warning(
+            "request refused: database unavailable",
+            extra={
+                "action": "http_db_unavailable",
+                "route": _route_name(request),
+                "error": str(exc),
+            },
+        )
+        return database_unavailable()
     except Exception as exc:
         log.exception(
             "request failed",
@@ -114,6 +126,16 @@ async def json_errors(
             },
         )
         return error_response(500, "internal error", "an unexpected error; see the service log")
+
+
+def database_unavailable() -> web.Response:
+    """503 with Retry-After: the database is away (its name and error are in the log)."""
+    return error_response(
+        503,
+        "database unavailable",
+        "the ledger database is unavailable for now; nothing was recorded, retry later",
+        headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
+    )
 
 
 def _route_name(request: web.Request) -> str:

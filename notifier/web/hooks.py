@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.errors import RenderError
+from notifier.errors import RenderError, StoreUnavailable
 from notifier.models import NewDelivery
 from notifier.outbox import SendError
 from notifier.schedules import Hook
@@ -169,8 +169,9 @@ class AcceptBatcher:
         try:
             results = await self._accept(items)
         except Exception as exc:
-            if len(batch) > 1:
-                # One bad item must not fail the others: commit them one by one.
+            if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
+                # One bad item must not fail the others: commit them one by one. (Not when
+                # the database is away: each would wait for it in turn; all answer 503.)
                 for item in batch:
                     await self._commit([item])
                 return
@@ -178,8 +179,9 @@ class AcceptBatcher:
                 "webhook accept failed",
                 extra={"action": "hook_accept_failed", "error": type(exc).__name__},
             )
-            if not batch[0][0].future.done():
-                batch[0][0].future.set_exception(exc)
+            for pending, _ in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
             return
         self.batches += 1
         self.items += len(batch)

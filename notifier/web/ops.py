@@ -8,6 +8,7 @@ import time
 
 from aiohttp import web
 
+from notifier.constants import DB_RETRY_AFTER_SECONDS
 from notifier.web.common import APP_KEY, METRICS_CONTENT_TYPE, READY_PING_TIMEOUT, error_response
 from notifier.web.openapi import openapi_spec
 
@@ -25,13 +26,24 @@ async def get_readyz(request: web.Request) -> web.Response:
         await asyncio.wait_for(app.store.ping(), READY_PING_TIMEOUT)
     except Exception as exc:
         reasons.append(f"database unreachable ({type(exc).__name__})")
+    else:
+        # A read can pass while writes fail (SQLite locked, disk full): the loops know.
+        problem = app.db_problem()
+        if problem is not None:
+            reasons.append(f"database unavailable: {problem.splitlines()[0][:200]}")
     if app.config_errors:
         reasons.append(
             f"configuration on disk is invalid ({len(app.config_errors)} problems);"
             " running the last good one"
         )
     if reasons:
-        return error_response(503, "not ready", "; ".join(reasons), extra={"reasons": reasons})
+        return error_response(
+            503,
+            "not ready",
+            "; ".join(reasons),
+            extra={"reasons": reasons},
+            headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
+        )
     return web.json_response({"status": "ready"})
 
 
