@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from notifier.channels.registry import missing_variables
 from notifier.config import Settings
 from notifier.errors import ConfigError, RenderError
-from notifier.outbox import reminder_context, template_context
+from notifier.outbox import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.planner import next_occurrence, plan
 from notifier.rendering import Renderer
 from notifier.schedules import Recipient, Schedule, load_schedule
@@ -35,6 +36,7 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             continue
         errors.extend(renderer.unknown_variables(name))
+    errors.extend(channel_problems(schedule, warnings))
     if errors:
         raise ConfigError(errors)
 
@@ -60,6 +62,9 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             try:
                 renderer.render(reminder.template, ctx)
+                if any(schedule.audiences[n].chat for n in reminder.all_audiences):
+                    chat_ctx = {**ctx, "recipient": CHAT_RECIPIENT.context()}
+                    renderer.render_chat(reminder.template, chat_ctx)
             except RenderError as exc:
                 errors.append(f"{event.source}: event '{event.id}' reminder '{reminder.id}': {exc}")
     if errors:
@@ -74,3 +79,22 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             f"(年度放假安排未知，请补充 holidays 表)"
         )
     return schedule, renderer, warnings
+
+
+def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
+    """Unset variables: an error for a channel an audience uses, a warning for one unused.
+
+    An unused channel is an example, or one being set up: it must not stop the service.
+    """
+    used = {a.chat for a in schedule.audiences.values() if a.chat}
+    errors: list[str] = []
+    for cid, spec in sorted(schedule.channels.items()):
+        missing = missing_variables(spec)
+        if not missing:
+            continue
+        line = f"{spec.source}: channels.{cid}: variable {', '.join(missing)} is not set"
+        if cid in used:
+            errors.append(line)
+        else:
+            warnings.append(f"{line} (channel unused: 未被任何受众引用)")
+    return errors

@@ -33,6 +33,10 @@ def backoff(attempt: int, *, base: float, cap: float, rand: Callable[[], float])
     return float(rand() * min(cap, base * 2.0 ** max(0, attempt - 1)))
 
 
+# A row's channel and the pace that channel keeps (None: no pace), chosen per row.
+Router = Callable[[Delivery], tuple[Channel, AsyncLimiter | None]]
+
+
 @dataclass
 class WorkerStats:
     sent: int = 0
@@ -57,9 +61,15 @@ class DeliveryWorker:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        router: Router | None = None,
+        kind: str | None = None,
     ) -> None:
         self.store = store
         self.channel = channel
+        # Chat rows: `router` names each row's channel and its pace; `kind` ("email", "chat")
+        # restricts the rows this worker claims (one worker per kind, lanes not shared).
+        self.router = router
+        self.kind = kind
         self.settings = settings
         self.concurrency = concurrency
         self.send_timeout = send_timeout
@@ -102,6 +112,8 @@ class DeliveryWorker:
         if row.attempts >= s.max_attempts or now - row.due_at > s.give_up_after:
             return Outcome(row.id, State.DEAD, now, error=f"gave up: {error.message}")
         delay = backoff(row.attempts, base=s.base_delay, cap=s.max_delay, rand=self.rand)
+        if error.retry_after is not None:  # the platform's penalty (a throttled robot)
+            delay = max(delay, error.retry_after)
         return Outcome(row.id, State.PENDING, now, error=error.message, retry_at=now + delay)
 
     def _lease_too_short(self, row: Delivery) -> bool:
@@ -114,6 +126,9 @@ class DeliveryWorker:
         return row.lease_until is not None and self.clock() + self.send_timeout > row.lease_until
 
     async def _send_one(self, row: Delivery) -> None:
+        channel, pace = self.router(row) if self.router is not None else (self.channel, None)
+        if pace is not None:
+            await pace.acquire()
         if self._limiter is not None:
             await self._limiter.acquire()
         if self._lease_too_short(row):
@@ -127,7 +142,7 @@ class DeliveryWorker:
         started = self.clock()
         error: TransportError | None = None
         try:
-            await self.channel.send(row)
+            await channel.send(row)
         except TransportError as exc:
             error = exc
         outcome = self._outcome(row, error, self.clock())
@@ -214,7 +229,11 @@ class DeliveryWorker:
         if room <= 0:
             return []
         rows = await self.store.claim(
-            now=now, limit=room, lease_seconds=self.settings.lease_seconds, worker=self.worker_id
+            now=now,
+            limit=room,
+            lease_seconds=self.settings.lease_seconds,
+            worker=self.worker_id,
+            kind=self.kind,
         )
         rows = await self._skip_unsubscribed(rows, now) if rows else rows
         for row in rows:
@@ -285,7 +304,7 @@ class DeliveryWorker:
             )
 
     async def _idle_wait(self, now: float) -> None:
-        nxt = await self.store.next_due_at()
+        nxt = await self.store.next_due_at(kind=self.kind)
         timeout = self.settings.poll_interval
         if nxt is not None:
             timeout = max(0.0, min(timeout, nxt - now))

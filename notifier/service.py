@@ -24,11 +24,12 @@ from typing import Protocol
 from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
+from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config
 from notifier.config import Settings
 from notifier.constants import PLAN_HORIZON
 from notifier.db import connect
-from notifier.delivery import DeliveryWorker
+from notifier.delivery import DeliveryWorker, WorkerStats
 from notifier.errors import ConfigError, NotifierError
 from notifier.metrics import Metrics
 from notifier.outbox import Outbox
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 # Sends older than this are never caught up nor recorded missed, however long the downtime.
 MAX_CATCH_UP = timedelta(days=366)
 WATERMARK = "materialized_until"
+# Lanes of the chat worker: each waits on its robot's pace, so several robots need several.
+CHAT_LANES = 8
 
 
 class Listener(Protocol):
@@ -94,6 +97,8 @@ class App:
         self._store: Store | None = None
         self._outbox: Outbox | None = None
         self._worker: DeliveryWorker | None = None
+        self._chat_worker: DeliveryWorker | None = None
+        self._channels: ChannelRegistry | None = None
         self._timer: Timer | None = None
         self.warnings: list[str] = []
         # Problems in the files on disk that a reload rejected; the running config is older.
@@ -147,6 +152,55 @@ class App:
             worker_id=self.worker_id,
             metrics=self.metrics,
             clock=self.clock,
+            kind="email",
+        )
+        await self._open_channels(schedule, channel)
+
+    async def _open_channels(self, schedule: Schedule, email: Channel) -> None:
+        """The chat channels and their own worker: robots never hold the email lanes."""
+        registry = ChannelRegistry(email, on_status=self._save_channel_status)
+        self._stack.push_async_callback(registry.close)
+        for cid in schedule.channels:
+            saved = await self.store.get_meta(STATUS_META + cid)
+            if saved:
+                registry.load_statuses({cid: saved})
+        registry.build(schedule.channels)
+        self._channels = registry
+        self._chat_worker = DeliveryWorker(
+            store=self.store,
+            channel=email,
+            router=registry.route,
+            kind="chat",
+            settings=self.settings.delivery,
+            concurrency=CHAT_LANES,
+            send_timeout=registry.send_timeout,
+            worker_id=self.worker_id,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+
+    async def _save_channel_status(self, cid: str, problem: str | None) -> None:
+        await self.store.set_meta(STATUS_META + cid, self.channels.status_record(cid))
+
+    @property
+    def channels(self) -> ChannelRegistry:
+        if self._channels is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._channels
+
+    @property
+    def chat_worker(self) -> DeliveryWorker:
+        if self._chat_worker is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._chat_worker
+
+    async def run_until_idle(self) -> WorkerStats:
+        """Deliver everything due now through both workers (email, chat); summed counts."""
+        email, chat = await asyncio.gather(
+            self.worker.run_until_idle(), self.chat_worker.run_until_idle()
+        )
+        return WorkerStats(
+            *(a + b for a, b in zip(vars(email).values(), vars(chat).values(), strict=True))
         )
 
     @property
@@ -191,6 +245,7 @@ class App:
             await self.store.set_meta(WATERMARK, repr(until))
         if result.pending:
             self.worker.wake()
+            self.chat_worker.wake()
 
     def upcoming(self, since: datetime, until: datetime) -> list[PlannedSend]:
         return self.outbox.planned(since, until)
@@ -231,6 +286,8 @@ class App:
             return False
         self.outbox.schedule = schedule
         self.outbox.renderer = renderer
+        self.channels.build(schedule.channels)
+        self.chat_worker.send_timeout = self.channels.send_timeout
         self.warnings = warnings
         self.config_errors = []
         self.metrics.config_errors.set(0)
@@ -293,7 +350,10 @@ class App:
                 tasks.append(asyncio.create_task(self._watch(stop), name="notifier-watch"))
             if ready is not None:
                 ready.set()
-            await self.worker.run(stop, drain_timeout=s.shutdown_timeout)
+            await asyncio.gather(
+                self.worker.run(stop, drain_timeout=s.shutdown_timeout),
+                self.chat_worker.run(stop, drain_timeout=s.shutdown_timeout),
+            )
         finally:
             self._timer.shutdown()
             if runner is not None:
