@@ -82,11 +82,16 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
 
 
 def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
-    """Unset variables: an error for a channel an audience uses, a warning for one unused.
+    """Unset variables: an error for a channel a reminder sends to, a warning for one unused.
 
     An unused channel is an example, or one being set up: it must not stop the service.
     """
-    used = {a.chat for a in schedule.audiences.values() if a.chat}
+    used = {
+        schedule.audiences[name].chat
+        for event in schedule.events.values()
+        for reminder in event.reminders
+        for name in reminder.all_audiences
+    }
     errors: list[str] = []
     for cid, spec in sorted(schedule.channels.items()):
         missing = missing_variables(spec)
