@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from notifier import cli_channels
 from notifier.checks import load_config
 from notifier.config import Settings
 from notifier.constants import UPCOMING_DAYS
@@ -134,6 +135,11 @@ def check() -> None:
         return
     for line in warnings:
         click.echo(f"警告 warning: {line}", err=True)
+    problems = _run(lambda: cli_channels.saved_problems(settings, schedule))
+    for line in problems:
+        click.echo(f"渠道错误 channel error: {line}", err=True)
+    if problems:
+        sys.exit(1)
     click.echo(
         f"配置有效 OK: {len(schedule.events)} events, "
         f"{len(schedule.audiences)} audiences, {len(schedule.hooks)} hooks, "
@@ -198,13 +204,17 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
 @click.option("--reminder", help="reminder id (default: a manual notice)")
 @click.option("--recipient", help="render for this address (default: the first of the audience)")
 @click.option("--date", "on", type=DATE, help="the occurrence starting on this date")
-def preview(event: str, reminder: str | None, recipient: str | None, on: date | None) -> None:
+@click.option("--audience", help="this audience (a chat group shows its message as posted)")
+def preview(
+    event: str, reminder: str | None, recipient: str | None, on: date | None, audience: str | None
+) -> None:
     """预览邮件 Print the rendered message for an event."""
     settings = _settings()
+    chat: list[str] = []  # the channel, when the row is a chat group's message
 
     async def go() -> str:
         async with App(settings) as app:
-            audience, rows = app.outbox.manual_rows(
+            found, rows = app.outbox.manual_rows(
                 event,
                 reminder_id=reminder,
                 on=on,
@@ -212,16 +222,22 @@ def preview(event: str, reminder: str | None, recipient: str | None, on: date | 
                 again=False,
                 only=recipient,
                 as_planned=True,
+                audience_name=audience,
             )
             row = next(rows, None)
             if row is None:
-                raise NotifierError(f"{recipient} is not in audience '{audience.name}'")
+                raise NotifierError(f"{recipient} is not in audience '{found.name}'")
+            if row.channel != "email":
+                chat.append(row.channel)
             return row.message
 
     from email import message_from_string
     from email.policy import default
 
     raw = _run(go)
+    if chat:
+        click.echo(cli_channels.chat_preview(chat[0], raw))
+        return
     msg = message_from_string(raw, policy=default)
     for header in ("From", "To", "Subject", "Date", "Message-ID"):
         click.echo(f"{header}: {msg[header]}")
@@ -342,6 +358,8 @@ def migrate() -> None:
     applied, version = _run(go)
     click.echo(f"applied {applied or 'nothing'}; schema version {version}")
 
+
+main.add_command(cli_channels.channels)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

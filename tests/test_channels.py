@@ -486,7 +486,7 @@ async def test_a_paced_robot_does_not_hold_up_email(
     stop = asyncio.Event()
     async with App(make_settings()) as app:
         await send_again(app, 3)  # three chat rows: one a minute
-        chat = asyncio.create_task(app.chat_worker.run(stop))
+        chat = asyncio.create_task(app.chat_worker.run(stop, drain_timeout=0.2))
         await asyncio.sleep(0.2)
         email = await asyncio.wait_for(app.worker.run_until_idle(), 3)
         stop.set()
