@@ -62,9 +62,10 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             try:
                 renderer.render(reminder.template, ctx)
-                if any(schedule.audiences[n].chat for n in reminder.all_audiences):
-                    chat_ctx = {**ctx, "recipient": CHAT_RECIPIENT.context()}
-                    renderer.render_chat(reminder.template, chat_ctx)
+                # chat.md too, where the template has one, as a chat group would get it.
+                renderer.render_chat(
+                    reminder.template, {**ctx, "recipient": CHAT_RECIPIENT.context()}
+                )
             except RenderError as exc:
                 errors.append(f"{event.source}: event '{event.id}' reminder '{reminder.id}': {exc}")
     if errors:

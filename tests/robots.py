@@ -101,6 +101,7 @@ class Platforms:
         app.router.add_post("/robot/send", self.dingtalk)
         app.router.add_post("/open-apis/bot/v2/hook/{token}", self.feishu)
         app.router.add_post("/hooks/{name}", self.webhook)
+        app.router.add_get("/stats/{name}", self.stats)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
@@ -120,6 +121,17 @@ class Platforms:
             status, body = robot.script.pop(0)
             return web.json_response(body, status=status)
         return None
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """What one robot saw (for bench/chat.py, which runs the stand-in in a process)."""
+        robot = self.robots.get(request.match_info["name"]) or Robot()
+        return web.json_response(
+            {
+                "requests": robot.requests,
+                "received": len(robot.received),
+                "throttled": robot.throttled,
+            }
+        )
 
     # --- WeCom ---
 

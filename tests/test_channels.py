@@ -548,3 +548,17 @@ def test_bad_channel_config_gives_an_error_naming_the_file_and_path(
     )
     if "external" in change[1]:
         assert any("refused for a chat audience" in line for line in err.value.errors)
+
+
+async def test_a_reload_brings_in_a_new_channel_and_keeps_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platforms: Platforms, make_settings: MakeSettings
+) -> None:
+    async with App(make_settings()) as app:
+        assert app.channels.chats == {}
+        name = use_channel(tmp_path, monkeypatch, platforms, "wecom")
+        robot = platforms.add(name)
+        assert app.reload()
+        assert list(app.channels.chats) == ["wecom-group"]
+        await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
+        await deliver(app)
+    assert len(robot.received) == 1
