@@ -268,7 +268,7 @@ class App:
         for p in self.upcoming(now, now + timedelta(days=366))[:count]:
             log.info(
                 f"下一次发送 next: {p.send_at:%Y-%m-%d %H:%M} {p.event.title} "
-                f"({p.reminder.label}, {p.reminder.audience})",
+                f"({p.reminder.label}, {', '.join(p.reminder.all_audiences)})",
                 extra={"action": "planned", "plan": p.plan_key},
             )
 

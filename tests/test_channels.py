@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from notifier.channels.base import TransportError
 from notifier.channels.payloads import ELLIPSIS
 from notifier.errors import ConfigError
 from notifier.models import State
@@ -457,10 +458,11 @@ async def test_a_chat_group_is_sent_once_across_a_restart(
     monkeypatch: pytest.MonkeyPatch,
     platforms: Platforms,
     make_settings: MakeSettings,
+    db_url: str,
 ) -> None:
     name = use_channel(tmp_path, monkeypatch, platforms, "wecom")
     robot = platforms.add(name)
-    settings = make_settings()
+    settings = make_settings(database_url=db_url)
     async with App(settings) as app:
         await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
         await deliver(app)
@@ -551,7 +553,10 @@ def test_bad_channel_config_gives_an_error_naming_the_file_and_path(
 
 
 async def test_a_reload_brings_in_a_new_channel_and_keeps_the_ledger(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platforms: Platforms, make_settings: MakeSettings
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platforms: Platforms,
+    make_settings: MakeSettings,
 ) -> None:
     async with App(make_settings()) as app:
         assert app.channels.chats == {}
@@ -562,3 +567,22 @@ async def test_a_reload_brings_in_a_new_channel_and_keeps_the_ledger(
         await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
         await deliver(app)
     assert len(robot.received) == 1
+
+
+async def test_a_reload_keeps_an_unchanged_channel_and_its_penalty(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platforms: Platforms,
+    make_settings: MakeSettings,
+) -> None:
+    name = use_channel(tmp_path, monkeypatch, platforms, "wecom")
+    platforms.add(name, script=[(200, {"errcode": 45009, "errmsg": "api freq out of limit"})])
+    async with App(make_settings()) as app:
+        await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
+        await app.chat_worker.run_until_idle()
+        before = app.channels.chats["wecom-group"]
+        assert app.reload()
+        assert app.channels.chats["wecom-group"] is before
+        with pytest.raises(TransportError, match="penalty running"):
+            (row,) = await chat_rows(app)
+            await before.send(row)

@@ -124,6 +124,16 @@ class HttpChannel:
             url.get_secret_value(), secret.get_secret_value() if secret else None
         )
 
+    def same(self, spec: ChannelSpec, url: SecretStr, secret: SecretStr | None) -> bool:
+        """True if this channel was made from this spec and these variables."""
+        mine = self._secret.get_secret_value() if self._secret else None
+        theirs = secret.get_secret_value() if secret else None
+        return (
+            self.spec == spec
+            and self._url.get_secret_value() == url.get_secret_value()
+            and mine == theirs
+        )
+
     # --- for subclasses ---
 
     def request(self, body: str, key: str) -> tuple[URL, str, Mapping[str, str]]:

@@ -90,6 +90,12 @@ class ChannelRegistry:
             url = hook_secret(spec.url_env)
             secret = hook_secret(spec.secret_env) if spec.secret_env else None
             assert url is not None
+            old = self.chats.get(cid)
+            if old is not None and old.same(spec, url, secret):
+                # Unchanged: keep its pace and any running penalty (a reload must not
+                # reset a DingTalk 10-minute throttle or allow a burst).
+                chats[cid] = old
+                continue
             chats[cid] = self.make(spec, url=url, secret=secret)
         self.chats, self.skipped = chats, skipped
 
