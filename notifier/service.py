@@ -152,7 +152,6 @@ class App:
             worker_id=self.worker_id,
             metrics=self.metrics,
             clock=self.clock,
-            kind="email",
         )
         await self._open_channels(schedule, channel)
 
@@ -166,6 +165,8 @@ class App:
                 registry.load_statuses({cid: saved})
         registry.build(schedule.channels)
         self._channels = registry
+        self.worker.router = registry.route
+        self._claim_kinds()
         self._chat_worker = DeliveryWorker(
             store=self.store,
             channel=email,
@@ -178,6 +179,12 @@ class App:
             metrics=self.metrics,
             clock=self.clock,
         )
+
+    def _claim_kinds(self) -> None:
+        """With chat channels configured, the email worker claims email rows only (robots
+        have their own worker); without, it claims as it always did (the tuned claim, no
+        filter), and a stray chat row it gets is routed like any other."""
+        self.worker.kind = "email" if self.channels.chats else None
 
     async def _save_channel_status(self, cid: str, problem: str | None) -> None:
         await self.store.set_meta(STATUS_META + cid, self.channels.status_record(cid))
@@ -288,6 +295,7 @@ class App:
         self.outbox.renderer = renderer
         self.channels.build(schedule.channels)
         self.chat_worker.send_timeout = self.channels.send_timeout
+        self._claim_kinds()
         self.warnings = warnings
         self.config_errors = []
         self.metrics.config_errors.set(0)

@@ -586,3 +586,22 @@ async def test_a_reload_keeps_an_unchanged_channel_and_its_penalty(
         with pytest.raises(TransportError, match="penalty running"):
             (row,) = await chat_rows(app)
             await before.send(row)
+
+
+async def test_rows_of_a_channel_no_longer_configured_are_retried_not_mailed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platforms: Platforms,
+    make_settings: MakeSettings,
+) -> None:
+    name = use_channel(tmp_path, monkeypatch, platforms, "wecom")
+    robot = platforms.add(name)
+    async with App(make_settings()) as app:
+        await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
+        write_schedule(tmp_path / "schedules", SCHEDULE)  # the channel is gone
+        assert app.reload() and app.worker.kind is None
+        stats = await app.run_until_idle()
+        (row,) = await chat_rows(app)
+    assert stats.sent == 2 and stats.retried == 1  # the two emails; the chat row waits
+    assert row.state is State.PENDING and "not configured" in (row.last_error or "")
+    assert not robot.received and len(list((tmp_path / "mail" / "new").iterdir())) == 2
