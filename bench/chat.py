@@ -178,6 +178,7 @@ def main() -> None:
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="nf-chat-") as tmp:
         work = Path(tmp)
+        print("## Chat robots: the local stand-in (tests/robots.py) in its own process\n")
         if "a" in only:
             with stand_in(limits=False) as port:
                 body = sample_body(work, port)
@@ -205,7 +206,7 @@ def main() -> None:
                 ],
             ]
             print(
-                f"## Chat: {args.count:,} WeCom messages, limits off, {LANES} lanes,"
+                f"### (a) {args.count:,} WeCom messages, limits off, {LANES} lanes,"
                 f" median of {args.repeat}\n"
             )
             print(table(["row", "msg/s (median)", "range", "x bare"], rows))
@@ -215,7 +216,7 @@ def main() -> None:
                 elapsed, bad = bench_notifier(work, port, args.paced, "paced", per_minute="")
                 got = robot_stats(port, "paced")
             print(
-                f"## Chat at a robot's real pace: {args.paced} messages to one WeCom robot"
+                f"### (b) A robot's real pace: {args.paced} messages to one WeCom robot"
                 " at 20/min\n"
             )
             print(
