@@ -7,14 +7,16 @@ missing template or variable is found here, not at 09:00 on the day.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from notifier.channels.registry import missing_variables
-from notifier.config import Settings
+from notifier.config import Settings, hook_secret
 from notifier.errors import ConfigError, RenderError
 from notifier.outbox import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.planner import next_occurrence, plan
 from notifier.rendering import Renderer
-from notifier.schedules import Recipient, Schedule, load_schedule
+from notifier.schedules import ChannelSpec, Recipient, Schedule, load_schedule
+from notifier.webhooks import secret_key
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
 SAMPLE_UNSUBSCRIBE = "http://127.0.0.1:8080/unsubscribe?token=check"
@@ -95,6 +97,8 @@ def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
     }
     errors: list[str] = []
     for cid, spec in sorted(schedule.channels.items()):
+        # What is wrong with a value that is set, without showing it (it holds the key).
+        errors.extend(f"{spec.source}: channels.{cid}: {p}" for p in bad_values(spec))
         missing = missing_variables(spec)
         if not missing:
             continue
@@ -104,3 +108,20 @@ def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
         else:
             warnings.append(f"{line} (channel unused: 未被任何受众引用)")
     return errors
+
+
+def bad_values(spec: ChannelSpec) -> list[str]:
+    """Problems with a channel's (set) variables, named, never shown."""
+    problems = []
+    url = hook_secret(spec.url_env)
+    if url is not None:
+        parts = urlsplit(url.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"variable {spec.url_env} does not hold an http(s) URL")
+    secret = hook_secret(spec.secret_env) if spec.secret_env else None
+    if spec.type == "webhook" and secret is not None:
+        try:
+            secret_key(secret.get_secret_value())
+        except ValueError as exc:
+            problems.append(f"variable {spec.secret_env}: {exc}")
+    return problems

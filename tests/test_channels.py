@@ -605,3 +605,37 @@ async def test_rows_of_a_channel_no_longer_configured_are_retried_not_mailed(
     assert stats.sent == 2 and stats.retried == 1  # the two emails; the chat row waits
     assert row.state is State.PENDING and "not configured" in (row.last_error or "")
     assert not robot.received and len(list((tmp_path / "mail" / "new").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "secret", "expected"),
+    [
+        ("wecom", "ftp://robot.example/send?key=HIDDEN-KEY-123", None, "http(s) URL"),
+        ("webhook", "http://127.0.0.1:9/hooks/oa", "whsec_!!HIDDEN!!", "whsec_ followed by base64"),
+    ],
+)
+def test_a_bad_variable_value_is_an_error_that_names_the_variable_not_the_value(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: MakeSettings,
+    kind: str,
+    url: str,
+    secret: str | None,
+    expected: str,
+) -> None:
+    from datetime import datetime
+
+    from notifier.checks import load_config
+
+    text = CHAT_SCHEDULE.replace("CHANNEL", "g").replace("TYPE", kind)
+    if secret is None:
+        text = text.replace("    secret_env: NOTIFIER_TEST_SECRET\n", "")
+    write_schedule(tmp_path / "schedules", text)
+    monkeypatch.setenv("NOTIFIER_TEST_URL", url)
+    if secret:
+        monkeypatch.setenv("NOTIFIER_TEST_SECRET", secret)
+    with pytest.raises(ConfigError) as err:
+        load_config(make_settings(), now=datetime(2026, 4, 1).astimezone())
+    lines = err.value.errors
+    assert any("channels.g" in line and expected in line for line in lines), lines
+    assert not any("HIDDEN" in line for line in lines)
