@@ -21,7 +21,9 @@ from notifier.channels.http import HttpChannel, Verdict, http_verdict, json_answ
 
 THROTTLED = 11232
 SIGNATURE = 19021  # signature or timestamp
-CONFIG = frozenset({SIGNATURE, 19022, 19024, 9499})  # IP not allowed, keyword, bad request
+# 19001: the token is not a hook (a wrong or deleted bot); 19022: IP not allowed;
+# 19024: keyword missing; 9499: bad request or too large.
+CONFIG = frozenset({19001, SIGNATURE, 19022, 19024, 9499})
 
 
 def sign(secret: str, timestamp: int) -> str:
