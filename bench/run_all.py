@@ -29,6 +29,7 @@ SUITE = (
     ("enqueue", 300),
     ("calendar", 600),
     ("webhooks", 300),
+    ("chat", 600),
 )
 OUTPUT = ROOT / "BENCHMARKS.md"
 # Each script's output starts with its `## ` heading: how a rerun of one replaces its section.
@@ -38,6 +39,7 @@ TITLES = {
     "enqueue": "## Enqueue",
     "calendar": "## Calendar",
     "webhooks": "## Webhooks",
+    "chat": "## Chat",
 }
 
 HEADER = """# Benchmarks

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from notifier.config import Settings, placeholder_problems, read_hook_secrets
+from notifier.channels.registry import missing_variables
+from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
 from notifier.errors import ConfigError, RenderError
 from notifier.notices import check_admin_templates
-from notifier.outbox import reminder_context, template_context
+from notifier.outbox import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.planner import PlannedSend, next_occurrence, plan
 from notifier.rendering import Renderer
-from notifier.schedules import Recipient, Schedule, load_schedule
+from notifier.schedules import ChannelSpec, Recipient, Schedule, load_schedule
+from notifier.webhooks import secret_key
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
 SAMPLE_UNSUBSCRIBE = "http://127.0.0.1:8080/unsubscribe?token=check"
@@ -39,6 +42,7 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             continue
         errors.extend(renderer.unknown_variables(name))
+    errors.extend(channel_problems(schedule, warnings))
     if errors:
         raise ConfigError(errors)
 
@@ -64,6 +68,10 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             try:
                 renderer.render(reminder.template, ctx)
+                # chat.md too, where the template has one, as a chat group would get it.
+                renderer.render_chat(
+                    reminder.template, {**ctx, "recipient": CHAT_RECIPIENT.context()}
+                )
             except RenderError as exc:
                 errors.append(f"{event.source}: event '{event.id}' reminder '{reminder.id}': {exc}")
     if errors:
@@ -110,3 +118,46 @@ def load_hook_secrets(settings: Settings, schedule: Schedule) -> dict[str, Secre
     if problems:
         raise ConfigError(problems)
     return secrets
+
+
+def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
+    """Unset variables: an error for a channel a reminder sends to, a warning for one unused.
+
+    An unused channel is an example, or one being set up: it must not stop the service.
+    """
+    used = {
+        schedule.audiences[name].chat
+        for event in schedule.events.values()
+        for reminder in event.reminders
+        for name in reminder.all_audiences
+    }
+    errors: list[str] = []
+    for cid, spec in sorted(schedule.channels.items()):
+        # What is wrong with a value that is set, without showing it (it holds the key).
+        errors.extend(f"{spec.source}: channels.{cid}: {p}" for p in bad_values(spec))
+        missing = missing_variables(spec)
+        if not missing:
+            continue
+        line = f"{spec.source}: channels.{cid}: variable {', '.join(missing)} is not set"
+        if cid in used:
+            errors.append(line)
+        else:
+            warnings.append(f"{line} (channel unused: 未被任何受众引用)")
+    return errors
+
+
+def bad_values(spec: ChannelSpec) -> list[str]:
+    """Problems with a channel's (set) variables, named, never shown."""
+    problems = []
+    url = read_secret(spec.url_env)
+    if url is not None:
+        parts = urlsplit(url.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"variable {spec.url_env} does not hold an http(s) URL")
+    secret = read_secret(spec.secret_env) if spec.secret_env else None
+    if spec.type == "webhook" and secret is not None:
+        try:
+            secret_key(secret.get_secret_value())
+        except ValueError as exc:
+            problems.append(f"variable {spec.secret_env}: {exc}")
+    return problems

@@ -7,7 +7,6 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
@@ -16,8 +15,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from notifier import cli_channels
 from notifier.checks import load_config, load_hook_secrets
-from notifier.cli_common import settings_or_exit
+from notifier.cli_common import fail_config, run_async, settings_or_exit
 from notifier.cli_holidays import holidays_group
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery import WorkerStats
@@ -38,40 +38,6 @@ PIPE_WIDTH = 160
 def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, width=None if stream.isatty() else PIPE_WIDTH, soft_wrap=True)
-
-
-def _fail_config(exc: ConfigError) -> None:
-    click.echo(f"配置有误 Invalid configuration ({len(exc.errors)}):", err=True)
-    for line in exc.errors:
-        click.echo(f"  {line}", err=True)
-    sys.exit(1)
-
-
-def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop for the long-running service: webhook accepts ran 3-4% faster on it than on
-    asyncio's loop (BENCHMARKS.md). None means asyncio's own loop."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            click.echo("错误 error: NOTIFIER_EVENT_LOOP=uvloop, but uvloop is missing", err=True)
-            sys.exit(2)
-        return None
-    return uvloop.new_event_loop
-
-
-def _run(factory: Callable[[], Awaitable[T]], *, loop: str = "asyncio") -> T:
-    try:
-        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
-            return runner.run(factory())  # type: ignore[arg-type]
-    except ConfigError as exc:
-        _fail_config(exc)
-    except NotifierError as exc:
-        click.echo(f"错误 error: {exc}", err=True)
-        sys.exit(1)
-    raise AssertionError("unreachable")
 
 
 class DateType(click.ParamType[date, str]):
@@ -112,7 +78,7 @@ def run() -> None:
             loop.add_signal_handler(signal.SIGHUP, app.request_reload)
             await app.run(stop, serve=start_http)
 
-    _run(service, loop=settings.event_loop)
+    run_async(service, loop=settings.event_loop)
 
 
 @main.command()
@@ -123,10 +89,15 @@ def check() -> None:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
         load_hook_secrets(settings, schedule)
     except ConfigError as exc:
-        _fail_config(exc)
+        fail_config(exc)
         return
     for line in warnings:
         click.echo(f"警告 warning: {line}", err=True)
+    problems = run_async(lambda: cli_channels.saved_problems(settings, schedule))
+    for line in problems:
+        click.echo(f"渠道错误 channel error: {line}", err=True)
+    if problems:
+        sys.exit(1)
     click.echo(
         f"配置有效 OK: {len(schedule.events)} events, "
         f"{len(schedule.audiences)} audiences, {len(schedule.hooks)} hooks, "
@@ -147,7 +118,7 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
     try:
         schedule, _, _ = load_config(settings, now=datetime.now(tz))
     except ConfigError as exc:
-        _fail_config(exc)
+        fail_config(exc)
         return
     first = since or datetime.now(tz).date()
     last = until or first + timedelta(days=UPCOMING_DAYS)
@@ -198,13 +169,17 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
 @click.option("--reminder", help="reminder id (default: a manual notice)")
 @click.option("--recipient", help="render for this address (default: the first of the audience)")
 @click.option("--date", "on", type=DATE, help="the occurrence starting on this date")
-def preview(event: str, reminder: str | None, recipient: str | None, on: date | None) -> None:
+@click.option("--audience", help="this audience (a chat group shows its message as posted)")
+def preview(
+    event: str, reminder: str | None, recipient: str | None, on: date | None, audience: str | None
+) -> None:
     """预览邮件 Print the rendered message for an event."""
     settings = settings_or_exit()
+    chat: list[str] = []  # the channel, when the row is a chat group's message
 
     async def go() -> str:
         async with App(settings) as app:
-            audience, rows = app.outbox.manual_rows(
+            found, rows = app.outbox.manual_rows(
                 event,
                 reminder_id=reminder,
                 on=on,
@@ -212,16 +187,22 @@ def preview(event: str, reminder: str | None, recipient: str | None, on: date | 
                 again=False,
                 only=recipient,
                 as_planned=True,
+                audience_name=audience,
             )
             row = next(rows, None)
             if row is None:
-                raise NotifierError(f"{recipient} is not in audience '{audience.name}'")
+                raise NotifierError(f"{recipient} is not in audience '{found.name}'")
+            if row.channel != "email":
+                chat.append(row.channel)
             return row.message
 
     from email import message_from_string
     from email.policy import default
 
-    raw = _run(go)
+    raw = run_async(go)
+    if chat:
+        click.echo(cli_channels.chat_preview(chat[0], raw))
+        return
     msg = message_from_string(raw, policy=default)
     for header in ("From", "To", "Subject", "Date", "Message-ID"):
         click.echo(f"{header}: {msg[header]}")
@@ -271,7 +252,7 @@ def send(event: str, reminder: str | None, on: date | None, again: bool) -> None
                 f"失败 failed {stats.failed}, via {app.channel.description}"
             )
 
-    _run(go)
+    run_async(go)
 
 
 @main.command()
@@ -304,7 +285,7 @@ def deliveries(state: str | None, event: str | None, limit: int) -> None:
             )
         _console().print(table)
 
-    _run(go)
+    run_async(go)
 
 
 @main.command()
@@ -322,7 +303,7 @@ def retry(state: str) -> None:
         async with App(settings) as app:
             return await app.store.requeue([State(state)], now=app.clock())
 
-    click.echo(f"重新排队 requeued: {_run(go)}")
+    click.echo(f"重新排队 requeued: {run_async(go)}")
 
 
 @main.command()
@@ -339,11 +320,12 @@ def migrate() -> None:
             applied = await store.migrate()
             return applied, await store.schema_version()
 
-    applied, version = _run(go)
+    applied, version = run_async(go)
     click.echo(f"applied {applied or 'nothing'}; schema version {version}")
 
 
 main.add_command(holidays_group)
+main.add_command(cli_channels.channels)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         return not self.smtp.host
 
 
+def read_secret(env_name: str, env_file: Path = Path(".env")) -> SecretStr | None:
+    """One secret variable (a channel's URL or key): the environment, then `.env`.
+
+    Called when channels are built (start, reload) and by `check`, never per send.
+    """
+    return read_hook_secrets([env_name], env_file).get(env_name)
+
+
 def read_hook_secrets(
     env_names: Iterable[str], env_file: Path = Path(".env")
 ) -> dict[str, SecretStr]:

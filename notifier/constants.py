@@ -69,3 +69,6 @@ PLACEHOLDER_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
 # /metrics counts the ledger by state at most once in this many seconds (the count scans the
 # deliveries table); Prometheus scrapes every 15-60 s, so one scraper always sees fresh counts.
 METRICS_COUNTS_TTL = 5.0
+# A lane that survives a cancel (a cancellation swallowed by a library) is cancelled again
+# after this long: stopping lanes must end even then (delivery._cancel_all).
+LANE_CANCEL_RETRY_SECONDS = 0.2

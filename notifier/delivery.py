@@ -25,7 +25,12 @@ from aiolimiter import AsyncLimiter
 
 from notifier.channels.base import Channel, TransportError
 from notifier.config import DeliverySettings
-from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, LEASE_RENEW_FRACTION
+from notifier.constants import (
+    DB_RETRY_BASE_SECONDS,
+    DB_RETRY_CAP_SECONDS,
+    LANE_CANCEL_RETRY_SECONDS,
+    LEASE_RENEW_FRACTION,
+)
 from notifier.errors import StoreError
 from notifier.metrics import Metrics
 from notifier.models import Delivery, Outcome, State
@@ -37,6 +42,10 @@ log = logging.getLogger(__name__)
 def backoff(attempt: int, *, base: float, cap: float, rand: Callable[[], float]) -> float:
     """Exponential backoff with full jitter (AWS architecture blog): spreads retry storms."""
     return float(rand() * min(cap, base * 2.0 ** max(0, attempt - 1)))
+
+
+# A row's channel and the pace that channel keeps (None: no pace), chosen per row.
+Router = Callable[[Delivery], tuple[Channel, AsyncLimiter | None]]
 
 
 @dataclass
@@ -63,9 +72,15 @@ class DeliveryWorker:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        router: Router | None = None,
+        kind: str | None = None,
     ) -> None:
         self.store = store
         self.channel = channel
+        # Chat rows: `router` names each row's channel and its pace; `kind` ("email", "chat")
+        # restricts the rows this worker claims (one worker per kind, lanes not shared).
+        self.router = router
+        self.kind = kind
         self.settings = settings
         self.concurrency = concurrency
         self.send_timeout = send_timeout
@@ -148,6 +163,8 @@ class DeliveryWorker:
         if row.attempts >= s.max_attempts or now - row.due_at > s.give_up_after:
             return Outcome(row.id, State.DEAD, now, error=f"gave up: {error.message}")
         delay = backoff(row.attempts, base=s.base_delay, cap=s.max_delay, rand=self.rand)
+        if error.retry_after is not None:  # the platform's penalty (a throttled robot)
+            delay = max(delay, error.retry_after)
         return Outcome(row.id, State.PENDING, now, error=error.message, retry_at=now + delay)
 
     async def _leased(self, row: Delivery) -> Delivery | None:
@@ -178,29 +195,33 @@ class DeliveryWorker:
                 )
             await self._renewed.wait()
 
-    async def _attempt(self, row: Delivery) -> TransportError | None:
+    async def _attempt(self, row: Delivery, channel: Channel) -> TransportError | None:
         """One send, bounded as a whole by the channel's own timeout (aiosmtplib's is per
         socket operation). Any exception is a failed attempt, retried with backoff and dead
         after the bounds: never a hand-back that could loop."""
+        limit = channel.send_timeout
         try:
-            async with asyncio.timeout(self.send_timeout):
-                await self.channel.send(row)
+            async with asyncio.timeout(limit):
+                await channel.send(row)
         except TransportError as exc:
             return exc
         except TimeoutError:
-            return TransportError(f"timeout: the send took over {self.send_timeout:g} s")
+            return TransportError(f"timeout: the send took over {limit:g} s")
         except Exception as exc:
             return TransportError(f"unexpected {type(exc).__name__}: {exc}")
         return None
 
     async def _send_one(self, row: Delivery) -> None:
+        channel, pace = self.router(row) if self.router is not None else (self.channel, None)
+        if pace is not None:
+            await pace.acquire()
         if self._limiter is not None:
             await self._limiter.acquire()
         leased = await self._leased(row)
         if leased is None:
             return
         started = self.clock()
-        error = await self._attempt(leased)
+        error = await self._attempt(leased, channel)
         outcome = self._outcome(leased, error, self.clock())
         self._count(leased, outcome, started)
         # Done with: no longer held (a stop must not hand back a sent row), only recording.
@@ -347,7 +368,7 @@ class DeliveryWorker:
         if room <= 0:
             return []
         rows = await self.store.claim(
-            now=now, limit=room, lease_seconds=self.settings.lease_seconds
+            now=now, limit=room, lease_seconds=self.settings.lease_seconds, kind=self.kind
         )
         rows = await self._skip_unsubscribed(rows, now) if rows else rows
         for row in rows:
@@ -459,9 +480,7 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._idle.wait(), within)
             except TimeoutError:
                 pass
-        for lane in self._lanes:
-            lane.cancel()
-        await asyncio.gather(*self._lanes, return_exceptions=True)
+        await self._cancel_all(self._lanes)
         self._lanes = []
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
@@ -478,6 +497,22 @@ class DeliveryWorker:
                 extra={"action": "released", "count": len(queued) + len(unfinished)},
             )
 
+    @staticmethod
+    async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel the lanes and wait until they end, cancelling again any that goes on.
+
+        A cancellation can be swallowed below us: Python 3.11's `asyncio.wait_for` (used by
+        aiolimiter's pace, psycopg_pool) returns the result when its future completes as the
+        cancel arrives. A lane that swallowed one waits on its queue for good, and a single
+        cancel-then-gather hung `run_until_idle` (seen with a paced chat channel).
+        """
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=LANE_CANCEL_RETRY_SECONDS)
+        await asyncio.gather(*tasks, return_exceptions=True)  # retrieve what they raised
+
     async def _release_at_stop(self, rows: list[Delivery]) -> None:
         try:
             await self.store.release(rows, now=self.clock())
@@ -489,7 +524,7 @@ class DeliveryWorker:
             )
 
     async def _idle_wait(self, now: float) -> None:
-        nxt = await self.store.next_due_at()
+        nxt = await self.store.next_due_at(kind=self.kind)
         timeout = self.settings.poll_interval
         if nxt is not None:
             timeout = max(0.0, min(timeout, nxt - now))

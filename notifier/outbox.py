@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from notifier.channels.payloads import ChatMessage, chat_text, payload
 from notifier.config import Settings
 from notifier.constants import ENQUEUE_CHUNK, HOOK_REMINDER, MANUAL_REMINDER
 from notifier.errors import NotifierError, RenderError
@@ -56,6 +58,15 @@ class Materialized:
 
 def delivery_key(prefix: str, email: str) -> str:
     return f"{prefix}/{email.lower()}/{CHANNEL}"
+
+
+# What templates see as `recipient` in a message to a chat group.
+CHAT_RECIPIENT = Recipient("", "各位同事")
+
+
+def chat_key(prefix: str, channel_id: str) -> str:
+    """A chat row's key: one row per (plan, channel); ids hold no '@', so no email key clashes."""
+    return f"{prefix}/{channel_id}/chat"
 
 
 def unsubscribe_token(secret: bytes, email: str) -> str:
@@ -272,8 +283,26 @@ class Outbox:
         only: str | None = None,
         position: tuple[int, int] = (1, 1),
     ) -> Iterator[NewDelivery]:
-        """Render one row per recipient, streaming (an audience may be a 100,000-row CSV)."""
+        """Render one row per recipient, streaming (an audience may be a 100,000-row CSV).
+
+        A chat audience gets one row: the message to its group.
+        """
         rem_ctx = reminder_context(reminder, reminder_id, send_date, position)
+        if audience.chat is not None:
+            yield self._chat_row(
+                prefix=prefix,
+                event=event,
+                occurrence=occurrence,
+                reminder=rem_ctx,
+                reminder_id=reminder_id,
+                template=template,
+                channel_id=audience.chat,
+                send_date=send_date,
+                due=due,
+                source=source,
+                state=state,
+            )
+            return
         for recipient in audience.recipients():
             if only is not None and recipient.email.lower() != only.lower():
                 continue
@@ -298,6 +327,82 @@ class Outbox:
                 state=state,
                 unsubscribe_url=ctx["unsubscribe_url"],
             )
+
+    def chat_message(
+        self,
+        *,
+        key: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder: Mapping[str, Any],
+        reminder_id: str,
+        template: str,
+        send_date: date,
+    ) -> ChatMessage:
+        """Render `chat.md` (or the subject and text body) for a chat group."""
+        ctx = self.context(
+            event=event,
+            occurrence=occurrence,
+            reminder=reminder,
+            send_date=send_date,
+            recipient=CHAT_RECIPIENT,
+            external=False,
+        )
+        rendered, text = self.renderer.render_chat(template, ctx)
+        return ChatMessage(
+            key=key,
+            subject=rendered.subject,
+            text=text if text is not None else chat_text(rendered.subject, rendered.text),
+            event_id=event.id,
+            event_title=event.title,
+            occurrence=occurrence.start.isoformat(),
+            start=occurrence.start.isoformat(),
+            end=occurrence.end.isoformat(),
+            reminder_id=reminder_id,
+            reminder_label=str(reminder.get("label", "")),
+        )
+
+    def _chat_row(
+        self,
+        *,
+        prefix: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder: Mapping[str, Any],
+        reminder_id: str,
+        template: str,
+        channel_id: str,
+        send_date: date,
+        due: datetime,
+        source: str,
+        state: State,
+    ) -> NewDelivery:
+        """One row per (plan, channel): the platform's JSON body, kept so a retry resends it."""
+        spec = self.schedule.channels[channel_id]
+        key = chat_key(prefix, channel_id)
+        msg = self.chat_message(
+            key=key,
+            event=event,
+            occurrence=occurrence,
+            reminder=reminder,
+            reminder_id=reminder_id,
+            template=template,
+            send_date=send_date,
+        )
+        return NewDelivery(
+            key=key,
+            event_id=event.id,
+            occurrence=occurrence.start.isoformat(),
+            reminder_id=reminder_id,
+            recipient=channel_id,
+            channel=channel_id,
+            due_at=due.timestamp(),
+            message_id=message_id(key, self._domain),
+            subject=msg.subject,
+            message=payload(spec, msg),
+            source=source,
+            state=state,
+        )
 
     async def _enqueue_stream(self, rows: Iterable[NewDelivery], now: float) -> int:
         """Commit rows in chunks: memory stays flat however large the audience.
@@ -356,20 +461,22 @@ class Outbox:
             state = (
                 State.MISSED if late > self.grace_of(send.event).total_seconds() else State.PENDING
             )
-            audience = self.schedule.audiences[send.reminder.audience]
-            rows = self.rows_for(
-                prefix=send.plan_key,
-                event=send.event,
-                occurrence=send.occurrence,
-                reminder=send.reminder,
-                reminder_id=send.reminder.id,
-                template=send.reminder.template,
-                audience=audience,
-                send_date=send.send_date,
-                due=send.send_at,
-                source="schedule",
-                state=state,
-                position=(send.index, send.count),
+            rows = itertools.chain.from_iterable(
+                self.rows_for(
+                    prefix=send.plan_key,
+                    event=send.event,
+                    occurrence=send.occurrence,
+                    reminder=send.reminder,
+                    reminder_id=send.reminder.id,
+                    template=send.reminder.template,
+                    audience=self.schedule.audiences[name],
+                    send_date=send.send_date,
+                    due=send.send_at,
+                    source="schedule",
+                    state=state,
+                    position=(send.index, send.count),
+                )
+                for name in send.reminder.all_audiences
             )
             try:
                 made = await self._enqueue_stream(rows, now)
@@ -446,10 +553,12 @@ class Outbox:
         again: bool,
         only: str | None = None,
         as_planned: bool = False,
+        audience_name: str | None = None,
     ) -> tuple[Audience, Iterator[NewDelivery]]:
         """Rows that send the event's message now; keys repeat unless `again`.
 
-        With `as_planned` (previews) a reminder renders as on its planned day and time.
+        With `as_planned` (previews) a reminder renders as on its planned day and time. The
+        rows go to every audience of the reminder, or to `audience_name` alone.
         """
         tz = self.settings.tz
         now_dt = datetime.fromtimestamp(now, tz)
@@ -463,19 +572,25 @@ class Outbox:
         rid = reminder.id if reminder else MANUAL_REMINDER
         if again:
             rid = f"{rid}~{int(now * 1000)}"
-        audience = self.schedule.audiences[base.audience]
-        rows = self.rows_for(
-            prefix=plan_key(event.id, occ.start, rid),
-            event=event,
-            occurrence=occ,
-            reminder=reminder,
-            reminder_id=rid,
-            template=base.template,
-            audience=audience,
-            send_date=now_dt.date(),
-            due=now_dt,
-            source="manual",
-            only=only,
+        if audience_name is not None and audience_name not in self.schedule.audiences:
+            raise SendError(f"unknown audience '{audience_name}'")
+        names = (audience_name,) if audience_name else base.all_audiences
+        audience = self.schedule.audiences[names[0]]
+        rows = itertools.chain.from_iterable(
+            self.rows_for(
+                prefix=plan_key(event.id, occ.start, rid),
+                event=event,
+                occurrence=occ,
+                reminder=reminder,
+                reminder_id=rid,
+                template=base.template,
+                audience=self.schedule.audiences[name],
+                send_date=now_dt.date(),
+                due=now_dt,
+                source="manual",
+                only=only,
+            )
+            for name in names
         )
         return audience, rows
 

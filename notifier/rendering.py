@@ -2,6 +2,7 @@
 
 Layout (healthchecks' three-file model): ``templates/<name>/subject.txt``, ``body.txt`` and an
 optional ``body.html``; HTML is autoescaped, text is not. Shared HTML layouts sit at the top level.
+An optional ``chat.md`` (Markdown, not escaped) is the message posted to chat groups.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Renderer:
         self._compiled: dict[
             str, tuple[jinja2.Template, jinja2.Template, jinja2.Template | None]
         ] = {}
+        self._chat: dict[str, jinja2.Template | None] = {}
 
     @staticmethod
     def _environment(directory: Path, *, autoescape: bool) -> jinja2.Environment:
@@ -134,10 +136,28 @@ class Renderer:
             raise RenderError(f"{name}/subject.txt: the subject must be one line")
         return Rendered(subject, text, html)
 
+    def render_chat(self, name: str, context: Mapping[str, Any]) -> tuple[Rendered, str | None]:
+        """The email parts and `chat.md` rendered, or None when the template has none."""
+        rendered = self.render(name, context)
+        if name not in self._chat:
+            path = f"{name}/chat.md"
+            self._chat[name] = (
+                self._template(self._text, path) if (self.directory / path).is_file() else None
+            )
+        chat_t = self._chat[name]
+        if chat_t is None:
+            return rendered, None
+        try:
+            return rendered, chat_t.render(context)
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"{name}/chat.md: {exc.message}") from exc
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise RenderError(f"{name}/chat.md: {exc}") from exc
+
     def unknown_variables(self, name: str) -> list[str]:
         """Top-level names the template uses that no context provides (static check)."""
         problems: list[str] = []
-        for part in ("subject.txt", "body.txt", "body.html"):
+        for part in ("subject.txt", "body.txt", "body.html", "chat.md"):
             path = self.directory / name / part
             if not path.is_file():
                 continue

@@ -89,7 +89,7 @@ class RawReminder(_Raw):
     every: Cadence | None = None
     send_at: time | None = None
     workdays: WorkdayPolicy | None = None
-    audience: str | None = None
+    audience: str | list[str] | None = None
     template: str | None = None
 
     @field_validator("every", mode="before")
@@ -133,7 +133,7 @@ class RawEvent(_Raw):
     duration: int | None = Field(default=None, ge=1, le=366)
     send_at: time | None = None
     workdays: WorkdayPolicy | None = None
-    audience: str | None = None
+    audience: str | list[str] | None = None
     template: str | None = None
     grace: timedelta | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -209,11 +209,51 @@ class RawAudience(_Raw):
     csv: str | None = None
     members: list[RawRecipient] | None = None
     external: bool = False
+    chat: str | None = Field(default=None, pattern=ID_PATTERN)  # a channel id: one chat group
 
     @model_validator(mode="after")
     def _one_source(self) -> RawAudience:
-        if (self.csv is None) == (self.members is None):
-            raise ValueError("an audience needs exactly one of csv, members")
+        given = [k for k in ("csv", "members", "chat") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("an audience needs exactly one of csv, members, chat")
+        if self.chat is not None and self.external:
+            raise ValueError(
+                "external: true is refused for a chat audience (chat groups have no unsubscribe)"
+            )
+        return self
+
+
+CHANNEL_TYPES = ("wecom", "dingtalk", "feishu", "webhook")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class RawMention(_Raw):
+    mobiles: list[str] = Field(default_factory=list)
+    userids: list[str] = Field(default_factory=list)
+    all: bool = False
+
+
+class RawChannel(_Raw):
+    """A chat robot or an outbound webhook; URL and secret come from the named variables."""
+
+    type: Literal["wecom", "dingtalk", "feishu", "webhook"]
+    url_env: str = Field(pattern=_ENV_NAME)
+    secret_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    mention: RawMention | None = None
+    per_minute: float | None = Field(default=None, ge=0)  # 0 = no limit
+    per_second: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0, le=300)
+    concurrency: int | None = Field(default=None, ge=1, le=16)
+    penalty: float | None = Field(default=None, gt=0, le=3600)  # seconds after a throttle
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> RawChannel:
+        if self.type == "webhook" and self.mention is not None:
+            raise ValueError("mention is for chat robots, not the webhook type")
+        if self.type == "webhook" and self.secret_env is None:
+            raise ValueError("a webhook channel needs secret_env (its whsec_... signing secret)")
+        if self.type == "feishu" and self.mention is not None and self.mention.mobiles:
+            raise ValueError("feishu mentions take userids (open_id), not mobiles")
         return self
 
 
@@ -252,6 +292,7 @@ class RawFile(_Raw):
     audiences: dict[str, Any] = Field(default_factory=dict)
     events: list[Any] = Field(default_factory=list)
     hooks: list[Any] = Field(default_factory=list)
+    channels: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass
@@ -263,6 +304,7 @@ class ParsedFile:
     audiences: dict[str, RawAudience | list[RawRecipient]]
     events: list[tuple[int, RawEvent]]
     hooks: list[tuple[int, RawHook]]
+    channels: dict[str, RawChannel] = field(default_factory=dict)
 
 
 _AUDIENCE = TypeAdapter(RawAudience | list[RawRecipient])
@@ -290,6 +332,14 @@ def _parse_file(path: Path, data: dict[str, Any], errors: list[str]) -> ParsedFi
             parsed.hooks.append((i, RawHook.model_validate(item)))
         except ValidationError as exc:
             errors.extend(_pydantic_errors(path, exc, ("hooks", i)))
+    for name, spec in top.channels.items():
+        if not re.match(ID_PATTERN, str(name)) or name == "email":
+            errors.append(f"{path}: channels.{name}: a channel id is [a-z0-9-]+ and not 'email'")
+            continue
+        try:
+            parsed.channels[name] = RawChannel.model_validate(spec)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(path, exc, ("channels", name)))
     return parsed
 
 
@@ -316,8 +366,12 @@ class Audience:
     members: tuple[Recipient, ...] | None
     csv_path: Path | None
     size: int
+    chat: str | None = None  # a channel id: the audience is one chat group, one message a send
 
     def recipients(self) -> Iterator[Recipient]:
+        """The email recipients; none for a chat audience."""
+        if self.chat is not None:
+            return
         if self.members is not None:
             yield from self.members
             return
@@ -338,6 +392,12 @@ class Reminder:
     template: str
     # A campaign cadence (`every:`): kind/value are then "on"/"start", its first send.
     every: Cadence | None = None
+    # Every audience the reminder goes to, `audience` first (a YAML list names several).
+    audiences: tuple[str, ...] = ()
+
+    @property
+    def all_audiences(self) -> tuple[str, ...]:
+        return self.audiences or (self.audience,)
 
     @property
     def label(self) -> str:
@@ -373,6 +433,30 @@ class Hook:
     source: Path
 
 
+@dataclass(frozen=True, slots=True)
+class Mention:
+    mobiles: tuple[str, ...] = ()
+    userids: tuple[str, ...] = ()
+    all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """A configured chat robot or outbound webhook (variables named, not read, here)."""
+
+    id: str
+    type: Literal["wecom", "dingtalk", "feishu", "webhook"]
+    url_env: str
+    secret_env: str | None
+    mention: Mention
+    per_minute: float | None
+    per_second: float | None
+    timeout: float | None
+    concurrency: int | None
+    source: Path
+    penalty: float | None = None
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Everything the schedules directory says, validated and cross-checked."""
@@ -385,6 +469,7 @@ class Schedule:
     warnings: tuple[str, ...] = ()
     # The audience told about the service's own business (moved sends, failures, rejects).
     admins: str | None = None
+    channels: Mapping[str, ChannelSpec] = field(default_factory=dict)
 
     def templates_used(self) -> set[str]:
         names = {r.template for e in self.events.values() for r in e.reminders}
@@ -510,6 +595,7 @@ def load_schedule(directory: Path) -> Schedule:
     override_years: set[int] = set()
     audiences: dict[str, Audience] = {}
     audience_origin: dict[str, Path] = {}
+    channels = _build_channels(parsed, errors)
     for raw in parsed:
         path = raw.path
         if raw.holidays:
@@ -527,6 +613,11 @@ def load_schedule(directory: Path) -> Schedule:
                 )
                 continue
             audience = _build_audience(path, directory, name, spec, errors, warnings)
+            if audience is not None and audience.chat is not None:
+                if audience.chat not in channels:
+                    errors.append(
+                        f"{path}: audiences.{name}.chat: unknown channel '{audience.chat}'"
+                    )
             if audience is not None:
                 audiences[name] = audience
                 audience_origin[name] = path
@@ -558,21 +649,25 @@ def load_schedule(directory: Path) -> Schedule:
                     errors.append(f"{where}.reminders[{j}].id: '{rid}' is used twice in this event")
                     continue
                 seen.add(rid)
+                names = _audience_names(rem.audience or ev.audience or d.audience)
+                if not names:
+                    errors.append(f"{where}.reminders[{j}].audience: an empty list of audiences")
+                    continue
                 reminder = Reminder(
                     id=rid,
                     kind=kind,
                     value=value,
                     send_at=rem.send_at or ev.send_at or d.send_at,
                     workdays=rem.workdays or ev.workdays or d.workdays,
-                    audience=rem.audience or ev.audience or d.audience,
+                    audience=names[0],
                     template=rem.template or ev.template or d.template,
                     every=rem.every,
+                    audiences=names if len(names) > 1 else (),
                 )
-                if reminder.audience not in audiences:
-                    key = "audience" if (rem.audience or ev.audience) else "defaults.audience"
-                    errors.append(
-                        f"{where}.reminders[{j}]: unknown audience '{reminder.audience}' ({key})"
-                    )
+                for name in names:
+                    if name not in audiences:
+                        key = "audience" if (rem.audience or ev.audience) else "defaults.audience"
+                        errors.append(f"{where}.reminders[{j}]: unknown audience '{name}' ({key})")
                 reminders.append(reminder)
             events[ev.id] = Event(
                 id=ev.id,
@@ -591,6 +686,8 @@ def load_schedule(directory: Path) -> Schedule:
                 continue
             if hk.audience is not None and hk.audience not in audiences:
                 errors.append(f"{where}.audience: unknown audience '{hk.audience}'")
+            elif hk.audience is not None and audiences[hk.audience].chat is not None:
+                errors.append(f"{where}.audience: a hook sends email; '{hk.audience}' is a chat")
             hooks[hk.id] = Hook(hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path)
 
     admins = _admins(parsed, audiences, errors)
@@ -605,6 +702,7 @@ def load_schedule(directory: Path) -> Schedule:
         files=tuple(files),
         warnings=tuple(warnings),
         admins=admins,
+        channels=channels,
     )
 
 
@@ -634,6 +732,37 @@ def _has_span(specs: Sequence[DateSpec]) -> bool:
         if isinstance(spec, RRuleSpec) and spec.duration_days > 1:
             return True
     return False
+
+
+def _audience_names(value: str | list[str]) -> tuple[str, ...]:
+    """An audience name or a list of names, in order, each once."""
+    return tuple(dict.fromkeys([value] if isinstance(value, str) else value))
+
+
+def _build_channels(parsed: Sequence[ParsedFile], errors: list[str]) -> dict[str, ChannelSpec]:
+    channels: dict[str, ChannelSpec] = {}
+    for raw in parsed:
+        for name, ch in raw.channels.items():
+            if name in channels:
+                errors.append(
+                    f"{raw.path}: channels.{name}: defined again (first in {channels[name].source})"
+                )
+                continue
+            m = ch.mention or RawMention()
+            channels[name] = ChannelSpec(
+                id=name,
+                type=ch.type,
+                url_env=ch.url_env,
+                secret_env=ch.secret_env,
+                mention=Mention(tuple(m.mobiles), tuple(m.userids), m.all),
+                per_minute=ch.per_minute,
+                per_second=ch.per_second,
+                timeout=ch.timeout,
+                concurrency=ch.concurrency,
+                source=raw.path,
+                penalty=ch.penalty,
+            )
+    return channels
 
 
 def _trigger(
@@ -669,6 +798,8 @@ def _build_audience(
     where = f"{path}: audiences.{name}"
     if isinstance(spec, list):
         spec = RawAudience(members=spec)
+    if spec.chat is not None:
+        return Audience(name, False, (), None, 1, chat=spec.chat)
     if spec.members is not None:
         members: list[Recipient] = []
         for i, m in enumerate(spec.members):

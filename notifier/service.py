@@ -27,11 +27,12 @@ from pydantic import SecretStr
 from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
+from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config, load_hook_secrets
 from notifier.config import Settings
 from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
 from notifier.db import connect
-from notifier.delivery import DeliveryWorker, backoff
+from notifier.delivery import DeliveryWorker, WorkerStats, backoff
 from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.metrics import Metrics
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 # Sends older than this are never caught up nor recorded missed, however long the downtime.
 MAX_CATCH_UP = timedelta(days=366)
 WATERMARK = "materialized_until"
+# Lanes of the chat worker: each waits on its robot's pace, so several robots need several.
+CHAT_LANES = 8
 
 
 class Listener(Protocol):
@@ -99,6 +102,8 @@ class App:
         self._store: Store | None = None
         self._outbox: Outbox | None = None
         self._worker: DeliveryWorker | None = None
+        self._chat_worker: DeliveryWorker | None = None
+        self._channels: ChannelRegistry | None = None
         self._timer: Timer | None = None
         self._notices: AdminNotices | None = None
         self.warnings: list[str] = []
@@ -167,12 +172,68 @@ class App:
         self._notices = AdminNotices(
             settings=s, store=self._store, outbox=self._outbox, wake=self._worker.wake
         )
+        await self._open_channels(schedule, channel)
 
     @property
     def notices(self) -> AdminNotices:
         if self._notices is None:
             raise NotStarted("open the app first: `async with App(settings) as app:`")
         return self._notices
+
+    async def _open_channels(self, schedule: Schedule, email: Channel) -> None:
+        """The chat channels and their own worker: robots never hold the email lanes."""
+        registry = ChannelRegistry(email, on_status=self._save_channel_status)
+        self._stack.push_async_callback(registry.close)
+        for cid in schedule.channels:
+            saved = await self.store.get_meta(STATUS_META + cid)
+            if saved:
+                registry.load_statuses({cid: saved})
+        registry.build(schedule.channels)
+        self._channels = registry
+        self.worker.router = registry.route
+        self._claim_kinds()
+        self._chat_worker = DeliveryWorker(
+            store=self.store,
+            channel=email,
+            router=registry.route,
+            kind="chat",
+            settings=self.settings.delivery,
+            concurrency=CHAT_LANES,
+            send_timeout=registry.send_timeout,
+            worker_id=self.worker_id,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+
+    def _claim_kinds(self) -> None:
+        """With chat channels configured, the email worker claims email rows only (robots
+        have their own worker); without, it claims as it always did (the tuned claim, no
+        filter), and a stray chat row it gets is routed like any other."""
+        self.worker.kind = "email" if self.channels.chats else None
+
+    async def _save_channel_status(self, cid: str, problem: str | None) -> None:
+        await self.store.set_meta(STATUS_META + cid, self.channels.status_record(cid))
+
+    @property
+    def channels(self) -> ChannelRegistry:
+        if self._channels is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._channels
+
+    @property
+    def chat_worker(self) -> DeliveryWorker:
+        if self._chat_worker is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._chat_worker
+
+    async def run_until_idle(self) -> WorkerStats:
+        """Deliver everything due now through both workers (email, chat); summed counts."""
+        email, chat = await asyncio.gather(
+            self.worker.run_until_idle(), self.chat_worker.run_until_idle()
+        )
+        return WorkerStats(
+            *(a + b for a, b in zip(vars(email).values(), vars(chat).values(), strict=True))
+        )
 
     @property
     def store(self) -> Store:
@@ -216,6 +277,7 @@ class App:
             await self.store.set_meta(WATERMARK, repr(until))
         if result.pending:
             self.worker.wake()
+            self.chat_worker.wake()
         await self.notices.daily_digest(now)
 
     def plan_soon(self, *, replan: bool = False) -> None:
@@ -258,8 +320,8 @@ class App:
 
     def db_problem(self) -> str | None:
         """What the worker or the planner last met from the database while it lasts."""
-        worker = self._worker.db_error if self._worker is not None else None
-        return worker or self.plan_error
+        workers = [w for w in (self._worker, self._chat_worker) if w is not None]
+        return next((w.db_error for w in workers if w.db_error), None) or self.plan_error
 
     async def _timer_prepare(self) -> None:
         self.plan_soon()
@@ -294,7 +356,7 @@ class App:
         for p in self.upcoming(now, now + timedelta(days=366))[:count]:
             log.info(
                 f"下一次发送 next: {p.send_at:%Y-%m-%d %H:%M} {p.event.title} "
-                f"({p.reminder.label}, {p.reminder.audience})",
+                f"({p.reminder.label}, {', '.join(p.reminder.all_audiences)})",
                 extra={"action": "planned", "plan": p.plan_key},
             )
 
@@ -315,6 +377,9 @@ class App:
         self.outbox.schedule = schedule
         self.outbox.renderer = renderer
         self.hook_secrets = hook_secrets
+        self.channels.build(schedule.channels)
+        self.chat_worker.send_timeout = self.channels.send_timeout
+        self._claim_kinds()
         self.warnings = warnings
         self.config_errors = []
         self.metrics.config_errors.set(0)
@@ -410,7 +475,10 @@ class App:
                 tasks.append(asyncio.create_task(self._watch(stop), name="notifier-watch"))
             if ready is not None:
                 ready.set()
-            await self.worker.run(stop, drain_timeout=s.shutdown_timeout)
+            await asyncio.gather(
+                self.worker.run(stop, drain_timeout=s.shutdown_timeout),
+                self.chat_worker.run(stop, drain_timeout=s.shutdown_timeout),
+            )
         finally:
             self._timer.shutdown()
             if runner is not None:

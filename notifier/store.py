@@ -111,6 +111,29 @@ RETURNING {_COLUMNS}
 """
 
 
+# Which rows a worker claims: all (None), email only, or chat only (every other channel), so
+# that a robot paced at 20 a minute never holds the email worker's lanes. The chat filter is
+# the exact predicate of the partial index of migration 6.
+CHANNEL_FILTERS = {"email": "channel = 'email'", "chat": "channel <> 'email'"}
+
+
+@functools.lru_cache(maxsize=8)
+def _claim_sql(dialect: str, kind: str | None) -> str:
+    if dialect == "postgresql":
+        sql = _CLAIM_PG
+        if kind is not None:
+            sql = sql.replace(
+                f"WHERE {_CLAIMABLE}", f"WHERE ({_CLAIMABLE}) AND {CHANNEL_FILTERS[kind]}"
+            )
+        return sql
+    sql = _CLAIM_SQLITE
+    if kind is not None:
+        where = CHANNEL_FILTERS[kind]
+        sql = sql.replace("lease_until < :now\n", f"lease_until < :now AND {where}\n")
+        sql = sql.replace("due_at <= :now\n", f"due_at <= :now AND {where}\n")
+    return sql
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -366,17 +389,20 @@ class Store:
 
     # --- the worker's cycle -----------------------------------------------------------------
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> list[Delivery]:
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, kind: str | None = None
+    ) -> list[Delivery]:
         """Lease up to `limit` claimable rows (oldest due first) to the caller.
 
         Claimable: pending and due, or sending with an expired lease (a dead worker's row:
         attempted again, at-least-once). Two claimers never receive the same row while its
-        lease runs: the lease, not an owner's name, decides who may send.
+        lease runs: the lease, not an owner's name, decides who may send. `kind` ("email",
+        "chat") restricts the rows to those channels (`CHANNEL_FILTERS`).
         """
         if limit <= 0:
             return []
         params: Params = {"now": now, "limit": limit, "lease_until": now + lease_seconds}
-        sql = _CLAIM_PG if self.db.dialect == "postgresql" else _CLAIM_SQLITE
+        sql = _claim_sql(self.db.dialect, kind)
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(sql, params)
         claimed = [_delivery(r) for r in rows]
@@ -485,11 +511,12 @@ class Store:
                     renewed[c.id] = until
         return renewed
 
-    async def next_due_at(self) -> float | None:
+    async def next_due_at(self, *, kind: str | None = None) -> float | None:
         """The earliest time at which claim() could return something, None if never."""
+        where = f" AND {CHANNEL_FILTERS[kind]}" if kind is not None else ""
         row = await self.db.fetchone(
-            "SELECT (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending'),"
-            " (SELECT MIN(lease_until) FROM deliveries WHERE state = 'sending')"
+            f"SELECT (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending'{where}),"
+            f" (SELECT MIN(lease_until) FROM deliveries WHERE state = 'sending'{where})"
         )
         times = [float(t) for t in (row or ()) if t is not None]
         return min(times) if times else None

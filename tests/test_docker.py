@@ -30,6 +30,8 @@ from tests.procs import free_port, tail, wait_until
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 HOOK_NAME = re.compile(r"^NOTIFIER_HOOK_[A-Z0-9_]+$")
+# Chat channels' URLs and secrets: names the schedules give (`url_env`, `secret_env`).
+CHANNEL_NAME = re.compile(r"^NOTIFIER_CHANNEL_[A-Z0-9_]+$")
 NAME = re.compile(r"\bNOTIFIER_[A-Z0-9_]+")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -48,7 +50,9 @@ def setting_names(model: type[BaseModel] = Settings, prefix: str = "NOTIFIER_") 
 
 def unknown(names: set[str]) -> set[str]:
     valid = setting_names()
-    return {n for n in names if n not in valid and not HOOK_NAME.match(n)}
+    return {
+        n for n in names if n not in valid and not HOOK_NAME.match(n) and not CHANNEL_NAME.match(n)
+    }
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:

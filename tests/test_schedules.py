@@ -236,3 +236,6 @@ def test_the_shipped_calendar_and_templates_are_valid(make_settings: MakeSetting
         r.email.endswith("example.com") for r in schedule.audiences["enterprises"].recipients()
     )
     assert any("2027" in w for w in warnings)  # chinese-calendar has no 2027 data
+    # The example chat channel is defined but unused: its unset variable is only a warning.
+    assert schedule.channels["fazhi-wecom"].type == "wecom"
+    assert any("NOTIFIER_CHANNEL_FAZHI_WECOM" in w for w in warnings)

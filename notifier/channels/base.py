@@ -9,12 +9,25 @@ from notifier.models import Delivery
 
 
 class TransportError(NotifierError):
-    """A send failed. `permanent` tells the worker not to retry (an SMTP 5xx, say)."""
+    """A send failed. `permanent` tells the worker not to retry (an SMTP 5xx, say).
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    `code` is the platform's own error code, if it gave one (a robot's errcode, an HTTP
+    status); `retry_after` is the platform's penalty in seconds: no retry before it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.code = code
+        self.retry_after = retry_after
 
 
 class Channel(Protocol):

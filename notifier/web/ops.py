@@ -36,6 +36,7 @@ async def get_readyz(request: web.Request) -> web.Response:
             f"configuration on disk is invalid ({len(app.config_errors)} problems);"
             " running the last good one"
         )
+    reasons.extend(app.channels.problems())
     if reasons:
         return error_response(
             503,

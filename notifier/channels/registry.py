@@ -1,0 +1,169 @@
+"""The channels, built once in the App: email, plus one object per configured robot or webhook.
+
+The worker asks `route(row)` for the row's channel (the row's `channel` column: "email", or a
+channel id) and that channel's pace. A reload rebuilds the chat channels from the new
+schedule; a channel's status (its last configuration error, a 410 disable) survives the
+rebuild and, through the ledger's meta table, a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from pydantic import SecretStr
+
+from notifier.channels.base import Channel, TransportError
+from notifier.channels.dingtalk import DingTalkChannel
+from notifier.channels.feishu import FeishuChannel
+from notifier.channels.http import ChannelStatus, HttpChannel, StatusHook
+from notifier.channels.webhook import WebhookChannel
+from notifier.channels.wecom import WeComChannel
+from notifier.config import read_secret
+from notifier.models import Delivery
+from notifier.schedules import ChannelSpec
+
+log = logging.getLogger(__name__)
+
+EMAIL = "email"
+STATUS_META = "channel_status:"  # + channel id, in the meta table
+
+KINDS: dict[str, type[HttpChannel]] = {
+    "wecom": WeComChannel,
+    "dingtalk": DingTalkChannel,
+    "feishu": FeishuChannel,
+    "webhook": WebhookChannel,
+}
+
+
+def missing_variables(spec: ChannelSpec) -> list[str]:
+    """The channel's variables that are not set (environment, then `.env`)."""
+    names = [spec.url_env] + ([spec.secret_env] if spec.secret_env else [])
+    return [n for n in names if read_secret(n) is None]
+
+
+class UnknownChannel:
+    """Rows of a channel no longer configured: retried with backoff (it may come back)."""
+
+    send_timeout = 1.0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.description = f"unknown channel {name}"
+
+    async def send(self, delivery: Delivery) -> None:
+        raise TransportError(f"channel '{self.name}' is not configured (or its variables unset)")
+
+    async def close(self) -> None:
+        return None
+
+
+class ChannelRegistry:
+    def __init__(self, email: Channel, *, on_status: StatusHook | None = None) -> None:
+        self.email = email
+        self.chats: dict[str, HttpChannel] = {}
+        self.statuses: dict[str, ChannelStatus] = {}
+        self.skipped: dict[str, list[str]] = {}  # channel id -> its unset variables
+        self._on_status = on_status
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """One ClientSession for every robot (its connection pool), made on first use."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64), trust_env=False
+            )
+        return self._session
+
+    def build(self, specs: Mapping[str, ChannelSpec]) -> None:
+        """(Re)make the chat channels from the schedule; statuses are kept by id."""
+        chats: dict[str, HttpChannel] = {}
+        skipped: dict[str, list[str]] = {}
+        for cid, spec in specs.items():
+            missing = missing_variables(spec)
+            if missing:
+                skipped[cid] = missing
+                continue
+            url = read_secret(spec.url_env)
+            secret = read_secret(spec.secret_env) if spec.secret_env else None
+            assert url is not None
+            old = self.chats.get(cid)
+            if old is not None and old.same(spec, url, secret):
+                # Unchanged: keep its pace and any running penalty (a reload must not
+                # reset a DingTalk 10-minute throttle or allow a burst).
+                chats[cid] = old
+                continue
+            chats[cid] = self.make(spec, url=url, secret=secret)
+        self.chats, self.skipped = chats, skipped
+
+    def make(self, spec: ChannelSpec, *, url: SecretStr, secret: SecretStr | None) -> HttpChannel:
+        status = self.statuses.setdefault(spec.id, ChannelStatus())
+        return KINDS[spec.type](
+            spec,
+            url=url,
+            secret=secret,
+            session=self.session,
+            status=status,
+            on_status=self._on_status,
+        )
+
+    def get(self, name: str) -> Channel:
+        if name == EMAIL:
+            return self.email
+        return self.chats.get(name) or UnknownChannel(name)
+
+    def route(self, row: Delivery) -> tuple[Channel, AsyncLimiter | None]:
+        """The row's channel and the pace it must keep (None: none)."""
+        if row.channel == EMAIL:
+            return self.email, None
+        chat = self.chats.get(row.channel)
+        if chat is None:
+            return UnknownChannel(row.channel), None
+        return chat, chat.limiter
+
+    @property
+    def send_timeout(self) -> float:
+        """The longest a chat send may take (the chat worker's lease check)."""
+        return max([c.send_timeout for c in self.chats.values()] or [10.0])
+
+    def problems(self) -> list[str]:
+        """Channels whose last answer was a configuration error, or that are disabled."""
+        out = []
+        for cid, st in sorted(self.statuses.items()):
+            if st.config_error:
+                state = "disabled" if st.disabled else "configuration error"
+                out.append(f"channel {cid}: {state}: {st.config_error}")
+        return out
+
+    def load_statuses(self, saved: Mapping[str, str]) -> None:
+        """Statuses saved in the meta table (by `status_record`) at an earlier run."""
+        for cid, raw in saved.items():
+            try:
+                data = json.loads(raw) if raw else {}
+            except ValueError:
+                continue
+            if data.get("error"):
+                st = self.statuses.setdefault(cid, ChannelStatus())
+                st.config_error = str(data["error"])
+                st.disabled = bool(data.get("disabled"))
+
+    def status_record(self, cid: str) -> str:
+        st = self.statuses.get(cid, ChannelStatus())
+        if not st.config_error:
+            return ""
+        return json.dumps({"error": st.config_error, "disabled": st.disabled}, ensure_ascii=False)
+
+    def clear(self, cid: str) -> None:
+        st = self.statuses.get(cid)
+        if st is not None:
+            st.config_error, st.disabled = None, False
+
+    async def close(self) -> None:
+        for chat in self.chats.values():
+            await chat.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
