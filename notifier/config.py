@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     mail_drop_dir: Path = Path("var/mail")
     public_url: str = "http://127.0.0.1:8080"
     admin_token: SecretStr | None = None
+    # The console's read-only sign-in (受众、投递记录 can be read, nothing can be done).
+    viewer_token: SecretStr | None = None
     unsubscribe_secret: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

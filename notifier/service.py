@@ -99,6 +99,9 @@ class App:
         # Problems in the files on disk that a reload rejected; the running config is older.
         self.config_errors: list[str] = []
         self.started_at = clock()
+        # When the running config was last (re)loaded: shown by the console.
+        self.loaded_at = clock()
+        self.reload_failed_at: float | None = None
 
     # --- lifecycle ---
 
@@ -225,6 +228,7 @@ class App:
             schedule, renderer, warnings = load_config(self.settings, now=self.now())
         except ConfigError as exc:
             self.config_errors = exc.errors
+            self.reload_failed_at = self.clock()
             self.metrics.config_errors.set(len(exc.errors))
             for line in exc.errors:
                 log.error(line, extra={"action": "reload_rejected"})
@@ -234,6 +238,7 @@ class App:
         self.warnings = warnings
         self.config_errors = []
         self.metrics.config_errors.set(0)
+        self.loaded_at = self.clock()
         log.info(
             "config reloaded",
             extra={
