@@ -115,18 +115,19 @@ def _rrule_in_words(rule: str) -> str:
     monthdays = [int(d) for d in parts.pop("BYMONTHDAY", "").split(",") if d]
     setpos = parts.pop("BYSETPOS", "")
     parts.pop("WKST", None)
+    as_written = f"按规则 {rule.removeprefix('RRULE:')}"
     if parts or freq not in ("YEARLY", "MONTHLY", "WEEKLY"):
-        return f"按规则 {rule}"
+        return as_written
     day_terms: list[str] = []
     for term in filter(None, days.split(",")):
         m = re.fullmatch(r"([+-]?\d+)?(MO|TU|WE|TH|FR|SA|SU)", term)
         if m is None:
-            return f"按规则 {rule}"
+            return as_written
         n = int(m.group(1)) if m.group(1) else (int(setpos) if setpos.lstrip("+-").isdigit() else 0)
         wd = _RRULE_DAYS[m.group(2)]
         day_terms.append(_ordinal_weekday(n, wd) if n else WEEKDAYS[wd])
     if setpos and len(days.split(",")) != 1:
-        return f"按规则 {rule}"
+        return as_written
     day_text = "、".join(day_terms) + "、".join(f"{d}日" for d in monthdays)
     if freq == "WEEKLY":
         every = "每周" if interval == 1 else f"每{_cn_number(interval)}周"

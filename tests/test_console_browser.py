@@ -156,6 +156,10 @@ def test_each_section_loads_clean_shows_the_calendar_and_fits_a_phone(
         for text in SECTIONS[name][1]:
             assert text in body, f"{name}: {text!r} not shown"
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
+        if name == "event":  # the HTML body, in its sandboxed frame, styles and all
+            frame = page.frame_locator("iframe.html").locator("body")
+            assert "法治处：全民国家安全教育日" in frame.inner_text()
+            assert page.locator("iframe.html").get_attribute("sandbox") == ""
         labels = page.locator("header nav a").all_inner_texts()
         assert [label.split()[0] for label in labels] == NAV_LABELS
         SHOTS.mkdir(parents=True, exist_ok=True)

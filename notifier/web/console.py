@@ -182,8 +182,8 @@ def guard(handler: Handler, *, action: bool = False) -> Handler:
     return wrapped
 
 
-def form(request: web.Request) -> Mapping[str, str]:
-    return request.get(FORM_KEY, {})
+def form(request: web.Request) -> dict[str, str]:
+    return request[FORM_KEY] if FORM_KEY in request else {}
 
 
 def session_of(request: web.Request) -> Session:
