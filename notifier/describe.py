@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Literal
 
 import chinese_calendar
@@ -145,6 +146,7 @@ def _rrule_in_words(rule: str) -> str:
     return every + (day_text or "")
 
 
+@lru_cache(maxsize=4096)  # specs are frozen values; the events page asks for each often
 def rule_in_words(spec: DateSpec) -> str:
     """One date spec in words: 每年4月15日, 每年农历正月初一, 每季度末月第三个星期四."""
     if isinstance(spec, Annual):
@@ -194,6 +196,7 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+@lru_cache(maxsize=8192)  # a fact of the built-in data: the same for every caller
 def holiday_name(day: date) -> str | None:
     """The official holiday `day` belongs to (清明节), None if none or no data for its year."""
     try:

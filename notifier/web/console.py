@@ -23,6 +23,7 @@ from notifier.console_store import ConsoleStore
 from notifier.service import App
 from notifier.web.auth import CSRF_FIELD, Auth, Session, client_address, csrf_ok
 from notifier.web.common import APP_KEY, ApiError
+from notifier.web.console_views import ViewCache
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ AUTH_KEY = web.AppKey("console_auth", Auth)
 CONSOLE_STORE_KEY = web.AppKey("console_store", ConsoleStore)
 SESSION_KEY = web.RequestKey("console_session", Session)
 FORM_KEY = web.RequestKey("console_form", dict[str, str])
+VIEWS_KEY = web.AppKey("console_views", ViewCache)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -288,6 +290,7 @@ def setup_console(web_app: web.Application, app: App) -> None:
     store = ConsoleStore(app.store.db)
     web_app[CONSOLE_STORE_KEY] = store
     web_app[AUTH_KEY] = Auth(app.settings, store)
+    web_app[VIEWS_KEY] = ViewCache()
     page = guard
 
     def act(handler: Handler) -> Handler:

@@ -19,6 +19,7 @@ from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE
 from notifier.web.console import (
     CONSOLE_STORE_KEY,
     PREVIEW_CSP,
+    VIEWS_KEY,
     Denied,
     audit,
     day_bounds,
@@ -90,7 +91,11 @@ async def get_overview(request: web.Request) -> web.Response:
         "overview.html",
         {
             "page": "overview",
-            "sends": views.next_sends(app),
+            "sends": request.app[VIEWS_KEY].get(
+                app.schedule,
+                ("next", now.replace(second=0, microsecond=0)),
+                lambda: views.next_sends(app),
+            ),
             "failed": failed[:20],
             "failed_days": FAILED_DAYS,
             "errors": app.config_errors,
@@ -121,7 +126,9 @@ async def get_calendar_page(request: web.Request) -> web.Response:
     day = _date_param(request.query.get("day"), "day")
     if day is not None:
         first = day.replace(day=1)
-    view = views.month_view(app, first, today)
+    view = request.app[VIEWS_KEY].get(
+        app.schedule, ("month", first, today), lambda: views.month_view(app, first, today)
+    )
     return render(
         request,
         "calendar.html",
@@ -142,10 +149,16 @@ async def get_calendar_page(request: web.Request) -> web.Response:
 
 async def get_events_page(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
+    today = app.now().date()
     return render(
         request,
         "events.html",
-        {"page": "events", "events": views.event_rows(app, app.now().date())},
+        {
+            "page": "events",
+            "events": request.app[VIEWS_KEY].get(
+                app.schedule, ("events", today), lambda: views.event_rows(app, today)
+            ),
+        },
     )
 
 
