@@ -276,6 +276,34 @@ async def post_signout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+CONSOLE_PATHS = frozenset(
+    {
+        "/",
+        "/calendar",
+        "/events",
+        "/events/{event_id}",
+        "/events/{event_id}/preview",
+        "/events/{event_id}/send",
+        "/deliveries",
+        "/deliveries/{delivery_id}",
+        "/deliveries/{delivery_id}/retry",
+        "/deliveries/{delivery_id}/resend",
+        "/audiences",
+        "/audiences/resubscribe",
+        "/config",
+        "/audit",
+        "/signin",
+        "/signout",
+        "/static",
+    }
+)
+
+
+def is_console_route(canonical: str) -> bool:
+    """Whether a route belongs to the console (HTML pages), not the JSON API's document."""
+    return canonical in CONSOLE_PATHS
+
+
 def setup_console(web_app: web.Application, app: App) -> None:
     """Templates, static files and the console's routes on the HTTP application."""
     from notifier.web import console_pages as pages
@@ -315,6 +343,6 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.get("/audit", page(pages.get_audit_page)),
             web.post("/signin", post_signin),
             web.post("/signout", page(post_signout)),
-            web.static("/static", HERE / "static", append_version=False),
+            web.static("/static", HERE / "static"),
         ]
     )
