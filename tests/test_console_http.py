@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
+from standardwebhooks.webhooks import Webhook
 
 from notifier.console_store import ConsoleStore, DeliveryFilter, decode_cursor, encode_cursor
 from notifier.models import State
@@ -216,3 +217,70 @@ def test_a_cursor_is_opaque_and_a_forged_one_is_refused() -> None:
     assert decode_cursor(encode_cursor(1.5, 7)) == (1.5, 7)
     assert decode_cursor("not-a-cursor") is None
     assert decode_cursor(encode_cursor(1.5, 7)[:-3]) is None
+
+
+async def signed_in(c: Client) -> str:
+    """Sign in as admin; the CSRF token of the session."""
+    await sign_in(c)
+    return form_token(await (await c.get("/")).text())
+
+
+async def test_the_config_page_names_each_error_live_after_a_reload(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    await signed_in(c)
+    assert "配置有效" in await (await c.get("/config")).text()
+    broken = app.settings.schedules_dir / "broken.yaml"
+    broken.write_text("events:\n  - id: x\n    title: 坏\n    date: 13-45\n", encoding="utf-8")
+    assert app.reload() is False
+    page = await (await c.get("/config")).text()
+    assert "仍在使用上次有效的配置" in page
+    assert str(broken) in page and "events[0].date" in page
+    assert "配置有误" in await (await c.get("/")).text()
+    broken.unlink()
+    assert app.reload() is True
+    assert "配置有效" in await (await c.get("/config")).text()
+
+
+async def test_the_overview_counts_todays_webhook_accepts(client: tuple[App, Client]) -> None:
+    _, c = client
+    await signed_in(c)
+    body = '{"visitor": "张三", "org": "ACME", "date": "2026-04-02"}'
+    for msg_id in ("msg_a", "msg_b", "msg_a"):  # a redelivery is not a new accept
+        sig = Webhook("whsec_dGVzdA==").sign(msg_id, datetime.fromtimestamp(NOW, UTC), body)
+        headers = {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(NOW)),
+            "webhook-signature": sig,
+            "Content-Type": "application/json",
+        }
+        resp = await c.post("/hooks/visit-request", data=body.encode(), headers=headers)
+        assert resp.status == 202, await resp.text()
+    page = await (await c.get("/")).text()
+    assert re.search(r"<b>2</b><span>今日接收的 Webhook", page)
+    config = await (await c.get("/config")).text()
+    assert "/hooks/visit-request" in config and "fazhi@fao.example.com" in config
+
+
+async def test_resend_makes_a_new_pending_row_with_the_same_message_and_audits_both(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    (dead,) = [d for d in await app.store.list_deliveries() if d.state is State.DEAD]
+    resp = await c.post(f"/deliveries/{dead.id}/resend", data={"csrf": csrf}, allow_redirects=False)
+    assert resp.status == 303
+    new_id = int(resp.headers["Location"].split("/")[-1].split("?")[0])
+    new = await app.store.get(new_id)
+    old = await app.store.get(dead.id)
+    assert new is not None and old is not None
+    assert new.state is State.PENDING and new.message == dead.message and new.source == "manual"
+    assert old.state is State.DEAD  # the ledger keeps what failed
+    targets = {e.target for e in await ConsoleStore(app.store.db).audit_entries()}
+    assert {f"delivery:{dead.id}", f"delivery:{new_id}"} <= targets
+    # A sent row can be neither retried nor resent.
+    (sent,) = [d for d in await app.store.list_deliveries() if d.state is State.SENT]
+    for action in ("retry", "resend"):
+        resp = await c.post(f"/deliveries/{sent.id}/{action}", data={"csrf": csrf})
+        assert resp.status == 409
