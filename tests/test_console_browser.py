@@ -69,15 +69,19 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
 NAV_LABELS = ["概览", "日历", "事件", "投递记录", "受众", "配置"]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps its event loop marked running in the
+# main thread until it stops, and every pytest-asyncio test after it would then fail ("cannot
+# be called from a running event loop"). All browser tests live in this module, so this is
+# still one Chromium for all of them.
+@pytest.fixture(scope="module")
 def playwright_() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_: Playwright) -> Iterator[Browser]:
-    """One Chromium for the whole session. Missing: the tests fail, loudly."""
+    """One Chromium for all the browser tests. Missing: the tests fail, loudly."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"no browser at {CHROMIUM}: install Debian's chromium package"
