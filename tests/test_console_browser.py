@@ -101,6 +101,14 @@ def console(
     running.server.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """One service for the tests that only read (sections, sign-in page, calendar)."""
+    running = start_console(tmp_path_factory.mktemp("shared-console"), None, worker=False)
+    yield running
+    running.server.stop()
+
+
 @pytest.fixture
 def idle_console(tmp_path: Path, hook_secret_env: None) -> Iterator[Console]:
     """No delivery worker: what an action did to a row stays visible."""
@@ -149,8 +157,9 @@ def section_url(console: Console, name: str) -> str:
 
 @pytest.mark.parametrize("name", list(SECTIONS))
 def test_each_section_loads_clean_shows_the_calendar_and_fits_a_phone(
-    browser: Browser, console: Console, name: str
+    browser: Browser, shared_console: Console, name: str
 ) -> None:
+    console = shared_console
     context, page = new_page(browser)
     try:
         errors = Errors(page)
@@ -178,8 +187,9 @@ def test_each_section_loads_clean_shows_the_calendar_and_fits_a_phone(
 
 
 def test_signed_out_every_section_shows_the_sign_in_page(
-    browser: Browser, console: Console
+    browser: Browser, shared_console: Console
 ) -> None:
+    console = shared_console
     context, page = new_page(browser, PHONE)
     try:
         errors = Errors(page)
@@ -196,8 +206,9 @@ def test_signed_out_every_section_shows_the_sign_in_page(
 
 
 def test_a_wrong_token_stays_on_the_sign_in_page_and_is_audited(
-    browser: Browser, console: Console
+    browser: Browser, idle_console: Console
 ) -> None:
+    console = idle_console
     context, page = new_page(browser)
     try:
         page.goto(console.url + "/events")
@@ -213,8 +224,9 @@ def test_a_wrong_token_stays_on_the_sign_in_page_and_is_audited(
 
 
 def test_the_calendar_moves_by_month_and_a_click_on_a_day_lists_its_sends(
-    browser: Browser, console: Console
+    browser: Browser, shared_console: Console
 ) -> None:
+    console = shared_console
     context, page = new_page(browser)
     try:
         errors = Errors(page)

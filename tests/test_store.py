@@ -20,6 +20,8 @@ from notifier.store import HOOK_PROBE, Store, hook_row_key, load_migrations
 from tests.conftest_db import open_store
 
 LATEST = max(m.version for m in load_migrations())
+# Branches number their migrations apart (0005-0010), so a branch may have gaps: versions.
+VERSIONS = [m.version for m in load_migrations()]
 T0 = 1_800_000_000.0  # an arbitrary "now": the store never reads the clock
 
 
@@ -56,7 +58,7 @@ async def claim_all(
 async def test_migrate_applies_each_file_once(db_url: str) -> None:
     async with open_store(db_url, migrate=False) as store:
         assert await store.schema_version() == 0
-        assert await store.migrate() == list(range(1, LATEST + 1))
+        assert await store.migrate() == VERSIONS
         assert await store.migrate() == []
         assert await store.schema_version() == LATEST
 
@@ -67,7 +69,7 @@ async def test_concurrent_migrate_from_several_connections_is_safe(db_url: str) 
             return await store.migrate()
 
     results = await asyncio.gather(*(migrate() for _ in range(4)))
-    assert sorted(v for r in results for v in r) == list(range(1, LATEST + 1))
+    assert sorted(v for r in results for v in r) == VERSIONS
 
 
 async def test_upgrade_from_version_1_keeps_rows(db_url: str) -> None:
@@ -79,7 +81,7 @@ async def test_upgrade_from_version_1_keeps_rows(db_url: str) -> None:
         before = await store.list_deliveries(limit=1000)
 
     async with open_store(db_url, migrate=False) as store:
-        assert await store.migrate() == list(range(2, LATEST + 1))
+        assert await store.migrate() == [v for v in VERSIONS if v >= 2]
         assert await store.list_deliveries(limit=1000) == before
         assert await store.plan_done("plan-1")
         await store.unsubscribe("a@b.org", now=T0, source="test")  # a version-2 table works
@@ -97,7 +99,7 @@ async def test_receipts_written_before_version_4_still_replay_their_ids(db_url: 
             {"ids": f"[{ids[0]}, {ids[1]}]", "now": T0},
         )
     async with open_store(db_url, migrate=False) as store:
-        assert await store.migrate() == list(range(4, LATEST + 1))
+        assert await store.migrate() == [v for v in VERSIONS if v >= 4]
         redelivery = [("visit", "msg_old", hook_rows("visit", "msg_old", 1))]
         [(again, replay)] = await store.accept_hooks(redelivery, now=T0)
         assert (again, replay) == (ids, True)
