@@ -146,6 +146,15 @@ async def test_sign_out_deletes_the_session_row(client: tuple[App, Client]) -> N
     assert 'type="password"' in await (await c.get("/")).text()
 
 
+async def test_the_sign_in_address_is_a_page_too(client: tuple[App, Client]) -> None:
+    _, c = client
+    resp = await c.get("/signin")
+    assert resp.status == 200 and 'type="password"' in await resp.text()
+    await sign_in(c)
+    resp = await c.get("/signin", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+
+
 async def test_sign_in_never_redirects_off_site(client: tuple[App, Client]) -> None:
     _, c = client
     resp = await sign_in(c, next="//evil.example.com/x")

@@ -267,6 +267,11 @@ async def post_signin(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+async def get_signin(request: web.Request) -> web.StreamResponse:
+    """Signed out, `guard` answers the sign-in page; signed in, there is nothing to do here."""
+    raise web.HTTPSeeOther("/")
+
+
 async def post_signout(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
     session = session_of(request)
@@ -341,6 +346,7 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
             web.get("/config", page(pages.get_config_page)),
             web.get("/audit", page(pages.get_audit_page)),
+            web.get("/signin", page(get_signin)),
             web.post("/signin", post_signin),
             web.post("/signout", page(post_signout)),
             web.static("/static", HERE / "static"),
