@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # The calendar feed's own read-only token (`/calendar.ics?token=...`). A token in a URL
     # ends up in calendar clients and proxy logs, so the feed never takes the admin token.
     calendar_token: SecretStr | None = None
+    # The console's read-only sign-in (受众、投递记录 can be read, nothing can be done).
+    viewer_token: SecretStr | None = None
     unsubscribe_secret: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -204,6 +206,7 @@ def placeholder_problems(settings: Settings, hook_secrets: Mapping[str, SecretSt
         *sorted(hook_secrets.items()),
     ]
     named.append(("NOTIFIER_CALENDAR_TOKEN", settings.calendar_token))
+    named.append(("NOTIFIER_VIEWER_TOKEN", settings.viewer_token))
     problems = []
     for name, secret in named:
         # A hook's variable may list several secrets (rotation): each is checked.

@@ -83,6 +83,11 @@ class WorkCalendar:
         self._cache[day] = verdict
         return verdict
 
+    @property
+    def overrides(self) -> Mapping[date, bool]:
+        """The config's `holidays:` tables, date by date (read-only; for display)."""
+        return dict(self._overrides)
+
     def has_official_data(self, year: int) -> bool:
         """True if `year` is covered by the built-in data or described by the config."""
         return year in self._override_years or _builtin_year(year)

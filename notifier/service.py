@@ -119,6 +119,9 @@ class App:
         self._want_replan = False
         #: The planner's last database error while it lasts (see `db_problem`).
         self.plan_error: str | None = None
+        # When the running config was last (re)loaded: shown by the console.
+        self.loaded_at = clock()
+        self.reload_failed_at: float | None = None
 
     # --- lifecycle ---
 
@@ -370,6 +373,7 @@ class App:
             hook_secrets = load_hook_secrets(self.settings, schedule)
         except ConfigError as exc:
             self.config_errors = exc.errors
+            self.reload_failed_at = self.clock()
             self.metrics.config_errors.set(len(exc.errors))
             for line in exc.errors:
                 log.error(line, extra={"action": "reload_rejected"})
@@ -383,6 +387,7 @@ class App:
         self.warnings = warnings
         self.config_errors = []
         self.metrics.config_errors.set(0)
+        self.loaded_at = self.clock()
         log.info(
             "config reloaded",
             extra={

@@ -16,6 +16,7 @@ from notifier.web.api import (
     post_send,
 )
 from notifier.web.common import APP_KEY, json_errors
+from notifier.web.console_routes import setup_console
 from notifier.web.feed import get_calendar
 from notifier.web.hooks import BATCHER_KEY, AcceptBatcher, post_hook
 from notifier.web.ops import get_healthz, get_metrics, get_openapi, get_readyz
@@ -59,6 +60,7 @@ def create_web_app(app: App) -> web.Application:
             web.get("/openapi.json", get_openapi),
         ]
     )
+    setup_console(web_app, app)
     return web_app
 
 

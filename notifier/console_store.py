@@ -1,0 +1,273 @@
+"""What the web console reads and writes beside the ledger: sessions, the audit log, and
+keyset-paginated views of the deliveries.
+
+Like `store.py`, every time is passed in (`now`): nothing here reads the clock. Pages are
+keyed by (due_at, id) of their last row, newest first, so page 1,000 costs what page 1 does
+(an OFFSET would read and discard every row before it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from notifier.db import Database
+from notifier.models import Delivery, NewDelivery, State
+from notifier.store import _COLUMNS, Store, _delivery, _in_clause
+
+# Audit actions, as stored (the console shows them in words).
+AUDIT_ACTIONS = (
+    "send_now",
+    "retry",
+    "resend",
+    "resubscribe",
+    "sign_in",
+    "sign_in_failed",
+    "sign_out",
+)
+# Rows that retry and resend accept: the ones that will not be sent otherwise.
+RETRYABLE = (State.FAILED, State.DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    role: str
+    csrf: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    role: str
+    action: str
+    target: str
+    detail: str
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """The deliveries page's filters; None means any. `since`/`until` bound due_at."""
+
+    state: State | None = None
+    event: str | None = None
+    recipient: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Delivery]
+    next_cursor: str | None  # opaque; None on the last page
+
+
+def encode_cursor(due_at: float, id: int) -> str:
+    raw = json.dumps([due_at, id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int] | None:
+    """The (due_at, id) a cursor names, or None when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        due_at, id_ = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(due_at, int | float) or not isinstance(id_, int) or isinstance(id_, bool):
+        return None
+    return float(due_at), id_
+
+
+class ConsoleStore:
+    """The console's queries over the same `Database` as the ledger's `Store`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def create_session(
+        self, id_hash: str, *, role: str, csrf: str, client: str, now: float, expires_at: float
+    ) -> None:
+        async with self.db.transaction() as tx:
+            # Expired rows go when a new one comes: the table stays as small as its users.
+            await tx.execute("DELETE FROM console_sessions WHERE expires_at < :now", {"now": now})
+            await tx.execute(
+                "INSERT INTO console_sessions (id_hash, role, csrf, client, created_at,"
+                " expires_at) VALUES (:h, :role, :csrf, :client, :now, :exp)",
+                {
+                    "h": id_hash,
+                    "role": role,
+                    "csrf": csrf,
+                    "client": client,
+                    "now": now,
+                    "exp": expires_at,
+                },
+            )
+
+    async def get_session(self, id_hash: str, *, now: float) -> SessionRow | None:
+        row = await self.db.fetchone(
+            "SELECT role, csrf, expires_at FROM console_sessions"
+            " WHERE id_hash = :h AND expires_at > :now",
+            {"h": id_hash, "now": now},
+        )
+        return None if row is None else SessionRow(str(row[0]), str(row[1]), float(row[2]))
+
+    async def delete_session(self, id_hash: str) -> None:
+        await self.db.execute("DELETE FROM console_sessions WHERE id_hash = :h", {"h": id_hash})
+
+    # --- audit ------------------------------------------------------------------------------
+
+    async def audit(
+        self, action: str, *, role: str, target: str, detail: str, client: str, now: float
+    ) -> None:
+        if action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}")
+        await self.db.execute(
+            "INSERT INTO audit_log (at, role, action, target, detail, client)"
+            " VALUES (:at, :role, :action, :target, :detail, :client)",
+            {
+                "at": now,
+                "role": role,
+                "action": action,
+                "target": target,
+                "detail": detail,
+                "client": client,
+            },
+        )
+
+    async def audit_entries(
+        self, *, limit: int = 100, target: str | None = None
+    ) -> list[AuditEntry]:
+        sql = "SELECT id, at, role, action, target, detail, client FROM audit_log"
+        params: dict[str, Any] = {"limit": limit}
+        if target is not None:
+            sql += " WHERE target = :target"
+            params["target"] = target
+        sql += " ORDER BY at DESC, id DESC LIMIT :limit"
+        return [
+            AuditEntry(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in await self.db.fetchall(sql, params)
+        ]
+
+    # --- deliveries -------------------------------------------------------------------------
+
+    async def deliveries_page(
+        self, filters: DeliveryFilter, *, after: tuple[float, int] | None, limit: int
+    ) -> Page:
+        """Newest first by (due_at, id); `after` is the previous page's last key."""
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit + 1}
+        if filters.state is not None:
+            where.append("state = :state")
+            params["state"] = str(filters.state)
+        if filters.event is not None:
+            where.append("event_id = :event")
+            params["event"] = filters.event
+        if filters.recipient is not None:
+            where.append("recipient = :recipient")
+            params["recipient"] = filters.recipient
+        if filters.since is not None:
+            where.append("due_at >= :since")
+            params["since"] = filters.since
+        if filters.until is not None:
+            where.append("due_at < :until")
+            params["until"] = filters.until
+        if after is not None:
+            # Spelled out rather than a row value, which PostgreSQL and SQLite both plan as an
+            # index range only in recent versions; the first term bounds the range scan.
+            where.append("due_at <= :a_due AND (due_at < :a_due OR id < :a_id)")
+            params["a_due"], params["a_id"] = after
+        sql = f"SELECT {_COLUMNS} FROM deliveries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY due_at DESC, id DESC LIMIT :limit"
+        rows = [_delivery(r) for r in await self.db.fetchall(sql, params)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = encode_cursor(rows[-1].due_at, rows[-1].id) if more and rows else None
+        return Page(rows, cursor)
+
+    async def count_recent(self, states: Sequence[State], *, since: float) -> int:
+        clause, params = _in_clause("s", [str(s) for s in states])
+        row = await self.db.fetchone(
+            f"SELECT COUNT(*) FROM deliveries WHERE state IN {clause} AND due_at >= :since",
+            {**params, "since": since},
+        )
+        return int(row[0]) if row else 0
+
+    async def hook_accepts(self, *, since: float, until: float) -> int:
+        """Webhooks accepted in the window: their row 0 (due when accepted) counts each."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM deliveries WHERE due_at >= :since AND due_at < :until"
+            " AND source = 'hook' AND key LIKE '%/0'",
+            {"since": since, "until": until},
+        )
+        return int(row[0]) if row else 0
+
+    async def recent_hook_rows(self, hook_id: str, *, limit: int = 5) -> list[Delivery]:
+        """The latest rows of one hook (event_id `hook:<id>`), newest first."""
+        return (
+            await self.deliveries_page(
+                DeliveryFilter(event=f"hook:{hook_id}"), after=None, limit=limit
+            )
+        ).rows
+
+    async def retry(self, id: int, *, now: float) -> bool:
+        """A failed or dead row back to pending, due now, attempts reset; False if not one."""
+        clause, params = _in_clause("s", [str(s) for s in RETRYABLE])
+        changed = await self.db.execute(
+            "UPDATE deliveries SET state = 'pending', due_at = :now, attempts = 0,"
+            f" lease_until = NULL, updated_at = :now WHERE id = :id AND state IN {clause}",
+            {**params, "id": id, "now": now},
+        )
+        return changed == 1
+
+    async def resend(self, row: Delivery, *, now: float, store: Store) -> int | None:
+        """A new pending row with the same message, keyed after the old one; its id.
+
+        The old row keeps its state and history: the ledger says both what failed and
+        what was sent again. None when the row is not failed or dead.
+        """
+        if row.state not in RETRYABLE:
+            return None
+        key = f"{row.key}~resend-{int(now * 1000)}"
+        new = NewDelivery(
+            key=key,
+            event_id=row.event_id,
+            occurrence=row.occurrence,
+            reminder_id=row.reminder_id,
+            recipient=row.recipient,
+            channel=row.channel,
+            due_at=now,
+            message_id=row.message_id,
+            subject=row.subject,
+            message=row.message,
+            source="manual",
+            external=row.external,
+        )
+        await store.enqueue([new], now=now)
+        ids = await store.ids_for_keys([key])
+        return ids[0] if ids else None
+
+    # --- audiences --------------------------------------------------------------------------
+
+    async def unsubscribes(self, *, limit: int = 500) -> list[tuple[str, float, str]]:
+        rows = await self.db.fetchall(
+            "SELECT email, created_at, source FROM unsubscribes"
+            " ORDER BY created_at DESC LIMIT :limit",
+            {"limit": limit},
+        )
+        return [(str(e), float(at), str(src)) for e, at, src in rows]
+
+    async def resubscribe(self, email: str) -> bool:
+        changed = await self.db.execute(
+            "DELETE FROM unsubscribes WHERE email = :e", {"e": email.strip().lower()}
+        )
+        return changed == 1

@@ -1,0 +1,308 @@
+"""The web console at `/`: server-rendered pages for office staff (aiohttp-jinja2).
+
+Every page passes through `guard`: signed out it answers the sign-in page, a POST needs the
+session's CSRF token and the admin role, and an error is an HTML page, never JSON or a
+traceback. No external resources; a strict Content-Security-Policy on every answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from notifier import __version__
+from notifier.console_store import ConsoleStore
+from notifier.service import App
+from notifier.web.auth import CSRF_FIELD, Auth, Session, client_address, csrf_ok
+from notifier.web.common import APP_KEY, ApiError
+from notifier.web.console_views import ViewCache
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
+    " frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# The rendered email shown in the event page's sandboxed iframe: its own inline styles, nothing
+# else (no scripts, no network); `sandbox` also gives it an opaque origin.
+PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+NAV = (
+    ("overview", "/", "概览", "Overview"),
+    ("calendar", "/calendar", "日历", "Calendar"),
+    ("events", "/events", "事件", "Events"),
+    ("deliveries", "/deliveries", "投递记录", "Deliveries"),
+    ("audiences", "/audiences", "受众", "Audiences"),
+    ("config", "/config", "配置", "Config"),
+)
+MAX_FORM_BYTES = 16 * 1024
+
+AUTH_KEY = web.AppKey("console_auth", Auth)
+CONSOLE_STORE_KEY = web.AppKey("console_store", ConsoleStore)
+SESSION_KEY = web.RequestKey("console_session", Session)
+FORM_KEY = web.RequestKey("console_form", dict[str, str])
+VIEWS_KEY = web.AppKey("console_views", ViewCache)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Denied(Exception):
+    """A console request refused with an HTML page (403 CSRF or role, 404, 422...)."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+def local(app: App, ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, app.settings.tz).strftime(fmt)
+
+
+def render(
+    request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    app = request.app[APP_KEY]
+    session = request.get(SESSION_KEY)
+    base = {
+        "nav": NAV,
+        "session": session,
+        "is_admin": bool(session and session.is_admin),
+        "csrf_field": CSRF_FIELD,
+        "csrf": session.csrf if session else "",
+        "org": app.settings.org_name,
+        "version": __version__,
+        "local": lambda ts, fmt="%Y-%m-%d %H:%M": local(app, ts, fmt),
+        "path": request.path,
+        "page": "error",
+    }
+    response = aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+    response.headers.update(HEADERS)
+    return response
+
+
+def error_page(request: web.Request, status: int, title: str, detail: str) -> web.Response:
+    return render(request, "error.html", {"title": title, "detail": detail}, status=status)
+
+
+def signin_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    auth = request.app[AUTH_KEY]
+    target = request.path_qs if request.method == "GET" else "/"
+    return render(
+        request,
+        "signin.html",
+        {
+            "error": error,
+            "form_token": auth.signin_form_token(),
+            "next": target if request.path != "/signin" else "/",
+            "enabled": auth.enabled,
+            "page": "signin",
+        },
+        status=status,
+    )
+
+
+async def form_of(request: web.Request) -> Mapping[str, str]:
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        raise Denied(413, "请求过大 Request too large", f"表单最大 {MAX_FORM_BYTES} 字节")
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return {}
+    data = await request.post()
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def guard(handler: Handler, *, action: bool = False) -> Handler:
+    """Sign-in, CSRF and role checks, HTML errors and security headers around a page."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        app = request.app[APP_KEY]
+        auth = request.app[AUTH_KEY]
+        try:
+            session = await auth.session(request, now=app.clock()) if auth.enabled else None
+            if session is None:
+                if request.method == "POST":
+                    raise Denied(403, "未登录 Signed out", "请先登录。Sign in first.")
+                return signin_page(request)
+            request[SESSION_KEY] = session
+            if request.method == "POST":
+                form = await form_of(request)
+                if not csrf_ok(session, form.get(CSRF_FIELD)):
+                    raise Denied(
+                        403,
+                        "表单已失效 Invalid form",
+                        "缺少或错误的 CSRF 令牌，请刷新页面后重试。"
+                        "The form's CSRF token is missing or wrong: reload the page.",
+                    )
+                if action and not session.is_admin:
+                    raise Denied(
+                        403,
+                        "只读账号 Read-only",
+                        "查看者不能执行操作。A viewer cannot act.",
+                    )
+                request[FORM_KEY] = dict(form)
+            response = await handler(request)
+        except Denied as exc:
+            return error_page(request, exc.status, exc.title, exc.detail)
+        except ApiError as exc:
+            return error_page(request, exc.status, exc.error, exc.detail)
+        except web.HTTPRedirection:
+            raise
+        except web.HTTPException as exc:
+            return error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+        except Exception as exc:
+            log.exception(
+                "console request failed",
+                extra={"action": "console_error", "error": type(exc).__name__},
+            )
+            return error_page(
+                request, 500, "出错了 Internal error", "意外错误，请查看服务日志。See the log."
+            )
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return wrapped
+
+
+def form(request: web.Request) -> dict[str, str]:
+    return request[FORM_KEY] if FORM_KEY in request else {}
+
+
+def session_of(request: web.Request) -> Session:
+    return request[SESSION_KEY]
+
+
+async def audit(request: web.Request, action: str, target: str, detail: str = "") -> None:
+    app = request.app[APP_KEY]
+    session = request.get(SESSION_KEY)
+    await request.app[CONSOLE_STORE_KEY].audit(
+        action,
+        role=session.role if session else "anonymous",
+        target=target,
+        detail=detail,
+        client=client_address(request),
+        now=app.clock(),
+    )
+
+
+def redirect(location: str, **query: Any) -> web.HTTPSeeOther:
+    pairs = {k: v for k, v in query.items() if v not in (None, "")}
+    return web.HTTPSeeOther(location + ("?" + urlencode(pairs) if pairs else ""))
+
+
+def day_bounds(app: App, day: date) -> tuple[float, float]:
+    tz = app.settings.tz
+    start = datetime.combine(day, time(0), tz)
+    return start.timestamp(), (start + timedelta(days=1)).timestamp()
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+def _safe_next(value: str) -> str:
+    """Only a path of this site: never `//host` or a scheme (an open redirect)."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+async def post_signin(request: web.Request) -> web.StreamResponse:
+    app = request.app[APP_KEY]
+    auth = request.app[AUTH_KEY]
+    client = client_address(request)
+    try:
+        if not auth.enabled:
+            raise Denied(503, "控制台未启用 Console disabled", "请设置 NOTIFIER_ADMIN_TOKEN。")
+        data = await form_of(request)
+        if not auth.check_signin_form_token(data.get(CSRF_FIELD, "")):
+            raise Denied(
+                403,
+                "表单已失效 Invalid form",
+                "登录表单已过期或缺少 CSRF 令牌，请刷新页面。Reload the sign-in page.",
+            )
+        wait = auth.limiter.retry_after(client)
+        if wait > 0:
+            response = signin_page(
+                request,
+                error=f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。"
+                f"Too many failed sign-ins: try again in {int(wait) + 1} s.",
+                status=429,
+            )
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        role = auth.role_for(data.get("token", ""))
+        if role is None:
+            auth.limiter.failed(client)
+            await audit(request, "sign_in_failed", "console")
+            log.warning("console sign-in failed", extra={"action": "sign_in_failed"})
+            return signin_page(request, error="令牌错误。Wrong token.", status=401)
+    except Denied as exc:
+        return error_page(request, exc.status, exc.title, exc.detail)
+    auth.limiter.succeeded(client)
+    response = web.HTTPSeeOther(_safe_next(data.get("next", "/")))
+    await auth.start(response, role=role, client=client, now=app.clock())
+    request[SESSION_KEY] = Session(role, "", "")
+    await audit(request, "sign_in", "console")
+    log.info("console sign-in", extra={"action": "sign_in", "role": role})
+    raise response
+
+
+async def get_signin(request: web.Request) -> web.StreamResponse:
+    """Signed out, `guard` answers the sign-in page; signed in, there is nothing to do here."""
+    raise web.HTTPSeeOther("/")
+
+
+async def post_signout(request: web.Request) -> web.StreamResponse:
+    auth = request.app[AUTH_KEY]
+    session = session_of(request)
+    await audit(request, "sign_out", "console")
+    response = web.HTTPSeeOther("/")
+    await auth.end(session, response)
+    raise response
+
+
+CONSOLE_PATHS = frozenset(
+    {
+        "/",
+        "/calendar",
+        "/events",
+        "/events/{event_id}",
+        "/events/{event_id}/preview",
+        "/events/{event_id}/send",
+        "/deliveries",
+        "/deliveries/{delivery_id}",
+        "/deliveries/{delivery_id}/retry",
+        "/deliveries/{delivery_id}/resend",
+        "/audiences",
+        "/audiences/resubscribe",
+        "/config",
+        "/audit",
+        "/signin",
+        "/signout",
+        "/static",
+    }
+)
+
+
+def is_console_route(canonical: str) -> bool:
+    """Whether a route belongs to the console (HTML pages), not the JSON API's document."""
+    return canonical in CONSOLE_PATHS

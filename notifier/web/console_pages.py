@@ -1,0 +1,460 @@
+"""The console's pages and actions; `console.guard` has checked sign-in, CSRF and role."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date
+
+from aiohttp import web
+
+import notifier.web.console_views as views
+from notifier.console_store import RETRYABLE, DeliveryFilter, decode_cursor
+from notifier.describe import rule_in_words
+from notifier.errors import RenderError
+from notifier.models import Delivery, State
+from notifier.outbox import SendError
+from notifier.schedules import Event
+from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE
+from notifier.web.console import (
+    CONSOLE_STORE_KEY,
+    PREVIEW_CSP,
+    VIEWS_KEY,
+    Denied,
+    audit,
+    day_bounds,
+    form,
+    redirect,
+    render,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+FAILED_DAYS = 7
+MAX_FILTER_LENGTH = 254
+# The raw message shown in a delivery's page is cut here (a message can be large).
+RAW_SHOWN_CHARS = 200_000
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def _date_param(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise Denied(400, "参数错误 Bad parameter", f"{name}: 不是日期 YYYY-MM-DD") from None
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise Denied(400, "参数错误 Bad parameter", f"{name}: 超出范围 out of range")
+    return day
+
+
+def _text_param(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) > MAX_FILTER_LENGTH:
+        raise Denied(400, "参数错误 Bad parameter", f"{name}: 过长 too long")
+    return value
+
+
+def _event(request: web.Request) -> Event:
+    app = request.app[APP_KEY]
+    event_id = request.match_info["event_id"]
+    event = app.schedule.events.get(event_id)
+    if event is None:
+        raise Denied(404, "未找到 Not found", f"没有事件 no event '{event_id[:64]}'")
+    return event
+
+
+# --- 概览 -----------------------------------------------------------------------------------
+
+
+async def get_overview(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    store = request.app[CONSOLE_STORE_KEY]
+    now = app.now()
+    today = now.date()
+    since = app.clock() - FAILED_DAYS * 86400
+    failed = []
+    for state in (State.FAILED, State.DEAD):
+        page = await store.deliveries_page(
+            DeliveryFilter(state=state, since=since), after=None, limit=20
+        )
+        failed.extend(page.rows)
+    failed.sort(key=lambda d: (d.due_at, d.id), reverse=True)
+    start, end = day_bounds(app, today)
+    uptime = int(app.clock() - app.started_at)
+    return render(
+        request,
+        "overview.html",
+        {
+            "page": "overview",
+            "sends": request.app[VIEWS_KEY].get(
+                app.schedule,
+                ("next", now.replace(second=0, microsecond=0)),
+                lambda: views.next_sends(app),
+            ),
+            "failed": failed[:20],
+            "failed_days": FAILED_DAYS,
+            "errors": app.config_errors,
+            "warnings": app.warnings,
+            "loaded_at": app.loaded_at,
+            "years": views.workday_years(app, today),
+            "accepts": await store.hook_accepts(since=start, until=end),
+            "uptime": f"{uptime // 86400}天 {uptime % 86400 // 3600}小时 {uptime % 3600 // 60}分",
+            "events": len(app.schedule.events),
+        },
+    )
+
+
+# --- 日历 -----------------------------------------------------------------------------------
+
+
+async def get_calendar_page(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    today = app.now().date()
+    month_text = request.query.get("month", "")
+    if month_text:
+        if not _MONTH.match(month_text):
+            raise Denied(400, "参数错误 Bad parameter", "month: YYYY-MM")
+        first = _date_param(month_text + "-01", "month")
+        assert first is not None
+    else:
+        first = today.replace(day=1)
+    day = _date_param(request.query.get("day"), "day")
+    if day is not None:
+        first = day.replace(day=1)
+    view = request.app[VIEWS_KEY].get(
+        app.schedule, ("month", first, today), lambda: views.month_view(app, first, today)
+    )
+    return render(
+        request,
+        "calendar.html",
+        {
+            "page": "calendar",
+            "view": view,
+            "weekdays": views.WEEKDAY_HEADERS,
+            "day": day,
+            "day_sends": view.sends_by_day.get(day, []) if day else [],
+            "years": range(first.year - 2, first.year + 3),
+            "today": today,
+        },
+    )
+
+
+# --- 事件 -----------------------------------------------------------------------------------
+
+
+async def get_events_page(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    today = app.now().date()
+    return render(
+        request,
+        "events.html",
+        {
+            "page": "events",
+            "events": request.app[VIEWS_KEY].get(
+                app.schedule, ("events", today), lambda: views.event_rows(app, today)
+            ),
+        },
+    )
+
+
+def _preview(request: web.Request) -> tuple[str | None, str | None, tuple[str, str, str | None]]:
+    """(reminder, recipient, (subject, text, html)) for the event page's chosen recipient."""
+    app = request.app[APP_KEY]
+    event = _event(request)
+    reminder = _text_param(request, "reminder") or event.reminders[0].id
+    recipient = _text_param(request, "recipient")
+    try:
+        _, rows = app.outbox.manual_rows(
+            event.id,
+            reminder_id=reminder,
+            on=None,
+            now=app.clock(),
+            again=False,
+            only=recipient,
+            as_planned=True,
+        )
+        row = next(rows, None)
+    except (RenderError, SendError) as exc:
+        raise Denied(422, "无法生成消息 Cannot render", str(exc)) from None
+    if row is None:
+        raise Denied(422, "收件人不在受众中 Not in the audience", f"{recipient or ''}")
+    return reminder, row.recipient, views.message_parts(row.message)
+
+
+async def get_event_page(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    event = _event(request)
+    today = app.now().date()
+    occs = views.upcoming_occurrences(event, today)
+    reminder, recipient, (subject, text, body_html) = _preview(request)
+    chosen = next(r for r in event.reminders if r.id == reminder)
+    audience = app.schedule.audiences[chosen.audience]
+    members = []
+    for i, r in enumerate(audience.recipients()):
+        if i >= 200:
+            break
+        members.append(r)
+    return render(
+        request,
+        "event.html",
+        {
+            "page": "event",
+            "event": event,
+            "rules": [rule_in_words(s) for s in event.specs],
+            "occurrences": occs,
+            "reminder_days": [(o, views.reminder_days(app, event, o)) for o in occs[:3]],
+            "reminder": reminder,
+            "recipient": recipient,
+            "members": members,
+            "subject": subject,
+            "text": text,
+            "has_html": body_html is not None,
+            "audience": audience,
+        },
+    )
+
+
+async def get_preview(request: web.Request) -> web.Response:
+    """The HTML body alone, for the sandboxed iframe: its own CSP, inline styles only."""
+    _, _, (_, _, body_html) = _preview(request)
+    return web.Response(
+        text=body_html or "",
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": PREVIEW_CSP + "; frame-ancestors 'self'",
+            "X-Frame-Options": "SAMEORIGIN",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _send_target(request: web.Request, reminder: str | None) -> tuple[Event, str | None]:
+    event = _event(request)
+    if reminder is not None and reminder not in {r.id for r in event.reminders}:
+        raise Denied(404, "未找到 Not found", f"事件没有提醒 no reminder '{reminder[:64]}'")
+    return event, reminder
+
+
+async def get_send_confirm(request: web.Request) -> web.Response:
+    """The confirmation before a send: what goes to whom, and how many."""
+    app = request.app[APP_KEY]
+    event, reminder = _send_target(request, _text_param(request, "reminder"))
+    base = next((r for r in event.reminders if r.id == reminder), event.reminders[0])
+    audience = app.schedule.audiences[base.audience]
+    return render(
+        request,
+        "send_confirm.html",
+        {"page": "event", "event": event, "reminder": reminder, "audience": audience},
+    )
+
+
+async def post_send_now(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    event, reminder = _send_target(request, form(request).get("reminder") or None)
+    try:
+        created, size = await app.outbox.send_now(
+            event.id, reminder_id=reminder, on=None, now=app.clock(), again=False
+        )
+    except (RenderError, SendError) as exc:
+        raise Denied(422, "无法发送 Cannot send", str(exc)) from None
+    if created:
+        app.worker.wake()
+    await audit(
+        request,
+        "send_now",
+        f"event:{event.id}",
+        f"reminder={reminder or 'manual'} created={created} audience={size}",
+    )
+    log.info(
+        "console send now",
+        extra={"action": "console_send", "event": event.id, "created": created},
+    )
+    raise redirect("/deliveries", event=event.id, notice=f"sent:{created}:{size}")
+
+
+# --- 投递记录 -------------------------------------------------------------------------------
+
+
+async def get_deliveries_page(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    store = request.app[CONSOLE_STORE_KEY]
+    q = request.query
+    state = None
+    if q.get("state"):
+        try:
+            state = State(q["state"])
+        except ValueError:
+            raise Denied(400, "参数错误 Bad parameter", "state: 未知状态 unknown state") from None
+    day = _date_param(q.get("date"), "date")
+    since = until = None
+    if day is not None:
+        since, until = day_bounds(app, day)
+    filters = DeliveryFilter(
+        state=state,
+        event=_text_param(request, "event"),
+        recipient=_text_param(request, "recipient"),
+        since=since,
+        until=until,
+    )
+    after = None
+    if q.get("after"):
+        after = decode_cursor(q["after"][:200])
+        if after is None:
+            raise Denied(400, "参数错误 Bad parameter", "after: 无效的翻页标记 bad cursor")
+    page = await store.deliveries_page(filters, after=after, limit=PAGE_SIZE)
+    query = {
+        "state": q.get("state", ""),
+        "event": filters.event or "",
+        "recipient": filters.recipient or "",
+        "date": day.isoformat() if day else "",
+    }
+    notice = q.get("notice", "")
+    sent = notice.split(":") if notice.startswith("sent:") else None
+    return render(
+        request,
+        "deliveries.html",
+        {
+            "page": "deliveries",
+            "rows": page.rows,
+            "next_cursor": page.next_cursor,
+            "query": query,
+            "next_query": {k: v for k, v in query.items() if v},
+            "states": [s.value for s in State],
+            "events": sorted(app.schedule.events),
+            "first_page": after is None,
+            "sent": sent if sent and len(sent) == 3 else None,
+        },
+    )
+
+
+async def _delivery(request: web.Request) -> Delivery:
+    app = request.app[APP_KEY]
+    raw = request.match_info["delivery_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise Denied(404, "未找到 Not found", "没有这条投递记录 no such delivery")
+    row = await app.store.get(int(raw))
+    if row is None:
+        raise Denied(404, "未找到 Not found", "没有这条投递记录 no such delivery")
+    return row
+
+
+async def get_delivery_page(request: web.Request) -> web.Response:
+    store = request.app[CONSOLE_STORE_KEY]
+    row = await _delivery(request)
+    return render(
+        request,
+        "delivery.html",
+        {
+            "page": "delivery",
+            "row": row,
+            "raw": row.message[:RAW_SHOWN_CHARS],
+            "cut": len(row.message) > RAW_SHOWN_CHARS,
+            "actionable": row.state in RETRYABLE,
+            "history": await store.audit_entries(target=f"delivery:{row.id}", limit=50),
+            "notice": request.query.get("notice", ""),
+        },
+    )
+
+
+async def post_retry(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    store = request.app[CONSOLE_STORE_KEY]
+    row = await _delivery(request)
+    if not await store.retry(row.id, now=app.clock()):
+        raise Denied(409, "不能重试 Cannot retry", f"只能重试失败或放弃的记录；当前 {row.state}")
+    app.worker.wake()
+    await audit(request, "retry", f"delivery:{row.id}", f"from={row.state} to={row.recipient}")
+    raise redirect(f"/deliveries/{row.id}", notice="retried")
+
+
+async def post_resend(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    store = request.app[CONSOLE_STORE_KEY]
+    row = await _delivery(request)
+    new_id = await store.resend(row, now=app.clock(), store=app.store)
+    if new_id is None:
+        raise Denied(409, "不能重发 Cannot resend", f"只能重发失败或放弃的记录；当前 {row.state}")
+    app.worker.wake()
+    await audit(request, "resend", f"delivery:{row.id}", f"new={new_id} to={row.recipient}")
+    await audit(request, "resend", f"delivery:{new_id}", f"from={row.id}")
+    raise redirect(f"/deliveries/{new_id}", notice="resent")
+
+
+# --- 受众 -----------------------------------------------------------------------------------
+
+
+async def get_audiences_page(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    store = request.app[CONSOLE_STORE_KEY]
+    return render(
+        request,
+        "audiences.html",
+        {
+            "page": "audiences",
+            "audiences": sorted(app.schedule.audiences.values(), key=lambda a: a.name),
+            "problems": views.audience_problems(app),
+            "unsubscribes": await store.unsubscribes(),
+            "notice": request.query.get("notice", ""),
+        },
+    )
+
+
+async def post_resubscribe(request: web.Request) -> web.Response:
+    store = request.app[CONSOLE_STORE_KEY]
+    email = form(request).get("email", "").strip()
+    if not email or len(email) > MAX_FILTER_LENGTH:
+        raise Denied(422, "参数错误 Bad parameter", "email: 必填 required")
+    if not await store.resubscribe(email):
+        raise Denied(404, "未找到 Not found", "该地址没有退订记录 not unsubscribed")
+    await audit(request, "resubscribe", f"email:{email.lower()}")
+    raise redirect("/audiences", notice="resubscribed")
+
+
+# --- 配置 -----------------------------------------------------------------------------------
+
+
+async def get_config_page(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    store = request.app[CONSOLE_STORE_KEY]
+    today = app.now().date()
+    hooks = []
+    for hook in sorted(app.schedule.hooks.values(), key=lambda h: h.id):
+        hooks.append(
+            {
+                "hook": hook,
+                "secret_set": hook.secret_env in app.hook_secrets,
+                "recent": await store.recent_hook_rows(hook.id),
+            }
+        )
+    return render(
+        request,
+        "config.html",
+        {
+            "page": "config",
+            "problems": [views.split_problem(e) for e in app.config_errors],
+            "warnings": app.warnings,
+            "loaded_at": app.loaded_at,
+            "reload_failed_at": app.reload_failed_at,
+            "files": app.schedule.files,
+            "tables": views.holiday_tables(app, list(range(today.year - 1, today.year + 2))),
+            "hooks": hooks,
+            "audit": await store.audit_entries(limit=20),
+            "settings": app.settings,
+        },
+    )
+
+
+async def get_audit_page(request: web.Request) -> web.Response:
+    store = request.app[CONSOLE_STORE_KEY]
+    return render(
+        request,
+        "audit.html",
+        {"page": "audit", "entries": await store.audit_entries(limit=500)},
+    )

@@ -1,0 +1,71 @@
+"""The console's assembly: templates, static files and routes on the HTTP application.
+
+Apart from `console` (sessions, guard, rendering) so that `console_pages` can import those
+and this module can import the pages, with no cycle.
+"""
+
+from __future__ import annotations
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+import notifier.web.console_pages as pages
+from notifier.console_store import ConsoleStore
+from notifier.service import App
+from notifier.web.auth import Auth
+from notifier.web.console import (
+    AUTH_KEY,
+    CONSOLE_STORE_KEY,
+    HERE,
+    VIEWS_KEY,
+    Handler,
+    get_signin,
+    guard,
+    post_signin,
+    post_signout,
+)
+from notifier.web.console_views import ViewCache
+
+
+def setup_console(web_app: web.Application, app: App) -> None:
+    """Templates, static files and the console's routes on the HTTP application."""
+    env = aiohttp_jinja2.setup(
+        web_app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["md"] = lambda d: f"{d.month}月{d.day}日"
+    store = ConsoleStore(app.store.db)
+    web_app[CONSOLE_STORE_KEY] = store
+    web_app[AUTH_KEY] = Auth(app.settings, store)
+    web_app[VIEWS_KEY] = ViewCache()
+    page = guard
+
+    def act(handler: Handler) -> Handler:
+        return guard(handler, action=True)
+
+    web_app.add_routes(
+        [
+            web.get("/", page(pages.get_overview)),
+            web.get("/calendar", page(pages.get_calendar_page)),
+            web.get("/events", page(pages.get_events_page)),
+            web.get("/events/{event_id}", page(pages.get_event_page)),
+            web.get("/events/{event_id}/preview", page(pages.get_preview)),
+            web.get("/events/{event_id}/send", page(pages.get_send_confirm)),
+            web.post("/events/{event_id}/send", act(pages.post_send_now)),
+            web.get("/deliveries", page(pages.get_deliveries_page)),
+            web.get("/deliveries/{delivery_id}", page(pages.get_delivery_page)),
+            web.post("/deliveries/{delivery_id}/retry", act(pages.post_retry)),
+            web.post("/deliveries/{delivery_id}/resend", act(pages.post_resend)),
+            web.get("/audiences", page(pages.get_audiences_page)),
+            web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
+            web.get("/config", page(pages.get_config_page)),
+            web.get("/audit", page(pages.get_audit_page)),
+            web.get("/signin", page(get_signin)),
+            web.post("/signin", post_signin),
+            web.post("/signout", page(post_signout)),
+            web.static("/static", HERE / "static"),
+        ]
+    )
