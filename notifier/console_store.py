@@ -51,6 +51,15 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """One failed attempt of a delivery and what the server or platform answered."""
+
+    at: float
+    state: str  # what the attempt left the row in: pending (retried), failed, dead, skipped
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryFilter:
     """The deliveries page's filters; None means any. `since`/`until` bound due_at."""
 
@@ -155,6 +164,15 @@ class ConsoleStore:
             AuditEntry(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6])
             for r in await self.db.fetchall(sql, params)
         ]
+
+    async def failed_attempts(self, delivery_id: int, *, limit: int = 100) -> list[FailedAttempt]:
+        """The delivery's failed attempts, oldest first (`Store.record` writes them)."""
+        rows = await self.db.fetchall(
+            "SELECT at, state, error FROM delivery_attempts WHERE delivery_id = :id"
+            " ORDER BY at, id LIMIT :limit",
+            {"id": delivery_id, "limit": limit},
+        )
+        return [FailedAttempt(float(r[0]), r[1], r[2] or "") for r in rows]
 
     # --- deliveries -------------------------------------------------------------------------
 

@@ -469,6 +469,18 @@ class Store:
                         " updated_at = :at, last_error = COALESCE(:error, last_error)"
                     )
                 await tx.executemany(sql + where, rows)
+            failed = [
+                {"id": o.delivery_id, "at": o.at, "state": str(o.state), "error": o.error}
+                for o in outcomes
+                if o.state is not State.SENT and o.error is not None
+            ]
+            if failed:
+                # The history the console shows; in the same transaction as the outcome.
+                await tx.executemany(
+                    "INSERT INTO delivery_attempts (delivery_id, at, state, error)"
+                    " VALUES (:id, :at, :state, :error)",
+                    failed,
+                )
 
     async def release(self, claims: Sequence[Delivery], *, now: float) -> int:
         """Hand claimed rows back unsent: pending again, the attempt undone.

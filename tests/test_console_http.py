@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from notifier.console_store import ConsoleStore, DeliveryFilter, decode_cursor, encode_cursor
-from notifier.models import State
+from notifier.models import Outcome, State
 from notifier.service import App
 from notifier.web import create_web_app
 from notifier.web.auth import MAX_FAILED_SIGNINS, SESSION_COOKIE
@@ -293,3 +293,26 @@ async def test_resend_makes_a_new_pending_row_with_the_same_message_and_audits_b
     for action in ("retry", "resend"):
         resp = await c.post(f"/deliveries/{sent.id}/{action}", data={"csrf": csrf})
         assert resp.status == 409
+
+
+async def test_a_delivery_page_lists_each_failed_attempt_with_the_servers_answer(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    await signed_in(c)
+    await app.store.enqueue([row("test/attempts", State.PENDING)], now=NOW)
+    (first,) = await app.store.claim(now=NOW, limit=10, lease_seconds=30)
+    await app.store.record(
+        [Outcome(first.id, State.PENDING, NOW + 1, error="451 4.7.1 稍后再试 try again later")]
+    )
+    (again,) = [
+        d
+        for d in await app.store.claim(now=NOW + 3600, limit=10, lease_seconds=30)
+        if d.id == first.id
+    ]
+    await app.store.record([Outcome(again.id, State.DEAD, NOW + 2, error="gave up: 550 5.1.1")])
+    page = await (await c.get(f"/deliveries/{first.id}")).text()
+    attempts = page[page.index("失败的尝试") : page.index("操作记录")]
+    assert attempts.index("451 4.7.1 稍后再试") < attempts.index("gave up: 550 5.1.1")
+    other = await (await c.get(f"/deliveries/{first.id + 1000}")).text()
+    assert "451 4.7.1" not in other

@@ -358,6 +358,7 @@ async def get_delivery_page(request: web.Request) -> web.Response:
             "cut": len(row.message) > RAW_SHOWN_CHARS,
             "actionable": row.state in RETRYABLE,
             "history": await store.audit_entries(target=f"delivery:{row.id}", limit=50),
+            "failures": await store.failed_attempts(row.id),
             "notice": request.query.get("notice", ""),
         },
     )
