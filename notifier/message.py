@@ -12,6 +12,9 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
+from email import message_from_string
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
@@ -193,3 +196,18 @@ def build_message(
             "",
         ]
     )
+
+
+def message_parts(raw: str) -> tuple[str, str, str | None]:
+    """Subject, text body and HTML body (if any) of a MIME message from the ledger."""
+    msg = message_from_string(raw, policy=default_policy)
+    assert isinstance(msg, EmailMessage)
+    text, body_html = "", None
+    for part in msg.walk():
+        if part.get_content_maintype() != "text" or part.is_attachment():
+            continue
+        if part.get_content_type() == "text/plain" and not text:
+            text = str(part.get_content())
+        elif part.get_content_type() == "text/html" and body_html is None:
+            body_html = str(part.get_content())
+    return str(msg["Subject"] or ""), text, body_html

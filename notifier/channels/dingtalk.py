@@ -17,7 +17,7 @@ from urllib.parse import quote_plus
 from yarl import URL
 
 from notifier.channels.base import TransportError
-from notifier.channels.http import HttpChannel, Verdict, http_verdict, json_answer
+from notifier.channels.http import HttpChannel, Verdict, errcode_answer
 
 THROTTLED = 130101  # more than 20 a minute; about 10 minutes of throttling follow
 BUSY = -1
@@ -49,13 +49,10 @@ class DingTalkChannel(HttpChannel):
         return URL(url, encoded=True), body, {"Content-Type": "application/json"}
 
     def judge(self, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
-        early = http_verdict(status, headers, "dingtalk")
-        if early is not None:
-            return early
-        data = json_answer(body)
-        if data is None or not isinstance(data.get("errcode"), int):
-            return Verdict(TransportError("dingtalk: an answer without errcode"))
-        code, msg = int(data["errcode"]), str(data.get("errmsg", ""))[:200]  # type: ignore[call-overload]
+        answer = errcode_answer(status, headers, body, "dingtalk")
+        if isinstance(answer, Verdict):
+            return answer
+        code, msg = answer
         if code == 0:
             return Verdict(None)
         if code == THROTTLED:

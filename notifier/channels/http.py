@@ -230,6 +230,20 @@ def json_answer(body: bytes) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def errcode_answer(
+    status: int, headers: Mapping[str, str], body: bytes, name: str
+) -> Verdict | tuple[int, str]:
+    """WeCom's and DingTalk's answer: (errcode, errmsg), or the verdict when HTTP or a body
+    without an errcode already decides (the message cut to 200 characters)."""
+    early = http_verdict(status, headers, name)
+    if early is not None:
+        return early
+    data = json_answer(body)
+    if data is None or not isinstance(data.get("errcode"), int):
+        return Verdict(TransportError(f"{name}: an answer without errcode"))
+    return int(data["errcode"]), str(data.get("errmsg", ""))[:200]  # type: ignore[call-overload]
+
+
 def http_verdict(status: int, headers: Mapping[str, str], name: str) -> Verdict | None:
     """The HTTP-level part of a verdict, shared by the robots: None if the body decides."""
     if status == 429:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from notifier.channels.base import TransportError
-from notifier.channels.http import HttpChannel, Verdict, http_verdict, json_answer
+from notifier.channels.http import HttpChannel, Verdict, errcode_answer
 
 THROTTLED = 45009  # frequency limit: back off, retry
 BUSY = -1  # system busy: retry
@@ -19,13 +19,10 @@ class WeComChannel(HttpChannel):
     default_per_minute = 20.0
 
     def judge(self, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
-        early = http_verdict(status, headers, "wecom")
-        if early is not None:
-            return early
-        data = json_answer(body)
-        if data is None or not isinstance(data.get("errcode"), int):
-            return Verdict(TransportError("wecom: an answer without errcode"))
-        code, msg = int(data["errcode"]), str(data.get("errmsg", ""))[:200]  # type: ignore[call-overload]
+        answer = errcode_answer(status, headers, body, "wecom")
+        if isinstance(answer, Verdict):
+            return answer
+        code, msg = answer
         if code == 0:
             return Verdict(None)
         if code == THROTTLED:

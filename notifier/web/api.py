@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
-from email import message_from_string
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Literal, TypeVar
 
 from aiohttp import web
@@ -23,6 +20,7 @@ from pydantic_core import ErrorDetails
 import notifier.web.schemas as schemas
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError
+from notifier.message import message_parts
 from notifier.models import Delivery
 from notifier.outbox import SendError
 from notifier.planner import next_occurrence, planned_json
@@ -205,20 +203,6 @@ async def get_deliveries(request: web.Request) -> web.Response:
     return answer(schemas.Deliveries(deliveries=[_delivery(d, app) for d in rows]))
 
 
-def _parts(raw: str) -> tuple[str, str, str | None]:
-    msg = message_from_string(raw, policy=default_policy)
-    assert isinstance(msg, EmailMessage)
-    text, body_html = "", None
-    for part in msg.walk():
-        if part.get_content_maintype() != "text" or part.is_attachment():
-            continue
-        if part.get_content_type() == "text/plain" and not text:
-            text = str(part.get_content())
-        elif part.get_content_type() == "text/html" and body_html is None:
-            body_html = str(part.get_content())
-    return str(msg["Subject"] or ""), text, body_html
-
-
 def _known_event(app: App, event_id: str) -> None:
     if event_id not in app.schedule.events:
         raise ApiError(404, "unknown event", f"no event '{echo(event_id)}'")
@@ -244,7 +228,7 @@ async def post_preview(request: web.Request) -> web.Response:
     if row is None:
         who = f"'{echo(req.recipient)}' is not in" if req.recipient else "no recipient in"
         raise ApiError(422, "invalid field", f"recipient: {who} audience '{audience.name}'")
-    subject, text, body_html = _parts(row.message)
+    subject, text, body_html = message_parts(row.message)
     return answer(
         schemas.Preview(subject=subject, text=text, html=body_html, recipient=row.recipient)
     )

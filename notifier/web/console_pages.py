@@ -12,6 +12,7 @@ import notifier.web.console_views as views
 from notifier.console_store import RETRYABLE, DeliveryFilter, decode_cursor
 from notifier.describe import rule_in_words
 from notifier.errors import RenderError
+from notifier.message import message_parts
 from notifier.models import Delivery, State
 from notifier.outbox import SendError
 from notifier.schedules import Event
@@ -183,7 +184,7 @@ def _preview(request: web.Request) -> tuple[str | None, str | None, tuple[str, s
         raise Denied(422, "无法生成消息 Cannot render", str(exc)) from None
     if row is None:
         raise Denied(422, "收件人不在受众中 Not in the audience", f"{recipient or ''}")
-    return reminder, row.recipient, views.message_parts(row.message)
+    return reminder, row.recipient, message_parts(row.message)
 
 
 async def get_event_page(request: web.Request) -> web.Response:

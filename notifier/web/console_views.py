@@ -11,9 +11,6 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from email import message_from_string
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Any, TypeVar
 
 import chinese_calendar
@@ -280,21 +277,6 @@ def reminder_days(app: App, event: Event, occ: Occurrence) -> list[ReminderDay]:
             )
         )
     return out
-
-
-def message_parts(raw: str) -> tuple[str, str, str | None]:
-    """Subject, text body and HTML body (if any) of a MIME message from the ledger."""
-    msg = message_from_string(raw, policy=default_policy)
-    assert isinstance(msg, EmailMessage)
-    text, body_html = "", None
-    for part in msg.walk():
-        if part.get_content_maintype() != "text" or part.is_attachment():
-            continue
-        if part.get_content_type() == "text/plain" and not text:
-            text = str(part.get_content())
-        elif part.get_content_type() == "text/html" and body_html is None:
-            body_html = str(part.get_content())
-    return str(msg["Subject"] or ""), text, body_html
 
 
 # --- config --------------------------------------------------------------------------------
