@@ -128,7 +128,7 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
         datetime.combine(last + timedelta(days=1), time(0), tz),
         tz,
     )
-    rows = [planned_json(p, schedule.audiences[p.reminder.audience].size) for p in sends]
+    rows = [planned_json(p, schedule) for p in sends]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

@@ -147,8 +147,10 @@ def occurrence_on(event: Event, start: date) -> Occurrence | None:
     return None
 
 
-def planned_json(p: PlannedSend, recipients: int) -> dict[str, Any]:
-    """One object of `upcoming --json` and /api/upcoming."""
+def planned_json(p: PlannedSend, schedule: Schedule) -> dict[str, Any]:
+    """One object of `upcoming --json` and /api/upcoming; `recipients` counts every audience
+    the reminder goes to (a chat group counts as one)."""
+    names = p.reminder.all_audiences
     return {
         "event": p.event.id,
         "title": p.event.title,
@@ -157,7 +159,8 @@ def planned_json(p: PlannedSend, recipients: int) -> dict[str, Any]:
         "reminder": p.reminder.id,
         "send_at": p.send_at.isoformat(),
         "audience": p.reminder.audience,
-        "recipients": recipients,
+        "audiences": list(names),
+        "recipients": sum(schedule.audiences[name].size for name in names),
         "provisional": p.provisional,
         "index": p.index,
         "count": p.count,

@@ -77,7 +77,8 @@ def test_upcoming_json_lists_planned_sends_in_the_window(cli) -> None:  # type: 
         ("on-start", "2026-04-15T09:00:00+08:00"),
     ]
     assert set(rows[0]) == {
-        "event", "title", "start", "end", "reminder", "send_at", "audience", "recipients",
+        "event", "title", "start", "end", "reminder", "send_at", "audience", "audiences",
+        "recipients",
         "provisional", "index", "count",
     }  # fmt: skip
     assert [r["provisional"] for r in rows] == [False, False, False]

@@ -110,8 +110,7 @@ async def test_upcoming_answers_the_cli_objects_exactly(service: tuple[App, Clie
     tz = app.settings.tz
     first = datetime.combine(app.now().date(), time(0), tz)
     sends = app.upcoming(first, first + timedelta(days=61))
-    audiences = app.schedule.audiences
-    assert body["upcoming"] == [planned_json(p, audiences[p.reminder.audience].size) for p in sends]
+    assert body["upcoming"] == [planned_json(p, app.schedule) for p in sends]
     assert body["upcoming"][0]["send_at"].endswith("+08:00")
 
 

@@ -98,7 +98,8 @@ def test_planned_json_always_says_whether_a_send_is_provisional(tmp_path: Path) 
     write_schedule(tmp_path, SCHEDULE)
     schedule = load_schedule(tmp_path)
     since = datetime(2026, 12, 20, tzinfo=TZ)
-    rows = [planned_json(p, 1) for p in plan(schedule, since, since + timedelta(days=20), TZ)]
+    sends = plan(schedule, since, since + timedelta(days=20), TZ)
+    rows = [planned_json(p, schedule) for p in sends]
     assert [r["provisional"] for r in rows] == [False, True, False]
 
 

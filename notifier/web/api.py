@@ -158,10 +158,9 @@ async def get_upcoming(request: web.Request) -> web.Response:
         datetime.combine(first, time(0), tz),
         datetime.combine(last + timedelta(days=1), time(0), tz),
     )
-    audiences = app.schedule.audiences
     rows = [
         # Through `planned_json`: the same objects as `notifier upcoming --json`.
-        schemas.PlannedSend.model_validate(planned_json(p, audiences[p.reminder.audience].size))
+        schemas.PlannedSend.model_validate(planned_json(p, app.schedule))
         for p in sends
     ]
     return answer(schemas.Upcoming.model_validate({"from": first, "to": last, "upcoming": rows}))

@@ -231,8 +231,9 @@ class PlannedSend(BaseModel):
     end: date
     reminder: str
     send_at: Timestamp
-    audience: str
-    recipients: int = Field(ge=0)
+    audience: str = Field(description="the reminder's first audience")
+    audiences: list[str] = Field(description="every audience the reminder goes to, in order")
+    recipients: int = Field(ge=0, description="recipients of all those audiences")
     provisional: bool = Field(
         description="the day depends on a year without workday data (暂定 provisional)"
     )
