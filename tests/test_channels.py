@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from notifier.channels.base import TransportError
 from notifier.channels.payloads import ELLIPSIS
 from notifier.errors import ConfigError
 from notifier.models import State
+from notifier.planner import planned_json
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import SCHEDULE, MakeSettings, write_schedule
@@ -639,3 +641,18 @@ def test_a_bad_variable_value_is_an_error_that_names_the_variable_not_the_value(
     lines = err.value.errors
     assert any("channels.g" in line and expected in line for line in lines), lines
     assert not any("HIDDEN" in line for line in lines)
+
+
+async def test_upcoming_names_every_audience_and_counts_the_group_as_one(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platforms: Platforms,
+    make_settings: MakeSettings,
+) -> None:
+    use_channel(tmp_path, monkeypatch, platforms, "wecom")
+    async with App(make_settings()) as app:
+        since = datetime(2027, 4, 1, tzinfo=app.settings.tz)
+        (first, *_) = app.upcoming(since, since + timedelta(days=30))
+        row = planned_json(first, app.schedule)
+    assert row["audience"] == "staff" and row["audiences"] == ["staff", "group"]
+    assert row["recipients"] == 3  # two staff addresses and one chat group
