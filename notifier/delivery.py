@@ -66,8 +66,6 @@ class DeliveryWorker:
         channel: Channel,
         settings: DeliverySettings,
         concurrency: int,
-        worker_id: str,
-        send_timeout: float = 30.0,
         rate_limit: float = 0.0,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
@@ -83,11 +81,9 @@ class DeliveryWorker:
         self.kind = kind
         self.settings = settings
         self.concurrency = concurrency
-        self.send_timeout = send_timeout
         # Rate limiting lives here, not in the channel: the lease check below must come after
         # every wait, right before the send.
         self._limiter = AsyncLimiter(rate_limit, 1) if rate_limit > 0 else None
-        self.worker_id = worker_id
         self.metrics = metrics
         self.clock = clock
         self.rand = rand

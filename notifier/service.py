@@ -10,10 +10,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -96,7 +94,6 @@ class App:
         self.settings = settings
         self.clock = clock
         self.metrics = Metrics()
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._channel = channel
         self._stack = AsyncExitStack()
         self._store: Store | None = None
@@ -166,9 +163,7 @@ class App:
             channel=channel,
             settings=s.delivery,
             concurrency=s.smtp.pool_size,
-            send_timeout=channel.send_timeout,
             rate_limit=s.smtp.rate_limit,
-            worker_id=self.worker_id,
             metrics=self.metrics,
             clock=self.clock,
         )
@@ -202,8 +197,6 @@ class App:
             kind="chat",
             settings=self.settings.delivery,
             concurrency=CHAT_LANES,
-            send_timeout=registry.send_timeout,
-            worker_id=self.worker_id,
             metrics=self.metrics,
             clock=self.clock,
         )
@@ -382,7 +375,6 @@ class App:
         self.outbox.renderer = renderer
         self.hook_secrets = hook_secrets
         self.channels.build(schedule.channels)
-        self.chat_worker.send_timeout = self.channels.send_timeout
         self._claim_kinds()
         self.warnings = warnings
         self.config_errors = []

@@ -124,11 +124,6 @@ class ChannelRegistry:
             return UnknownChannel(row.channel), None
         return chat, chat.limiter
 
-    @property
-    def send_timeout(self) -> float:
-        """The longest a chat send may take (the chat worker's lease check)."""
-        return max([c.send_timeout for c in self.chats.values()] or [10.0])
-
     def problems(self) -> list[str]:
         """Channels whose last answer was a configuration error, or that are disabled."""
         out = []

@@ -173,44 +173,6 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "malformed JSON", f"the body is not valid JSON: {exc}") from None
 
 
-async def json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
-    body = await request.read()
-    if allow_empty and not body.strip():
-        return {}
-    data = parse_json(body)
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed JSON", "the body must be a JSON object")
-    return data
-
-
-def opt_str(data: Mapping[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ApiError(422, "invalid field", f"{name}: expected a non-empty string")
-    return value
-
-
-def opt_date(data: Mapping[str, Any], name: str) -> date | None:
-    value = opt_str(data, name)
-    if value is None:
-        return None
-    return to_date(value, name)
-
-
-def to_date(value: str, name: str) -> date:
-    try:
-        parsed = date.fromisoformat(value)
-    except ValueError:
-        raise ApiError(
-            400, "invalid parameter", f"{name}: {echo(value)!r} is not a date (YYYY-MM-DD)"
-        ) from None
-    if not MIN_DATE <= parsed <= MAX_DATE:
-        raise ApiError(422, "invalid parameter", f"{name}: must lie in {MIN_DATE}..{MAX_DATE}")
-    return parsed
-
-
 _MISSING_FIELD = re.compile(r"has no attribute '([^']+)'|'([^']+)' is undefined")
 
 
