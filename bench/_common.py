@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +184,28 @@ def smtp_sink(kind: str = "auto", *, log: Path | None = None) -> Iterator[Sink]:
 
 
 # --- throwaway configs and databases --------------------------------------------------------
+
+
+def write_outreach_config(work: Path) -> tuple[Path, Path]:
+    """Schedules and templates under `work` for one outreach send, 30 days ahead, to the
+    external CSV audience at `work/audience.csv` (written by the caller)."""
+    schedules, templates = work / "schedules", work / "templates"
+    schedules.mkdir(exist_ok=True)
+    write_templates(templates)
+    day = (datetime.now() + timedelta(days=30)).date().isoformat()
+    (schedules / "outreach.yaml").write_text(
+        "audiences:\n"
+        f"  enterprises: {{csv: {work / 'audience.csv'}, external: true}}\n"
+        "events:\n"
+        "  - id: outreach\n"
+        "    title: 企业外联通知\n"
+        f'    date: "{day}"\n'
+        "    workdays: ignore\n"
+        "    audience: enterprises\n"
+        "    reminders: [{on: start}]\n",
+        encoding="utf-8",
+    )
+    return schedules, templates
 
 
 def write_templates(directory: Path, name: str = "reminder") -> Path:

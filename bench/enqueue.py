@@ -23,7 +23,6 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bench._common import (  # noqa: E402
@@ -32,7 +31,7 @@ from bench._common import (  # noqa: E402
     pg_database,
     table,
     write_audience_csv,
-    write_templates,
+    write_outreach_config,
 )
 
 TIME_BOUND_S = 300
@@ -42,22 +41,7 @@ async def child(work: Path, url: str, rows: int) -> dict[str, float]:
     from notifier.config import HttpSettings, Settings
     from notifier.service import App
 
-    schedules, templates = work / "schedules", work / "templates"
-    schedules.mkdir(exist_ok=True)
-    write_templates(templates)
-    day = (datetime.now() + timedelta(days=30)).date().isoformat()
-    (schedules / "outreach.yaml").write_text(
-        "audiences:\n"
-        f"  enterprises: {{csv: {work / 'audience.csv'}, external: true}}\n"
-        "events:\n"
-        "  - id: outreach\n"
-        "    title: 企业外联通知\n"
-        f'    date: "{day}"\n'
-        "    workdays: ignore\n"
-        "    audience: enterprises\n"
-        "    reminders: [{on: start}]\n",
-        encoding="utf-8",
-    )
+    schedules, templates = write_outreach_config(work)
     settings = Settings(
         _env_file=None,
         schedules_dir=schedules,

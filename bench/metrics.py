@@ -23,10 +23,14 @@ import asyncio  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench._common import machine, table, write_audience_csv, write_templates  # noqa: E402
+from bench._common import (  # noqa: E402
+    machine,
+    table,
+    write_audience_csv,
+    write_outreach_config,
+)
 
 
 async def run(work: Path, rows: int, scrapes: int, rounds: int) -> list[list[object]]:
@@ -37,23 +41,8 @@ async def run(work: Path, rows: int, scrapes: int, rounds: int) -> list[list[obj
     from notifier.service import App
     from notifier.web import create_web_app
 
-    schedules, templates = work / "schedules", work / "templates"
-    schedules.mkdir(exist_ok=True)
-    write_templates(templates)
+    schedules, templates = write_outreach_config(work)
     write_audience_csv(work / "audience.csv", rows)
-    day = (datetime.now() + timedelta(days=30)).date().isoformat()
-    (schedules / "outreach.yaml").write_text(
-        "audiences:\n"
-        f"  enterprises: {{csv: {work / 'audience.csv'}, external: true}}\n"
-        "events:\n"
-        "  - id: outreach\n"
-        "    title: 企业外联通知\n"
-        f'    date: "{day}"\n'
-        "    workdays: ignore\n"
-        "    audience: enterprises\n"
-        "    reminders: [{on: start}]\n",
-        encoding="utf-8",
-    )
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         schedules_dir=schedules,
