@@ -16,7 +16,7 @@ from typing import Any
 
 from notifier.db import Database
 from notifier.models import Delivery, NewDelivery, State
-from notifier.store import _COLUMNS, Store, _delivery, _in_clause
+from notifier.store import DELIVERY_COLUMNS, Store, delivery_from_row, in_clause
 
 # Audit actions, as stored (the console shows them in words).
 AUDIT_ACTIONS = (
@@ -202,18 +202,18 @@ class ConsoleStore:
             # index range only in recent versions; the first term bounds the range scan.
             where.append("due_at <= :a_due AND (due_at < :a_due OR id < :a_id)")
             params["a_due"], params["a_id"] = after
-        sql = f"SELECT {_COLUMNS} FROM deliveries"
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY due_at DESC, id DESC LIMIT :limit"
-        rows = [_delivery(r) for r in await self.db.fetchall(sql, params)]
+        rows = [delivery_from_row(r) for r in await self.db.fetchall(sql, params)]
         more = len(rows) > limit
         rows = rows[:limit]
         cursor = encode_cursor(rows[-1].due_at, rows[-1].id) if more and rows else None
         return Page(rows, cursor)
 
     async def count_recent(self, states: Sequence[State], *, since: float) -> int:
-        clause, params = _in_clause("s", [str(s) for s in states])
+        clause, params = in_clause("s", [str(s) for s in states])
         row = await self.db.fetchone(
             f"SELECT COUNT(*) FROM deliveries WHERE state IN {clause} AND due_at >= :since",
             {**params, "since": since},
@@ -239,7 +239,7 @@ class ConsoleStore:
 
     async def retry(self, id: int, *, now: float) -> bool:
         """A failed or dead row back to pending, due now, attempts reset; False if not one."""
-        clause, params = _in_clause("s", [str(s) for s in RETRYABLE])
+        clause, params = in_clause("s", [str(s) for s in RETRYABLE])
         changed = await self.db.execute(
             "UPDATE deliveries SET state = 'pending', due_at = :now, attempts = 0,"
             f" lease_until = NULL, updated_at = :now WHERE id = :id AND state IN {clause}",

@@ -50,7 +50,7 @@ T = TypeVar("T")
 _MIGRATION_FILE = re.compile(r"^(\d{4})_\w+\.sql$")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
-_COLUMNS = (
+DELIVERY_COLUMNS = (
     "id, key, event_id, occurrence, reminder_id, recipient, channel, state, due_at, message_id,"
     " subject, message, source, external, attempts, lease_until, last_error, created_at,"
     " updated_at, sent_at"
@@ -85,7 +85,7 @@ WITH picked AS (
 )
 UPDATE deliveries SET {_CLAIM_SET}
 FROM picked WHERE deliveries.id = picked.id
-RETURNING {", ".join("deliveries." + c.strip() for c in _COLUMNS.split(","))}
+RETURNING {", ".join("deliveries." + c.strip() for c in DELIVERY_COLUMNS.split(","))}
 """
 
 # SQLite: the transaction holds the single write lock, so no other writer can interleave.
@@ -107,7 +107,7 @@ WHERE id IN (
     )
     ORDER BY due_at, id LIMIT :limit
 )
-RETURNING {_COLUMNS}
+RETURNING {DELIVERY_COLUMNS}
 """
 
 
@@ -174,7 +174,7 @@ def _chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield seq[start : start + size]
 
 
-def _in_clause(prefix: str, values: Sequence[object]) -> tuple[str, dict[str, object]]:
+def in_clause(prefix: str, values: Sequence[object]) -> tuple[str, dict[str, object]]:
     """`(:p0, :p1, ...)` and its parameters: portable where arrays are not (SQLite)."""
     params = {f"{prefix}{i}": v for i, v in enumerate(values)}
     return "(" + ", ".join(f":{name}" for name in params) + ")", params
@@ -208,7 +208,7 @@ class _RowsExist(Exception):
 Ident = tuple[str, str]  # (hook_id, webhook_id)
 
 
-def _delivery(row: Row) -> Delivery:
+def delivery_from_row(row: Row) -> Delivery:
     (id_, key, event_id, occurrence, reminder_id, recipient, channel, state, due_at, message_id,
      subject, message, source, external, attempts, lease_until, last_error, created_at,
      updated_at, sent_at) = row  # fmt: skip
@@ -368,7 +368,7 @@ class Store:
     async def _ids_by_key(tx: Tx, keys: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in _chunks(list(dict.fromkeys(keys)), IN_CHUNK):
-            clause, params = _in_clause("k", chunk)
+            clause, params = in_clause("k", chunk)
             for key, id_ in await tx.fetchall(
                 f"SELECT key, id FROM deliveries WHERE key IN {clause}", params
             ):
@@ -405,7 +405,7 @@ class Store:
         sql = _claim_sql(self.db.dialect, kind)
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(sql, params)
-        claimed = [_delivery(r) for r in rows]
+        claimed = [delivery_from_row(r) for r in rows]
         claimed.sort(key=lambda d: (d.due_at, d.id))  # RETURNING order is unspecified
         return claimed
 
@@ -537,9 +537,9 @@ class Store:
 
     async def get(self, id: int) -> Delivery | None:
         row = await self.db.fetchone(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE id = :id", {"id": id}
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = :id", {"id": id}
         )
-        return _delivery(row) if row else None
+        return delivery_from_row(row) if row else None
 
     async def list_deliveries(
         self, *, state: State | None = None, event: str | None = None, limit: int = 100
@@ -553,11 +553,11 @@ class Store:
         if event is not None:
             where.append("event_id = :event")
             params["event"] = event
-        sql = f"SELECT {_COLUMNS} FROM deliveries"
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY due_at DESC, id DESC LIMIT :limit"
-        return [_delivery(r) for r in await self.db.fetchall(sql, params)]
+        return [delivery_from_row(r) for r in await self.db.fetchall(sql, params)]
 
     async def count_by_state(self) -> dict[tuple[str, str], int]:
         """Row counts keyed (state, channel): for status and metrics."""
@@ -576,7 +576,7 @@ class Store:
             raise ValueError("cannot requeue 'sending' rows: a worker holds them")
         if not states:
             return 0
-        clause, params = _in_clause("s", [str(s) for s in dict.fromkeys(states)])
+        clause, params = in_clause("s", [str(s) for s in dict.fromkeys(states)])
         return await self.db.execute(
             "UPDATE deliveries SET state = 'pending', due_at = :now, attempts = 0,"
             f" lease_until = NULL, updated_at = :now WHERE state IN {clause}",
@@ -719,7 +719,7 @@ class Store:
             by_lower.setdefault(e.strip().lower(), []).append(e)
         found: set[str] = set()
         for chunk in _chunks(list(by_lower), IN_CHUNK):
-            clause, params = _in_clause("e", chunk)
+            clause, params = in_clause("e", chunk)
             for (email,) in await self.db.fetchall(
                 f"SELECT email FROM unsubscribes WHERE email IN {clause}", params
             ):
