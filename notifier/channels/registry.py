@@ -46,16 +46,24 @@ def missing_variables(spec: ChannelSpec) -> list[str]:
 
 
 class UnknownChannel:
-    """Rows of a channel no longer configured: retried with backoff (it may come back)."""
+    """Rows of a channel no longer configured: retried, but not before a fixed wait.
+
+    It comes back only when an operator fixes the config, so a jittered backoff near
+    zero would only burn attempts (and a burst would claim the row twice).
+    """
 
     send_timeout = 1.0
+    wait_seconds = 60.0
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.description = f"unknown channel {name}"
 
     async def send(self, delivery: Delivery) -> None:
-        raise TransportError(f"channel '{self.name}' is not configured (or its variables unset)")
+        raise TransportError(
+            f"channel '{self.name}' is not configured (or its variables unset)",
+            retry_after=self.wait_seconds,
+        )
 
     async def close(self) -> None:
         return None
