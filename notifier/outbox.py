@@ -457,6 +457,9 @@ class Outbox:
         for send in self.planned(datetime.fromtimestamp(start, tz), until):
             if await self.store.plan_done(send.plan_key):
                 continue
+            if await self._replaced_done(send):
+                await self.store.mark_plan_done(send.plan_key, now=now)
+                continue
             late = now - send.send_at.timestamp()
             state = (
                 State.MISSED if late > self.grace_of(send.event).total_seconds() else State.PENDING
@@ -503,6 +506,18 @@ class Outbox:
                     extra={"action": "prepared", "plan": send.plan_key, "rows": made},
                 )
         return Materialized(plans, pending, missed)
+
+    async def _replaced_done(self, send: PlannedSend) -> bool:
+        """True if a reminder this one replaces already made this send (an upgrade that
+        renamed a reminder, or turned a one-day send into a series, must not send it again)."""
+        for key in send.replaced_keys:
+            if await self.store.plan_done(key):
+                log.info(
+                    "send already made by a replaced reminder",
+                    extra={"action": "replaced", "plan": send.plan_key, "by": key},
+                )
+                return True
+        return False
 
     def notice_row(
         self, *, key: str, rendered: Rendered, recipient: Recipient, kind: str, due: datetime

@@ -43,6 +43,19 @@ class PlannedSend:
         return key if self.reminder.every is None else f"{key}@{self.send_date.isoformat()}"
 
     @property
+    def replaced_keys(self) -> tuple[str, ...]:
+        """The plans of the reminders this one replaces that would be this very send: the
+        same day of a series, or, for a series' first send, a one-off reminder's only send."""
+        keys: list[str] = []
+        for old in self.reminder.replaces:
+            key = plan_key(self.event.id, self.occurrence.start, old)
+            if self.reminder.every is None or self.index == 1:
+                keys.append(key)
+            if self.reminder.every is not None:
+                keys.append(f"{key}@{self.send_date.isoformat()}")
+        return tuple(keys)
+
+    @property
     def days_until(self) -> int:
         return (self.occurrence.start - self.send_date).days
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -91,6 +91,14 @@ class RawReminder(_Raw):
     workdays: WorkdayPolicy | None = None
     audience: str | list[str] | None = None
     template: str | None = None
+    # Ids of reminders this one took over from (renamed, or a one-day send turned into a
+    # series): what they already sent is not sent again.
+    replaces: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list)
+
+    @field_validator("replaces", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("every", mode="before")
     @classmethod
@@ -394,6 +402,8 @@ class Reminder:
     every: Cadence | None = None
     # Every audience the reminder goes to, `audience` first (a YAML list names several).
     audiences: tuple[str, ...] = ()
+    # Ids of the reminders it took over from: their sends count as its own (no resend).
+    replaces: tuple[str, ...] = ()
 
     @property
     def all_audiences(self) -> tuple[str, ...]:
@@ -649,6 +659,9 @@ def load_schedule(directory: Path) -> Schedule:
                     errors.append(f"{where}.reminders[{j}].id: '{rid}' is used twice in this event")
                     continue
                 seen.add(rid)
+                if rid in rem.replaces:
+                    errors.append(f"{where}.reminders[{j}].replaces: '{rid}' is its own id")
+                    continue
                 names = _audience_names(rem.audience or ev.audience or d.audience)
                 if not names:
                     errors.append(f"{where}.reminders[{j}].audience: an empty list of audiences")
@@ -663,6 +676,7 @@ def load_schedule(directory: Path) -> Schedule:
                     template=rem.template or ev.template or d.template,
                     every=rem.every,
                     audiences=names if len(names) > 1 else (),
+                    replaces=tuple(rem.replaces),
                 )
                 for name in names:
                     if name not in audiences:

@@ -225,3 +225,52 @@ async def test_a_campaign_day_renders_its_position_and_is_sent_once(
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     assert "宪法宣传周：第3天 / 共5天（every）" in body.get_content()  # type: ignore[attr-defined]
+
+
+ONE_DAY_START = """\
+audiences:
+  staff: [{email: a@example.com, name: 甲}]
+events:
+  - id: week
+    title: 宪法宣传周
+    date: "12-01..12-07"
+    reminders:
+      - {id: start, on: start, send_at: "08:00"}
+"""
+
+
+async def test_a_series_that_replaces_a_one_day_reminder_does_not_resend_its_day(
+    make_settings: MakeSettings,
+) -> None:
+    """An upgrade during the week: 12-01's one-day send went out under the old reminder."""
+    settings = make_settings(grace=timedelta(hours=6))
+    write_schedule(settings.schedules_dir, ONE_DAY_START)
+    clock = [datetime(2026, 12, 1, 8, 5, tzinfo=TZ).timestamp()]
+    async with App(settings, clock=lambda: clock[0]) as app:
+        await app.prepare()
+        write_schedule(
+            settings.schedules_dir,
+            ONE_DAY_START.replace(
+                '{id: start, on: start, send_at: "08:00"}',
+                '{id: daily, every: workday, send_at: "08:00", replaces: start}',
+            ),
+        )
+        assert app.reload()
+        await app.prepare()  # 12-01 08:05, within grace of the series' first send
+        clock[0] += 86400  # 12-02
+        await app.prepare()
+        keys = [r.key for r in await app.store.list_deliveries()]
+    assert sorted(keys) == [
+        "week/2026-12-01/daily@2026-12-02/a@example.com/email",
+        "week/2026-12-01/start/a@example.com/email",
+    ]
+
+
+def test_a_reminder_cannot_replace_itself(tmp_path: Path) -> None:
+    write_schedule(
+        tmp_path,
+        ONE_DAY_START.replace("on: start,", "on: start, replaces: [start],"),
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_schedule(tmp_path)
+    assert "events[0].reminders[0].replaces: 'start' is its own id" in caught.value.errors[0]
