@@ -27,6 +27,7 @@ AUDIT_ACTIONS = (
     "sign_in",
     "sign_in_failed",
     "sign_out",
+    "import_holidays",
 )
 # Rows that retry and resend accept: the ones that will not be sent otherwise.
 RETRYABLE = (State.FAILED, State.DEAD)

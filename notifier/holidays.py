@@ -92,6 +92,13 @@ class WorkCalendar:
         """True if `year` is covered by the built-in data or described by the config."""
         return year in self._override_years or _builtin_year(year)
 
+    def with_table(self, year: int, days: Mapping[date, bool]) -> WorkCalendar:
+        """This calendar with `year` described by `days` alone (an imported notice's table
+        replacing any table the config had for that year): what it would be once saved."""
+        kept = {d: w for d, w in self._overrides.items() if d.year != year}
+        kept.update(days)
+        return WorkCalendar(kept, self._override_years | {year})
+
     def probe(self) -> Probe:
         """A view that records which unknown years the lookups through it touched."""
         return Probe(self)

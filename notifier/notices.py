@@ -315,20 +315,28 @@ class AdminNotices:
             return 0
         return made
 
-    async def _announce_moves(
-        self, previous: Mapping[str, str], changes: list[tuple[date, bool]], now: float
-    ) -> int:
+    async def unsent_moves(
+        self, schedule: Schedule, old_calendar: WorkCalendar, now: float
+    ) -> list[MovedSend]:
+        """The sends of the next COMPARE_DAYS whose day differs between `old_calendar` and
+        `schedule`'s, leaving out those already made (a send made keeps its day: the ledger
+        is the truth)."""
         tz = self.settings.tz
-        schedule = self.outbox.schedule
         since = datetime.fromtimestamp(now, tz)
         until = since + timedelta(days=COMPARE_DAYS)
-        old_calendar = calendar_from(previous, schedule.calendar)
         moved = []
         for m in moved_sends(schedule, old_calendar, since, until, tz):
-            # Not yet sent: a send already made keeps its day (the ledger is the truth).
             if m.old is not None and await self.store.plan_done(m.plan_key):
                 continue
             moved.append(m)
+        return moved
+
+    async def _announce_moves(
+        self, previous: Mapping[str, str], changes: list[tuple[date, bool]], now: float
+    ) -> int:
+        schedule = self.outbox.schedule
+        old_calendar = calendar_from(previous, schedule.calendar)
+        moved = await self.unsent_moves(schedule, old_calendar, now)
         log.info(
             "workday data changed",
             extra={"action": "workdays_changed", "days": len(changes), "moved": len(moved)},

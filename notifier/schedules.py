@@ -480,6 +480,8 @@ class Schedule:
     # The audience told about the service's own business (moved sends, failures, rejects).
     admins: str | None = None
     channels: Mapping[str, ChannelSpec] = field(default_factory=dict)
+    # The file each year's `holidays:` table is in (one file per year).
+    holiday_files: Mapping[int, Path] = field(default_factory=dict)
 
     def templates_used(self) -> set[str]:
         names = {r.template for e in self.events.values() for r in e.reminders}
@@ -603,6 +605,7 @@ def load_schedule(directory: Path) -> Schedule:
 
     overrides: dict[date, bool] = {}
     override_years: set[int] = set()
+    holiday_files: dict[int, Path] = {}
     audiences: dict[str, Audience] = {}
     audience_origin: dict[str, Path] = {}
     channels = _build_channels(parsed, errors)
@@ -614,8 +617,14 @@ def load_schedule(directory: Path) -> Schedule:
             except ValueError as exc:
                 errors.append(f"{path}: holidays: {exc}")
             else:
+                for year in sorted(years & holiday_files.keys()):
+                    errors.append(
+                        f"{path}: holidays.{year}: the {year} table is given again (first in "
+                        f"{holiday_files[year]}); keep one table per year (每年只保留一张表)"
+                    )
                 overrides.update(days)
                 override_years |= years
+                holiday_files.update({y: path for y in years if y not in holiday_files})
         for name, spec in raw.audiences.items():
             if name in audiences:
                 errors.append(
@@ -717,6 +726,7 @@ def load_schedule(directory: Path) -> Schedule:
         warnings=tuple(warnings),
         admins=admins,
         channels=channels,
+        holiday_files=holiday_files,
     )
 
 

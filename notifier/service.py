@@ -405,6 +405,15 @@ class App:
                 extra={"action": "reload_failed", "error": f"{type(exc).__name__}: {exc}"},
             )
 
+    async def reload_now(self) -> bool:
+        """Reload now; if it took, do what a reload does (tell the admins what moved,
+        replan). For the console's holiday import, which must not wait for the watcher and
+        takes its file back itself when the reload is refused."""
+        ok = self.reload()
+        if ok:
+            await self._after_reload(ok)
+        return ok
+
     async def _after_reload(self, ok: bool) -> None:
         """Tell the admins what the reload changed (or why it was refused), then replan."""
         if ok:

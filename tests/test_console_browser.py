@@ -65,6 +65,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "delivery": ("/deliveries/{dead}", ["550 5.1.1 mailbox unavailable", "raw body of seed/dead"]),
     "audiences": ("/audiences", ["enterprises", "line 3", UNSUBSCRIBED, "staff"]),
     "config": ("/config", ["配置有效", "清明节", "/hooks/visit-request", "审计日志"]),
+    "holidays": ("/config/holidays", ["导入放假安排", "通知全文", "预览"]),
 }
 NAV_LABELS = ["概览", "日历", "事件", "投递记录", "受众", "配置"]
 
@@ -394,5 +395,31 @@ def test_sign_out_ends_the_session_even_for_a_copied_cookie(
         context.add_cookies([session])  # type: ignore[list-item]
         page.goto(console.url + "/deliveries")
         assert page.locator("input#token").is_visible()
+    finally:
+        context.close()
+
+
+def test_staff_paste_the_holiday_notice_see_what_moves_and_save_it(
+    browser: Browser, idle_console: Console
+) -> None:
+    console = idle_console
+    notice = (ROOT / "tests" / "fixtures" / "notices" / "2027-made-up.txt").read_text("utf-8")
+    context, page = new_page(browser, PHONE)
+    try:
+        errors = Errors(page)
+        sign_in(page, console, ADMIN_TOKEN)
+        page.goto(console.url + "/config")
+        page.click("a.import-link")
+        page.fill("textarea#notice", notice)
+        page.click("text=预览 Preview")
+        assert page.inner_text(".moved-count") == "1"
+        moved = page.inner_text("table.moved")
+        assert "春节" in moved and "2027-02-01" in moved and "2027-01-29" in moved
+        assert no_sideways_scroll(page)
+        page.click("text=保存并载入 Save and load")
+        assert "已导入并载入 2027 年放假安排" in page.inner_text(".notice")
+        assert "2027年 · 配置表 config table" in page.inner_text("body")
+        assert "import_holidays" in page.inner_text("table.audit")
+        assert errors.items == []
     finally:
         context.close()

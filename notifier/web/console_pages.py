@@ -440,6 +440,8 @@ async def get_config_page(request: web.Request) -> web.Response:
         "config.html",
         {
             "page": "config",
+            "notice": request.query.get("notice"),
+            "imported_year": request.query.get("year", "")[:4],
             "problems": [views.split_problem(e) for e in app.config_errors],
             "warnings": app.warnings,
             "loaded_at": app.loaded_at,

@@ -10,6 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
 from notifier.console_store import ConsoleStore
 from notifier.service import App
@@ -62,6 +63,9 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.get("/audiences", page(pages.get_audiences_page)),
             web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
             web.get("/config", page(pages.get_config_page)),
+            web.get("/config/holidays", page(holidays.get_holidays_import)),
+            web.post("/config/holidays/preview", act(holidays.post_holidays_preview)),
+            web.post("/config/holidays/save", act(holidays.post_holidays_save)),
             web.get("/audit", page(pages.get_audit_page)),
             web.get("/signin", page(get_signin)),
             web.post("/signin", post_signin),

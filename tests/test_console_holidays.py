@@ -1,0 +1,192 @@
+"""配置 → 导入放假安排: staff paste the State Council's notice, see what it moves, save it.
+
+Over plain HTTP against a real App on a real SQLite file; the browser test of the same flow is
+in test_console_browser.py. The 2027 notice here is made up (the real one is not out yet).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from notifier.message import message_parts
+from notifier.notices import ADMIN_TEMPLATES
+from notifier.service import App
+from notifier.web import create_web_app
+from tests.conftest import ROOT
+from tests.console_fixtures import (
+    ADMIN_TOKEN,
+    NOW,
+    STAFF,
+    VIEWER_TOKEN,
+    console_settings,
+    hook_secret_env,
+)
+
+__all__ = ["hook_secret_env"]
+
+Client = TestClient[Any, Any]
+NOTICE_2027 = (
+    Path(__file__).parent / "fixtures" / "notices" / "2027-made-up.txt"
+).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+async def client(tmp_path: Path, hook_secret_env: None) -> AsyncIterator[tuple[App, Client]]:
+    async with App(console_settings(tmp_path), clock=lambda: NOW) as app:
+        async with TestClient(TestServer(create_web_app(app))) as c:
+            yield app, c
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+async def signed_in(c: Client, token: str = ADMIN_TOKEN) -> str:
+    """Sign in; the session's CSRF token."""
+    page = await (await c.get("/")).text()
+    resp = await c.post("/signin", data={"csrf": csrf_of(page), "token": token, "next": "/"})
+    assert resp.status == 200
+    return csrf_of(await (await c.get("/config/holidays")).text())
+
+
+async def test_a_pasted_notice_shows_its_table_and_the_sends_it_moves_before_saving(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    resp = await c.post("/config/holidays/preview", data={"csrf": csrf, "notice": NOTICE_2027})
+    body = await resp.text()
+    assert resp.status == 200
+    assert "2027年放假安排" in body and "春节" in body and "2月5日–2月11日（7天）" in body
+    # 春节 2027 is 02-06: "5 workdays before" was 02-01 on Monday-Friday; with 02-05 off it is
+    # 01-29.
+    assert re.search(r"春节.*?2027-02-01.*?2027-01-29", body, re.S)
+    assert "schedules/holidays-2027.yaml" in body
+    # Nothing is saved by a preview.
+    assert not (app.settings.schedules_dir / "holidays-2027.yaml").exists()
+    assert not app.schedule.calendar.has_official_data(2027)
+
+
+def tell_the_staff(app: App) -> None:
+    """`admins: staff`, with the shipped admin templates: moved sends are announced."""
+    templates = app.settings.templates_dir
+    for name in ADMIN_TEMPLATES:
+        shutil.copytree(ROOT / "templates" / name, templates / name, dirs_exist_ok=True)
+    shutil.copy(ROOT / "templates" / "_base.html", templates / "_base.html")
+    (app.settings.schedules_dir / "admins.yaml").write_text("admins: staff\n", encoding="utf-8")
+    assert app.reload()
+
+
+async def test_saving_writes_the_table_loads_it_at_once_and_is_audited(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    tell_the_staff(app)
+    await app.notices.workdays_changed(NOW)  # the snapshot a running service has taken
+    csrf = await signed_in(c)
+    resp = await c.post(
+        "/config/holidays/save",
+        data={"csrf": csrf, "notice": NOTICE_2027},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/config?notice=holidays-imported&year=2027"
+    saved = (app.settings.schedules_dir / "holidays-2027.yaml").read_text(encoding="utf-8")
+    assert '"2027-02-05..2027-02-11"' in saved and '"2027-02-20"' in saved
+    calendar = app.schedule.calendar
+    assert calendar.has_official_data(2027)
+    assert not calendar.is_workday(date(2027, 2, 8)) and calendar.is_workday(date(2027, 2, 20))
+    # The admins are told at once which sends moved (the spring festival reminder).
+    rows = [r for r in await app.store.list_deliveries() if r.reminder_id == "admin-moved"]
+    assert sorted(r.recipient for r in rows) == sorted(STAFF)
+    subject, text, _ = message_parts(rows[0].message)
+    assert "1项提醒" in subject and "2027-02-01 → 2027-01-29" in text
+    page = await (await c.get(resp.headers["Location"])).text()
+    assert "已导入并载入 2027 年放假安排" in page and "import_holidays" in page
+    # Saving again replaces the file's table: still one table for the year, no error.
+    csrf = csrf_of(page)
+    again = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
+    assert again.status == 200 and app.config_errors == []
+
+
+async def test_text_that_is_not_a_notice_is_shown_again_with_the_reason(
+    client: tuple[App, Client],
+) -> None:
+    _, c = client
+    csrf = await signed_in(c)
+    resp = await c.post(
+        "/config/holidays/preview", data={"csrf": csrf, "notice": "明天开会，请准时参加。"}
+    )
+    body = await resp.text()
+    assert resp.status == 422 and resp.content_type == "text/html"
+    assert "不是国务院办公厅节假日安排通知" in body
+    assert "明天开会，请准时参加。</textarea>" in body  # what was pasted is kept
+    wrong_day = NOTICE_2027.replace("1月1日（周五）", "1月1日（周一）")
+    resp = await c.post("/config/holidays/preview", data={"csrf": csrf, "notice": wrong_day})
+    assert resp.status == 422 and "周一" in await resp.text()
+
+
+async def test_a_viewer_sees_the_page_but_cannot_preview_or_save(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c, VIEWER_TOKEN)
+    page = await (await c.get("/config/holidays")).text()
+    assert "只读账号不能导入" in page and "<textarea" not in page
+    for action in ("preview", "save"):
+        resp = await c.post(
+            f"/config/holidays/{action}", data={"csrf": csrf, "notice": NOTICE_2027}
+        )
+        assert resp.status == 403
+    assert not (app.settings.schedules_dir / "holidays-2027.yaml").exists()
+
+
+async def test_a_year_whose_table_is_in_another_file_is_not_given_twice(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    other = app.settings.schedules_dir / "extra.yaml"
+    other.write_text('holidays:\n  "2027":\n    off: ["2027-01-01"]\n', encoding="utf-8")
+    assert app.reload()
+    csrf = await signed_in(c)
+    preview = await c.post("/config/holidays/preview", data={"csrf": csrf, "notice": NOTICE_2027})
+    assert "请先删除该表再导入" in await preview.text()
+    resp = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
+    assert resp.status == 409
+    assert not (app.settings.schedules_dir / "holidays-2027.yaml").exists()
+
+
+async def test_a_save_the_check_refuses_is_taken_back_and_the_running_config_stays(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    (app.settings.schedules_dir / "broken.yaml").write_text("events: [\n", encoding="utf-8")
+    resp = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
+    body = await resp.text()
+    assert resp.status == 422 and "检查未通过，未保存" in body and "broken.yaml" in body
+    assert not (app.settings.schedules_dir / "holidays-2027.yaml").exists()
+    assert not app.schedule.calendar.has_official_data(2027)  # the last good config runs
+
+
+def test_two_files_with_a_table_for_one_year_are_an_error_naming_both(tmp_path: Path) -> None:
+    from notifier.errors import ConfigError
+    from notifier.schedules import load_schedule
+
+    (tmp_path / "a.yaml").write_text('holidays: {"2027": {off: ["2027-01-01"]}}\n', "utf-8")
+    (tmp_path / "b.yaml").write_text('holidays: {"2027": {off: ["2027-01-02"]}}\n', "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_schedule(tmp_path)
+    (error,) = caught.value.errors
+    assert error.startswith(f"{tmp_path / 'b.yaml'}: holidays.2027: the 2027 table is given again")
+    assert str(tmp_path / "a.yaml") in error
