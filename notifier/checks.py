@@ -83,6 +83,7 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
     for year in sorted(schedule.calendar.missing_years(days)):
         warnings.append(
             f"no official workday data for {year}: workdays fall back to Monday-Friday "
+            "less the statutory holidays (元旦, 春节, 清明, 劳动节, 端午, 中秋, 国庆) "
             f'until a `holidays: {{"{year}": ...}}` table is added to schedules/ '
             f"(年度放假安排未知，请补充 holidays 表)"
         )

@@ -299,7 +299,7 @@ def move_reason(
 
 def workday_source(year: int, calendar: WorkCalendar) -> WorkdaySource:
     """Where `year`'s workdays come from: the built-in official data, a config `holidays:`
-    table, or a Monday-Friday guess (provisional)."""
+    table, or a guess: Monday-Friday less the statutory holidays (provisional)."""
     try:
         chinese_calendar.is_workday(date(year, 6, 1))
     except NotImplementedError:

@@ -3,8 +3,9 @@
 `chinese_calendar` carries the State Council holiday schedule, but only for the years its release
 knows (2004-2026 in 1.11.0); each new year's schedule is published in November and reaches the
 library later. So a schedule file may carry its own `holidays:` table, which beats the built-in
-data date by date, and a year nobody describes falls back to Monday-Friday. `missing_years`
-lets `notifier check` warn about that fallback instead of silently trusting it.
+data date by date, and a year nobody describes falls back to Monday-Friday less the days off
+the law fixes (元旦, 春节, 清明, 劳动节, 端午, 中秋, 国庆). `missing_years` lets `notifier
+check` warn about that fallback instead of silently trusting it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functools import lru_cache
 from typing import Literal
 
 import chinese_calendar
+from lunar_python import Lunar, Solar
 
 __all__ = [
     "MAX_SEARCH_DAYS",
@@ -23,6 +25,7 @@ __all__ = [
     "WorkCalendar",
     "WorkdayPolicy",
     "parse_holiday_table",
+    "statutory_days_off",
 ]
 
 WorkdayPolicy = Literal["previous", "next", "ignore"]
@@ -45,6 +48,36 @@ def _builtin_workday(day: date) -> bool | None:
         return None
 
 
+# The law (全国年节及纪念日放假办法, as revised in 2024) fixes these from 2025 on; each year's
+# notice adds bridge days and make-up workdays around them, but never works one of them.
+STATUTORY_SINCE = 2025
+
+
+@lru_cache(maxsize=256)
+def statutory_days_off(year: int) -> frozenset[date]:
+    """The days off the law fixes in `year`: 元旦 (1), 春节 (除夕 to 初三, 4), 清明 (the solar
+    term's day), 劳动节 (05-01, 05-02), 端午 (五月初五), 中秋 (八月十五), 国庆 (10-01..10-03).
+
+    What a year without the notice can be sure of: its guess (暂定) is Monday-Friday less
+    these, rather than Monday-Friday alone. Empty before STATUTORY_SINCE (other rules applied;
+    the built-in data covers those years).
+    """
+    if year < STATUTORY_SINCE:
+        return frozenset()
+    new_year = _solar(Lunar.fromYmd(year, 1, 1).getSolar())
+    days = {date(year, 1, 1), date(year, 5, 1), date(year, 5, 2)}
+    days |= {new_year + timedelta(days=n) for n in range(-1, 3)}  # 除夕 .. 初三
+    days.add(_solar(Lunar.fromYmd(year, 3, 1).getJieQiTable()["清明"]))
+    days.add(_solar(Lunar.fromYmd(year, 5, 5).getSolar()))  # never the leap month
+    days.add(_solar(Lunar.fromYmd(year, 8, 15).getSolar()))
+    days |= {date(year, 10, d) for d in (1, 2, 3)}
+    return frozenset(days)
+
+
+def _solar(day: Solar) -> date:
+    return date(day.getYear(), day.getMonth(), day.getDay())
+
+
 @lru_cache(maxsize=512)
 def _builtin_year(year: int) -> bool:
     # Probe a mid-year day: coverage is whole years, and January 1st of year 1 is no edge case.
@@ -52,7 +85,8 @@ def _builtin_year(year: int) -> bool:
 
 
 class WorkCalendar:
-    """Workdays from overrides, then the built-in official data, then Monday-Friday.
+    """Workdays from overrides, then the built-in official data, then Monday-Friday (less
+    the statutory holidays in a year nobody describes).
 
     `overrides` maps a date to True (a workday, e.g. a 调休 make-up Saturday) or False (a day
     off). `override_years` are the years the config describes in full: they count as having
@@ -79,7 +113,10 @@ class WorkCalendar:
         if verdict is None:
             verdict = _builtin_workday(day)
         if verdict is None:
-            verdict = day.weekday() < 5
+            # A config table describes its year in full; a year nobody describes is a guess.
+            verdict = day.weekday() < 5 and (
+                day.year in self._override_years or day not in statutory_days_off(day.year)
+            )
         self._cache[day] = verdict
         return verdict
 
@@ -104,7 +141,8 @@ class WorkCalendar:
         return Probe(self)
 
     def missing_years(self, days: Iterable[date]) -> set[int]:
-        """The years among `days` whose workdays are only guessed (Monday-Friday)."""
+        """The years among `days` whose workdays are only guessed (Monday-Friday less the
+        statutory holidays)."""
         return {year for year in {day.year for day in days} if not self.has_official_data(year)}
 
     def shift(self, day: date, policy: WorkdayPolicy) -> date:

@@ -68,9 +68,10 @@ async def test_a_pasted_notice_shows_its_table_and_the_sends_it_moves_before_sav
     body = await resp.text()
     assert resp.status == 200
     assert "2027年放假安排" in body and "春节" in body and "2月5日–2月11日（7天）" in body
-    # 春节 2027 is 02-06: "5 workdays before" was 02-01 on Monday-Friday; with 02-05 off it is
-    # 01-29.
-    assert re.search(r"春节.*?2027-02-01.*?2027-01-29", body, re.S)
+    # 春节 2027 is 02-06: "5 workdays before" was 01-29 on the guess (02-05, 除夕, is off by
+    # law); the notice makes Sunday 01-31 a workday, so it is 01-31.
+    assert re.search(r"春节.*?2027-01-29.*?2027-01-31", body, re.S)
+    assert '<span class="moved-count">1</span>' in body
     assert "schedules/holidays-2027.yaml" in body
     # Nothing is saved by a preview.
     assert not (app.settings.schedules_dir / "holidays-2027.yaml").exists()
@@ -110,7 +111,7 @@ async def test_saving_writes_the_table_loads_it_at_once_and_is_audited(
     rows = [r for r in await app.store.list_deliveries() if r.reminder_id == "admin-moved"]
     assert sorted(r.recipient for r in rows) == sorted(STAFF)
     subject, text, _ = message_parts(rows[0].message)
-    assert "1项提醒" in subject and "2027-02-01 → 2027-01-29" in text
+    assert "1项提醒" in subject and "2027-01-29 → 2027-01-31" in text
     page = await (await c.get(resp.headers["Location"])).text()
     assert "已导入并载入 2027 年放假安排" in page and "import_holidays" in page
     # Saving again replaces the file's table: still one table for the year, no error.

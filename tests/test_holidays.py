@@ -7,7 +7,7 @@ from datetime import date
 import chinese_calendar
 import pytest
 
-from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
+from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table, statutory_days_off
 
 D = date.fromisoformat
 
@@ -67,15 +67,36 @@ def test_2026_has_official_data_and_2027_does_not() -> None:
 @pytest.mark.parametrize(
     ("day", "workday"),
     [
-        ("2027-01-01", True),  # a Friday: 元旦 unknown without data, so Monday-Friday
+        ("2027-01-01", False),  # a Friday, but 元旦 is a day off by law every year
         ("2027-01-02", False),  # Saturday
-        ("2027-02-06", False),  # Saturday (春节 2027)
-        ("2027-02-08", True),  # Monday, really inside the 春节 holiday
-        ("2003-01-01", True),  # before the data starts too
+        ("2027-02-05", False),  # Friday, 除夕 (春节 2027 is 02-06): off by law
+        ("2027-02-08", False),  # Monday, 初三: off by law
+        ("2027-02-09", True),  # Tuesday, 初四: the notice may bridge it; unknown, so a workday
+        ("2027-04-05", False),  # Monday, 清明 (the solar term's day)
+        ("2027-06-09", False),  # Wednesday, 端午
+        ("2027-09-15", False),  # Wednesday, 中秋
+        ("2027-10-04", True),  # Monday after 国庆's three statutory days
+        ("2003-01-01", True),  # before the data starts, and before these rules
     ],
 )
-def test_a_year_without_data_falls_back_to_monday_to_friday(day: str, workday: bool) -> None:
+def test_a_year_without_data_is_monday_to_friday_less_the_statutory_holidays(
+    day: str, workday: bool
+) -> None:
     assert WorkCalendar().is_workday(D(day)) is workday
+
+
+@pytest.mark.parametrize("year", [2025, 2026])
+def test_the_statutory_holidays_are_days_off_in_every_year_the_official_data_knows(
+    year: int,
+) -> None:
+    days = statutory_days_off(year)
+    assert len(days) == 13  # 1 + 4 + 1 + 2 + 1 + 1 + 3 days
+    assert [d for d in sorted(days) if chinese_calendar.is_workday(d)] == []
+
+
+def test_a_config_table_describes_its_year_in_full_so_the_law_is_not_added() -> None:
+    calendar = WorkCalendar(*parse_holiday_table({"2027": {"off": ["2027-01-02"]}}))
+    assert calendar.is_workday(D("2027-02-08"))  # the table says nothing: Monday-Friday
 
 
 TABLE_2027 = {
@@ -156,7 +177,7 @@ def test_nth_workday_before_skips_holidays(day: str, n: int, expected: str) -> N
         ("2026-09-30", 1, "2026-10-08"),
         ("2026-09-30", 3, "2026-10-10"),  # 10-08, 10-09, make-up Saturday 10-10
         ("2026-10-10", 1, "2026-10-12"),
-        ("2026-12-31", 1, "2027-01-01"),  # into the fallback year: a Friday
+        ("2026-12-31", 1, "2027-01-04"),  # into the guessed year: 元旦 by law, then a weekend
     ],
 )
 def test_nth_workday_after_skips_holidays(day: str, n: int, expected: str) -> None:

@@ -31,7 +31,7 @@ events:
     date: "2027-01-04"
     reminders:
       - before: 10 days          # 2026-12-25: computed from 2026 data only
-      - before: 1个工作日        # looks at 2027-01-01: provisional
+      - before: 1个工作日        # looks at 2027-01-01 (off by law): 12-31, provisional
       - {on: start, workdays: ignore}   # no workday lookup at all: never provisional
   - id: week
     title: 宪法宣传周
@@ -56,7 +56,7 @@ def test_a_send_is_provisional_only_when_its_day_depends_on_an_unknown_year(
     got = sends(tmp_path, "2026-12-20", 20)
     assert got == [
         ("before-10d", "2026-12-25", False),
-        ("before-1wd", "2027-01-01", True),  # a guess: 01-01 is surely a holiday
+        ("before-1wd", "2026-12-31", True),  # 01-01 is off by law; the rest is a guess
         ("on-start", "2027-01-04", False),
     ]
     week = sends(tmp_path, "2027-11-25", 20)
@@ -89,7 +89,7 @@ def test_upcoming_marks_provisional_sends_in_json_and_in_the_table(
     assert result.exit_code == 0, result.output
     assert [r["provisional"] for r in json.loads(result.output)] == [False, True, False]
     table = runner.invoke(main, ["upcoming", *window], env=env)
-    assert "2027-01-01 09:00 Fri（暂定）" in table.output
+    assert "2026-12-31 09:00 Thu（暂定）" in table.output
     assert "2026-12-25 09:00 Fri（暂定）" not in table.output
     assert "（暂定）1 provisional" in table.output
 
@@ -113,7 +113,7 @@ def test_the_calendar_feed_marks_provisional_sends(tmp_path: Path) -> None:
     (event,) = [c for c in feed.walk("VEVENT") if str(c["uid"]).startswith("newyear")]
     assert str(event["summary"]) == "元旦前提醒（暂定）"
     description = str(event["description"])
-    assert "(before-1wd): 2027-01-01 09:00（暂定） → staff" in description
+    assert "(before-1wd): 2026-12-31 09:00（暂定） → staff" in description
     assert "(before-10d): 2026-12-25 09:00 → staff" in description
 
 
