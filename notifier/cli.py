@@ -169,39 +169,46 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
 @click.option("--reminder", help="reminder id (default: a manual notice)")
 @click.option("--recipient", help="render for this address (default: the first of the audience)")
 @click.option("--date", "on", type=DATE, help="the occurrence starting on this date")
-@click.option("--audience", help="this audience (a chat group shows its message as posted)")
+@click.option(
+    "--audience",
+    help="any of the reminder's audiences (default: the first that has --recipient, or the"
+    " first); a chat group shows its message as posted",
+)
 def preview(
     event: str, reminder: str | None, recipient: str | None, on: date | None, audience: str | None
 ) -> None:
     """预览邮件 Print the rendered message for an event."""
     settings = settings_or_exit()
-    chat: list[str] = []  # the channel, when the row is a chat group's message
+    used: list[str] = []  # the audience rendered for, then the row's channel
 
     async def go() -> str:
         async with App(settings) as app:
-            found, rows = app.outbox.manual_rows(
+            found = app.outbox.preview_row(
                 event,
                 reminder_id=reminder,
                 on=on,
                 now=app.clock(),
-                again=False,
                 only=recipient,
                 as_planned=True,
                 audience_name=audience,
             )
-            row = next(rows, None)
-            if row is None:
-                raise NotifierError(f"{recipient} is not in audience '{found.name}'")
-            if row.channel != "email":
-                chat.append(row.channel)
-            return row.message
+            if found.row is None:
+                names = ", ".join(found.searched)
+                raise NotifierError(
+                    f"{recipient or '（无收件人 no recipient）'} 不在受众 {names} 中"
+                    f" / is not in audience {names}"
+                )
+            used.extend([found.audience.name, found.row.channel])
+            return found.row.message
 
     from email import message_from_string
     from email.policy import default
 
     raw = run_async(go)
-    if chat:
-        click.echo(cli_channels.chat_preview(chat[0], raw))
+    name, channel = used
+    click.echo(f"受众 Audience: {name}")
+    if channel != "email":
+        click.echo(cli_channels.chat_preview(channel, raw))
         return
     msg = message_from_string(raw, policy=default)
     for header in ("From", "To", "Subject", "Date", "Message-ID"):

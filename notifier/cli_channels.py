@@ -9,13 +9,12 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from notifier.channels.base import TransportError
 from notifier.channels.http import masked_url
-from notifier.channels.payloads import ChatMessage, payload
+from notifier.channels.payloads import ChatMessage, payload, posted_text
 from notifier.channels.registry import STATUS_META, missing_variables
 from notifier.checks import load_config
 from notifier.config import Settings, read_secret
@@ -39,25 +38,13 @@ def test_row(cid: str, body: str, now: float) -> Delivery:
     )  # fmt: skip
 
 
-def readable(data: dict[str, Any]) -> str:
-    """The Markdown (or text) inside a platform body."""
-    if isinstance(data.get("markdown"), dict):
-        md = data["markdown"]
-        return str(md.get("text") or md.get("content") or "")
-    if isinstance(data.get("card"), dict):
-        return "\n".join(str(e.get("content", "")) for e in data["card"].get("elements", []))
-    if isinstance(data.get("text"), dict):
-        return str(data["text"].get("content", ""))
-    return str(data.get("text", ""))
-
-
 def chat_preview(channel_id: str, body: str) -> str:
     """The body as it will be posted (a signature, where the platform wants one, is added
     at send time), and its text as staff will read it."""
     data = json.loads(body)
     pretty = json.dumps(data, ensure_ascii=False, indent=2)
     return (
-        f"渠道 channel: {channel_id}\n\n--- 消息 message ---\n{readable(data)}\n"
+        f"渠道 channel: {channel_id}\n\n--- 消息 message ---\n{posted_text(data)}\n"
         f"--- JSON ---\n{pretty}"
     )
 

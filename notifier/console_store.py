@@ -9,12 +9,13 @@ keyed by (due_at, id) of their last row, newest first, so page 1,000 costs what 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.db import Database
+from notifier.db import Database, Tx
 from notifier.models import Delivery, NewDelivery, State
 from notifier.store import DELIVERY_COLUMNS, Store, delivery_from_row, in_clause
 
@@ -31,6 +32,12 @@ AUDIT_ACTIONS = (
 )
 # Rows that retry and resend accept: the ones that will not be sent otherwise.
 RETRYABLE = (State.FAILED, State.DEAD)
+# PostgreSQL advisory locks of the sign-in limit, as (class, key) pairs: a key space apart
+# from migrate()'s one bigint. Class "sign" (ASCII) is keyed by a hash of the client address
+# (a collision only makes two addresses wait for each other a moment); class "prun" key 0 is
+# the pruning of rows past the window.
+SIGNIN_CLIENT_LOCK = 0x7369676E
+SIGNIN_PRUNE_LOCK = (0x7072756E, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,77 @@ class ConsoleStore:
 
     async def delete_session(self, id_hash: str) -> None:
         await self.db.execute("DELETE FROM console_sessions WHERE id_hash = :h", {"h": id_hash})
+
+    # --- the failed sign-in limit ----------------------------------------------------------
+
+    async def admit_signin(self, client: str, *, now: float, limit: int, window: float) -> float:
+        """Let one sign-in attempt from `client` through, or refuse it.
+
+        0.0: let through, and recorded as a failure until `signed_in` clears the address.
+        Otherwise the seconds until `client` may try again: it has `limit` failures in the
+        `window` seconds before `now`, and nothing is recorded. Counting before the token is
+        checked, under a lock per address (PostgreSQL: an advisory lock; SQLite: its write
+        lock), is what keeps attempts made at the same moment, on one instance or several,
+        from all passing one count. Rows past the window are deleted on the way.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        since = now - window
+        async with self.db.transaction() as tx:
+            pruning = await self._lock_signins(tx, client, wait_for_prune=False)
+            # The limit-th newest failure in the window, if there are that many: the address
+            # may try again when it leaves the window.
+            row = await tx.fetchone(
+                "SELECT at FROM signin_failures WHERE client = :client AND at > :since"
+                " ORDER BY at DESC LIMIT 1 OFFSET :skip",
+                {"client": client, "since": since, "skip": limit - 1},
+            )
+            if row is not None:
+                # Positive, as the row is in the window (the floor: a rounding to zero).
+                return max(float(row[0]) + window - now, 1e-3)
+            await tx.execute(
+                "INSERT INTO signin_failures (client, at) VALUES (:client, :now)",
+                {"client": client, "now": now},
+            )
+            if pruning:
+                await tx.execute("DELETE FROM signin_failures WHERE at <= :since", {"since": since})
+        return 0.0
+
+    async def signed_in(self, client: str, *, now: float, window: float) -> None:
+        """`client` signed in: its failures are forgotten (rows past the window go too)."""
+        async with self.db.transaction() as tx:
+            await self._lock_signins(tx, client, wait_for_prune=True)
+            await tx.execute(
+                "DELETE FROM signin_failures WHERE client = :client", {"client": client}
+            )
+            await tx.execute(
+                "DELETE FROM signin_failures WHERE at <= :since", {"since": now - window}
+            )
+
+    async def signin_failures(self) -> int:
+        """Rows in the limit's table (all addresses): what pruning keeps small."""
+        row = await self.db.fetchone("SELECT COUNT(*) FROM signin_failures")
+        return int(row[0]) if row else 0
+
+    async def _lock_signins(self, tx: Tx, client: str, *, wait_for_prune: bool) -> bool:
+        """Take the address's lock; then the pruning lock, waiting for it or only trying.
+
+        Whether this transaction may delete other addresses' rows. Only one transaction at
+        a time deletes rows on PostgreSQL, so two never wait for each other's rows (the
+        deadlock PostgreSQL would end after a second with an error). SQLite: the transaction
+        holds the one write lock already.
+        """
+        if self.db.dialect != "postgresql":
+            return True
+        lock = "SELECT {}(CAST(:cls AS INTEGER), CAST(:key AS INTEGER))"
+        key = int.from_bytes(hashlib.sha256(client.encode()).digest()[:4], "big", signed=True)
+        await tx.fetchone(
+            lock.format("pg_advisory_xact_lock"), {"cls": SIGNIN_CLIENT_LOCK, "key": key}
+        )
+        fn = "pg_advisory_xact_lock" if wait_for_prune else "pg_try_advisory_xact_lock"
+        cls, key = SIGNIN_PRUNE_LOCK
+        row = await tx.fetchone(lock.format(fn), {"cls": cls, "key": key})
+        return wait_for_prune or bool(row and row[0])
 
     # --- audit ------------------------------------------------------------------------------
 

@@ -485,16 +485,16 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|:([A-Za-z_]\w*)|%")
 def to_pyformat(sql: str) -> str:
     """Translate `:name` placeholders to psycopg's `%(name)s`.
 
-    Leaves `::type` casts and quoted text alone; doubles a literal `%`.
+    Leaves `::type` casts and the `:` of quoted text alone; doubles every literal `%`, in
+    quoted text too (psycopg reads placeholders without regard to quotes: `LIKE '%/0'`
+    would be a bad placeholder `%/`).
     """
 
     def repl(m: re.Match[str]) -> str:
         tok = m.group(0)
         if m.group(1) is not None:
             return f"%({m.group(1)})s"
-        if tok == "%":
-            return "%%"
-        return tok
+        return tok.replace("%", "%%")
 
     return _TOKEN.sub(repl, sql)
 

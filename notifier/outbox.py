@@ -47,6 +47,39 @@ class SendError(NotifierError):
     """A manual or webhook send cannot be made (unknown event, reminder, or recipients)."""
 
 
+class AudienceError(SendError):
+    """An audience named for a manual send or preview that its reminder does not go to.
+
+    `allowed` are the reminder's audiences, in order: what to name instead.
+    """
+
+    def __init__(self, name: str, allowed: Sequence[str], *, known: bool, reminder: str) -> None:
+        self.name = name
+        self.allowed = tuple(allowed)
+        choices = ", ".join(self.allowed)
+        if known:
+            text = (
+                f"受众 '{name}' 不在提醒 '{reminder}' 的受众中，可选：{choices}"
+                f" / audience '{name}' is not one of reminder '{reminder}''s audiences: {choices}"
+            )
+        else:
+            text = (
+                f"未知受众 unknown audience '{name}'; 提醒 '{reminder}' 的受众"
+                f" the reminder's audiences: {choices}"
+            )
+        super().__init__(text)
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    """What a preview renders: the first row a manual send would make for it."""
+
+    audiences: tuple[str, ...]  # every audience of the reminder, in order
+    searched: tuple[str, ...]  # those looked in: the one named, or all of them
+    audience: Audience  # where `row` was found (without a row: the first searched)
+    row: NewDelivery | None  # None: no recipient (the one asked for) in those searched
+
+
 @dataclass(frozen=True, slots=True)
 class Materialized:
     """What one `materialize` call did."""
@@ -289,6 +322,8 @@ class Outbox:
         """
         rem_ctx = reminder_context(reminder, reminder_id, send_date, position)
         if audience.chat is not None:
+            if only is not None and only != audience.chat:
+                return  # an address is never a group: only the channel names its one row
             yield self._chat_row(
                 prefix=prefix,
                 event=event,
@@ -573,7 +608,9 @@ class Outbox:
         """Rows that send the event's message now; keys repeat unless `again`.
 
         With `as_planned` (previews) a reminder renders as on its planned day and time. The
-        rows go to every audience of the reminder, or to `audience_name` alone.
+        rows go to every audience of the reminder, or to `audience_name` alone: one of the
+        reminder's (AudienceError otherwise). A manual notice (no reminder) goes where the
+        event's first reminder goes.
         """
         tz = self.settings.tz
         now_dt = datetime.fromtimestamp(now, tz)
@@ -585,11 +622,9 @@ class Outbox:
             now_dt = datetime.combine(day, reminder.send_at, tzinfo=tz)
         base = reminder or event.reminders[0]
         rid = reminder.id if reminder else MANUAL_REMINDER
+        names = self._chosen(base.all_audiences, audience_name, rid)
         if again:
             rid = f"{rid}~{int(now * 1000)}"
-        if audience_name is not None and audience_name not in self.schedule.audiences:
-            raise SendError(f"unknown audience '{audience_name}'")
-        names = (audience_name,) if audience_name else base.all_audiences
         audience = self.schedule.audiences[names[0]]
         rows = itertools.chain.from_iterable(
             self.rows_for(
@@ -608,6 +643,56 @@ class Outbox:
             for name in names
         )
         return audience, rows
+
+    def _chosen(self, names: tuple[str, ...], name: str | None, reminder: str) -> tuple[str, ...]:
+        """`names`, or `name` alone when it is one of them (else AudienceError)."""
+        if name is None:
+            return names
+        if name not in names:
+            known = name in self.schedule.audiences
+            raise AudienceError(name, names, known=known, reminder=reminder)
+        return (name,)
+
+    def preview_row(
+        self,
+        event_id: str,
+        *,
+        reminder_id: str | None,
+        on: date | None,
+        now: float,
+        only: str | None = None,
+        audience_name: str | None = None,
+        as_planned: bool = False,
+    ) -> PreviewRow:
+        """The row a preview shows: for `only` (default: the first recipient) in
+        `audience_name`, or in the first of the reminder's audiences that has it.
+
+        Raises AudienceError for an audience the reminder does not go to, SendError or
+        RenderError as `manual_rows`. Renders only the row it returns (a chat group's
+        message, or one address's), however large the audiences.
+        """
+        today = datetime.fromtimestamp(now, self.settings.tz).date()
+        event, _, reminder = self.resolve(event_id, reminder_id, on, today)
+        base = reminder or event.reminders[0]
+        audiences = base.all_audiences
+        searched = self._chosen(
+            audiences, audience_name, reminder.id if reminder else MANUAL_REMINDER
+        )
+        for name in searched:
+            audience, rows = self.manual_rows(
+                event_id,
+                reminder_id=reminder_id,
+                on=on,
+                now=now,
+                again=False,
+                only=only,
+                as_planned=as_planned,
+                audience_name=name,
+            )
+            row = next(rows, None)
+            if row is not None:
+                return PreviewRow(audiences, searched, audience, row)
+        return PreviewRow(audiences, searched, self.schedule.audiences[searched[0]], None)
 
     async def send_now(
         self,

@@ -497,6 +497,11 @@ def test_placeholders_translate_for_psycopg_but_casts_and_literals_stay() -> Non
     )
 
 
+async def test_a_percent_sign_in_quoted_text_reaches_the_database_as_itself(store: Store) -> None:
+    row = await store.db.fetchone("SELECT '50% :x', 'hook:a/b/0' LIKE '%/0', :n % 3", {"n": 7})
+    assert row is not None and (row[0], bool(row[1]), row[2]) == ("50% :x", True, 1)
+
+
 def test_urls_lose_their_password_in_messages() -> None:
     assert redact_url("postgresql://u:s3cret@h:5433/db") == "postgresql://u@h:5433/db"
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"

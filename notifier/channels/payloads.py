@@ -146,3 +146,15 @@ def payload(spec: ChannelSpec, msg: ChatMessage) -> str:
 def chat_text(subject: str, body: str) -> str:
     """A chat message from an email template without `chat.md`: the subject in bold, the text."""
     return f"**{subject}**\n\n{body.strip()}\n"
+
+
+def posted_text(body: dict[str, Any]) -> str:
+    """The Markdown (or text) inside a platform body: what the group will read."""
+    if isinstance(body.get("markdown"), dict):
+        md = body["markdown"]
+        return str(md.get("text") or md.get("content") or "")
+    if isinstance(body.get("card"), dict):
+        return "\n".join(str(e.get("content", "")) for e in body["card"].get("elements", []))
+    if isinstance(body.get("text"), dict):
+        return str(body["text"].get("content", ""))
+    return str(body.get("text", ""))

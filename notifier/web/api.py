@@ -8,6 +8,7 @@ used (out of range, the wrong JSON type, missing) a 422, as before the models.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
@@ -18,11 +19,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 import notifier.web.schemas as schemas
+from notifier.channels.payloads import posted_text
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError
 from notifier.message import message_parts
 from notifier.models import Delivery
-from notifier.outbox import SendError
+from notifier.outbox import CHANNEL, AudienceError, PreviewRow, SendError
 from notifier.planner import next_occurrence, planned_json
 from notifier.service import App
 from notifier.web.common import (
@@ -213,24 +215,54 @@ async def post_preview(request: web.Request) -> web.Response:
     req = await parse_body(request, schemas.PreviewRequest)
     _known_event(app, req.event)
     try:
-        audience, rows = app.outbox.manual_rows(
+        found = app.outbox.preview_row(
             req.event,
             reminder_id=req.reminder,
             on=req.date,
             now=app.clock(),
-            again=False,
             only=req.recipient,
+            audience_name=req.audience,
         )
-        row = next(rows, None)
+    except AudienceError as exc:
+        raise ApiError(
+            422, "invalid field", f"audience: {exc}", extra={"audiences": list(exc.allowed)}
+        ) from None
     except (RenderError, SendError) as exc:
         raise render_problem(exc) from None
+    row = found.row
     if row is None:
-        who = f"'{echo(req.recipient)}' is not in" if req.recipient else "no recipient in"
-        raise ApiError(422, "invalid field", f"recipient: {who} audience '{audience.name}'")
-    subject, text, body_html = message_parts(row.message)
+        raise _no_recipient(app, found, req.recipient)
+    if row.channel == CHANNEL:
+        subject, text, body_html = message_parts(row.message)
+        body = None
+    else:
+        body = json.loads(row.message)
+        subject, text, body_html = row.subject, posted_text(body), None
     return answer(
-        schemas.Preview(subject=subject, text=text, html=body_html, recipient=row.recipient)
+        schemas.Preview(
+            subject=subject,
+            text=text,
+            html=body_html,
+            recipient=row.recipient,
+            audience=found.audience.name,
+            audiences=list(found.audiences),
+            channel=row.channel,
+            body=body,
+        )
     )
+
+
+def _no_recipient(app: App, found: PreviewRow, recipient: str | None) -> ApiError:
+    names = ", ".join(f"'{name}'" for name in found.searched)
+    where = f"audience {names}" if len(found.searched) == 1 else f"any of the audiences {names}"
+    groups = [n for n in found.searched if app.schedule.audiences[n].chat is not None]
+    if recipient is None:
+        detail = f"recipient: no recipient in {where}"
+    else:
+        detail = f"recipient: '{echo(recipient)}' is not in {where}"
+        if groups:
+            detail += " (a chat group has one message: leave out recipient, or name its channel)"
+    return ApiError(422, "invalid field", detail, extra={"audiences": list(found.audiences)})
 
 
 async def post_send(request: web.Request) -> web.Response:

@@ -4,7 +4,8 @@ Sessions are rows in the database (`console_sessions`), named by a random id tha
 carries signed with itsdangerous (key derived from the admin token). Rows rather than a
 self-contained cookie (aiohttp-session's cookie storages), because sign-out must end the
 session for real: a deleted row cannot be replayed by a copied cookie, and rotating the
-admin token ends every session at once.
+admin token ends every session at once. The failed sign-in limit lives there too, so that
+instances sharing the database count the same failures, however requests are spread.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -29,10 +27,9 @@ SESSION_SECONDS = 10 * 3600
 # The sign-in form's token is valid this long (a page left open over lunch still works).
 SIGNIN_FORM_SECONDS = 4 * 3600
 # Failed sign-ins from one address: at most this many per window, then 429 until it passes.
+# Counted in the database, so across every instance that shares it (migration 0012).
 MAX_FAILED_SIGNINS = 5
 FAILED_SIGNIN_WINDOW = 300.0
-# Addresses remembered by the limiter; beyond it the oldest are forgotten (memory stays flat).
-LIMITER_MAX_CLIENTS = 10_000
 CSRF_FIELD = "csrf"
 
 ROLE_ADMIN = "admin"
@@ -55,39 +52,33 @@ def _hash(session_id: str) -> str:
 
 
 class FailedSignins:
-    """A sliding window of failures per client address (in memory: per process)."""
+    """The failed sign-in limit: a sliding window of failures per client address, kept in
+    the database (`signin_failures`) so that every instance on it counts the same failures.
+
+    Nothing is held in memory. `admit` counts an attempt before its token is checked, as a
+    failure until `succeeded` says otherwise: attempts made at the same moment cannot all
+    pass one count. Times are the app's clock (wall time, shared by the instances).
+    """
 
     def __init__(
         self,
+        store: ConsoleStore,
         *,
         limit: int = MAX_FAILED_SIGNINS,
         window: float = FAILED_SIGNIN_WINDOW,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.store = store
         self.limit = limit
         self.window = window
-        self.clock = clock
-        self._seen: dict[str, deque[float]] = {}
 
-    def retry_after(self, client: str) -> float:
-        """Seconds until `client` may try again; 0 when it may now."""
-        times = self._seen.get(client)
-        if not times:
-            return 0.0
-        now = self.clock()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(times) < self.limit:
-            return 0.0
-        return max(0.0, times[0] + self.window - now)
+    async def admit(self, client: str, *, now: float) -> float:
+        """0 when `client` may try now (the try counts as failed until `succeeded`); else the
+        seconds until it may. Raises StoreError when the database cannot say."""
+        return await self.store.admit_signin(client, now=now, limit=self.limit, window=self.window)
 
-    def failed(self, client: str) -> None:
-        if client not in self._seen and len(self._seen) >= LIMITER_MAX_CLIENTS:
-            self._seen.pop(next(iter(self._seen)))
-        self._seen.setdefault(client, deque()).append(self.clock())
-
-    def succeeded(self, client: str) -> None:
-        self._seen.pop(client, None)
+    async def succeeded(self, client: str, *, now: float) -> None:
+        """`client` signed in: its failures are forgotten."""
+        await self.store.signed_in(client, now=now, window=self.window)
 
 
 class Auth:
@@ -96,7 +87,7 @@ class Auth:
     def __init__(self, settings: Settings, store: ConsoleStore) -> None:
         self.settings = settings
         self.store = store
-        self.limiter = FailedSignins()
+        self.limiter = FailedSignins(store)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
         key = hmac.new(admin.encode(), b"notifier console session v1", "sha256").digest()
         self._signer = Signer(key, salt="session")

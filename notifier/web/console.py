@@ -19,6 +19,8 @@ from aiohttp import web
 
 from notifier import __version__
 from notifier.console_store import ConsoleStore
+from notifier.constants import DB_RETRY_AFTER_SECONDS
+from notifier.errors import StoreError
 from notifier.service import App
 from notifier.web.auth import CSRF_FIELD, Auth, Session, client_address, csrf_ok
 from notifier.web.common import APP_KEY, ApiError
@@ -102,6 +104,23 @@ def error_page(request: web.Request, status: int, title: str, detail: str) -> we
     return render(request, "error.html", {"title": title, "detail": detail}, status=status)
 
 
+def database_unavailable_page(request: web.Request, exc: StoreError) -> web.Response:
+    """503 with Retry-After: the database is away (weather, not a bug; its error is logged)."""
+    log.warning(
+        "console request refused: database unavailable",
+        extra={"action": "console_db_unavailable", "path": request.path, "error": str(exc)},
+    )
+    response = error_page(
+        request,
+        503,
+        "数据库暂不可用 Database unavailable",
+        f"服务暂时无法读写数据库，请 {DB_RETRY_AFTER_SECONDS} 秒后重试。"
+        f"The database cannot be reached for now: try again in {DB_RETRY_AFTER_SECONDS} s.",
+    )
+    response.headers["Retry-After"] = str(DB_RETRY_AFTER_SECONDS)
+    return response
+
+
 def signin_page(
     request: web.Request, *, error: str | None = None, status: int = 200
 ) -> web.Response:
@@ -168,6 +187,8 @@ def guard(handler: Handler, *, action: bool = False) -> Handler:
             raise
         except web.HTTPException as exc:
             return error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+        except StoreError as exc:
+            return database_unavailable_page(request, exc)
         except Exception as exc:
             log.exception(
                 "console request failed",
@@ -226,40 +247,47 @@ def _safe_next(value: str) -> str:
 
 
 async def post_signin(request: web.Request) -> web.StreamResponse:
+    """Sign in with a token; a database fault on the way is a 503 page, not a 500."""
+    try:
+        return await _sign_in(request)
+    except Denied as exc:
+        return error_page(request, exc.status, exc.title, exc.detail)
+    except StoreError as exc:
+        return database_unavailable_page(request, exc)
+
+
+async def _sign_in(request: web.Request) -> web.StreamResponse:
     app = request.app[APP_KEY]
     auth = request.app[AUTH_KEY]
     client = client_address(request)
-    try:
-        if not auth.enabled:
-            raise Denied(503, "控制台未启用 Console disabled", "请设置 NOTIFIER_ADMIN_TOKEN。")
-        data = await form_of(request)
-        if not auth.check_signin_form_token(data.get(CSRF_FIELD, "")):
-            raise Denied(
-                403,
-                "表单已失效 Invalid form",
-                "登录表单已过期或缺少 CSRF 令牌，请刷新页面。Reload the sign-in page.",
-            )
-        wait = auth.limiter.retry_after(client)
-        if wait > 0:
-            response = signin_page(
-                request,
-                error=f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。"
-                f"Too many failed sign-ins: try again in {int(wait) + 1} s.",
-                status=429,
-            )
-            response.headers["Retry-After"] = str(int(wait) + 1)
-            return response
-        role = auth.role_for(data.get("token", ""))
-        if role is None:
-            auth.limiter.failed(client)
-            await audit(request, "sign_in_failed", "console")
-            log.warning("console sign-in failed", extra={"action": "sign_in_failed"})
-            return signin_page(request, error="令牌错误。Wrong token.", status=401)
-    except Denied as exc:
-        return error_page(request, exc.status, exc.title, exc.detail)
-    auth.limiter.succeeded(client)
+    if not auth.enabled:
+        raise Denied(503, "控制台未启用 Console disabled", "请设置 NOTIFIER_ADMIN_TOKEN。")
+    data = await form_of(request)
+    if not auth.check_signin_form_token(data.get(CSRF_FIELD, "")):
+        raise Denied(
+            403,
+            "表单已失效 Invalid form",
+            "登录表单已过期或缺少 CSRF 令牌，请刷新页面。Reload the sign-in page.",
+        )
+    # Counted before the token is looked at, as a failure unless it signs in (auth.py).
+    wait = await auth.limiter.admit(client, now=app.clock())
+    if wait > 0:
+        response = signin_page(
+            request,
+            error=f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。"
+            f"Too many failed sign-ins: try again in {int(wait) + 1} s.",
+            status=429,
+        )
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    role = auth.role_for(data.get("token", ""))
+    if role is None:
+        await audit(request, "sign_in_failed", "console")
+        log.warning("console sign-in failed", extra={"action": "sign_in_failed"})
+        return signin_page(request, error="令牌错误。Wrong token.", status=401)
     response = web.HTTPSeeOther(_safe_next(data.get("next", "/")))
     await auth.start(response, role=role, client=client, now=app.clock())
+    await auth.limiter.succeeded(client, now=app.clock())
     request[SESSION_KEY] = Session(role, "", "")
     await audit(request, "sign_in", "console")
     log.info("console sign-in", extra={"action": "sign_in", "role": role})

@@ -91,6 +91,9 @@ class Error(BaseModel):
     detail: str = Field(description="why, and what to change")
     field: str | None = Field(None, description="the payload field a template lacks")
     reasons: list[str] | None = Field(None, description="/readyz: each reason it is not ready")
+    audiences: list[str] | None = Field(
+        None, description="/api/preview: the reminder's audiences, one of which to name"
+    )
 
 
 # --- webhooks --------------------------------------------------------------------------------
@@ -169,7 +172,19 @@ class PreviewRequest(BaseModel):
 
     event: str = Field(min_length=1)
     reminder: str | None = Field(None, min_length=1, description="default: a manual notice")
-    recipient: str | None = Field(None, min_length=1, description="default: the audience's first")
+    audience: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_FILTER_LENGTH,
+        description="one of the reminder's audiences (a manual notice: the event's first"
+        " reminder's); default: the first that has `recipient`, or the first",
+    )
+    recipient: str | None = Field(
+        None,
+        min_length=1,
+        description="an address of the audience (default: its first); a chat group has one"
+        " message, named by its channel if at all",
+    )
     date: PlanDate | None = Field(None, description="occurrence start")
 
 
@@ -277,9 +292,19 @@ class Deliveries(BaseModel):
 
 class Preview(BaseModel):
     subject: str
-    text: str
+    text: str = Field(description="the text body; a chat group: the message as it will read")
     html: str | None
-    recipient: str
+    recipient: str = Field(description="the address rendered for; a chat group: its channel")
+    audience: str = Field(description="the audience rendered for")
+    audiences: list[str] = Field(
+        description="every audience of the reminder, in order: the choices of `audience`"
+    )
+    channel: str = Field(description="`email`, or the chat channel the group's message goes to")
+    body: dict[str, Any] | None = Field(
+        None,
+        description="a chat group: the JSON body as it will be posted (a signature, where the"
+        " platform wants one, is added at send time)",
+    )
 
 
 class SendResult(BaseModel):
