@@ -44,6 +44,18 @@ def readable(data: dict[str, Any]) -> str:
     if isinstance(data.get("markdown"), dict):
         md = data["markdown"]
         return str(md.get("text") or md.get("content") or "")
+    if data.get("msg_type") == "post" and isinstance(data.get("content"), dict):
+        # Feishu rich text: the title, then one line a paragraph (an @ shows as @id).
+        body: dict[str, Any] = next(iter(data["content"].get("post", {}).values()), {})
+        lines = [str(body.get("title", ""))]
+        for paragraph in body.get("content", []):
+            lines.append(
+                "".join(
+                    f"@{e.get('user_id', '')} " if e.get("tag") == "at" else str(e.get("text", ""))
+                    for e in paragraph
+                ).rstrip()
+            )
+        return "\n".join(lines)
     if isinstance(data.get("card"), dict):
         return "\n".join(str(e.get("content", "")) for e in data["card"].get("elements", []))
     if isinstance(data.get("text"), dict):

@@ -253,9 +253,17 @@ class RawChannel(_Raw):
     timeout: float | None = Field(default=None, gt=0, le=300)
     concurrency: int | None = Field(default=None, ge=1, le=16)
     penalty: float | None = Field(default=None, gt=0, le=3600)  # seconds after a throttle
+    # Feishu only: an `interactive` card (the default) or a `post` (rich text, which chat
+    # lists and search show as text).
+    form: Literal["card", "post"] | None = None
 
     @model_validator(mode="after")
     def _fits_type(self) -> RawChannel:
+        if self.form is not None and self.type != "feishu":
+            raise ValueError(
+                f"form is for feishu channels (card | post), not the {self.type} type "
+                "(form 仅适用于飞书渠道)"
+            )
         if self.type == "webhook" and self.mention is not None:
             raise ValueError("mention is for chat robots, not the webhook type")
         if self.type == "webhook" and self.secret_env is None:
@@ -465,6 +473,7 @@ class ChannelSpec:
     concurrency: int | None
     source: Path
     penalty: float | None = None
+    form: Literal["card", "post"] = "card"  # feishu: interactive card or post (rich text)
 
 
 @dataclass(frozen=True)
@@ -775,6 +784,7 @@ def _build_channels(parsed: Sequence[ParsedFile], errors: list[str]) -> dict[str
                 concurrency=ch.concurrency,
                 source=raw.path,
                 penalty=ch.penalty,
+                form=ch.form or "card",
             )
     return channels
 
