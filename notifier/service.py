@@ -168,9 +168,15 @@ class App:
             clock=self.clock,
         )
         self._notices = AdminNotices(
-            settings=s, store=self._store, outbox=self._outbox, wake=self._worker.wake
+            settings=s, store=self._store, outbox=self._outbox, wake=self._wake_workers
         )
         await self._open_channels(schedule, channel)
+
+    def _wake_workers(self) -> None:
+        """New rows are due now: an admin notice goes to email and chat groups alike."""
+        self.worker.wake()
+        if self._chat_worker is not None:
+            self._chat_worker.wake()
 
     @property
     def notices(self) -> AdminNotices:

@@ -168,3 +168,11 @@ MARKDOWN_PIECES = [*"法治 *#>-`[]()\n:/.，…𠀀", "https://", "**", "### ",
 def test_any_chat_markdown_gives_a_post_the_feishu_stand_in_accepts(text: str) -> None:
     body = json.loads(payload(post_spec(Mention(userids=("ou_1",))), message(text)))
     assert feishu_problem(body) is None
+
+
+def test_an_outbound_webhook_tells_a_notice_from_a_reminder_by_its_type() -> None:
+    reminder = json.loads(payload(spec("webhook"), message("提醒")))
+    notice = json.loads(
+        payload(spec("webhook"), dataclasses.replace(message("汇总"), kind="notice"))
+    )
+    assert (reminder["type"], notice["type"]) == ("notifier.reminder", "notifier.notice")

@@ -59,6 +59,7 @@ class ChatMessage:
     end: str
     reminder_id: str
     reminder_label: str
+    kind: str = "reminder"  # "notice": one of the service's own notices to its admins
 
 
 def _dump(body: dict[str, Any]) -> str:
@@ -209,7 +210,7 @@ def _post_line(line: str) -> list[dict[str, str]]:
 def _webhook(spec: ChannelSpec, msg: ChatMessage) -> dict[str, Any]:
     text = cut(msg.text, lambda t: size(t) <= WEBHOOK_TEXT_BYTES)
     return {
-        "type": "notifier.reminder",
+        "type": f"notifier.{msg.kind}",
         "id": msg.key,
         "event": {"id": msg.event_id, "title": msg.event_title, "start": msg.start, "end": msg.end},
         "occurrence": msg.occurrence,
