@@ -53,9 +53,9 @@ SNAPSHOT_BACK = timedelta(days=60)
 SNAPSHOT_AHEAD = timedelta(days=COMPARE_DAYS + 100)
 SNAPSHOT_META = "workdays_snapshot"
 DIGEST_META = "admin_digest_day"
-# The digest of the previous day goes out at the first planning pass after this local time
-# (the timer re-plans at least hourly), when offices open.
-DIGEST_AT = time(8, 0)
+# The digest of the previous day goes out after NOTIFIER_NOTICES__DIGEST_AT (default 08:00,
+# local time): the timer fires at that time (`next_digest`), and every planning pass after
+# it makes the digest if it is not made yet.
 # A digest lists at most this many rows (and says how many more there were).
 DIGEST_LIMIT = 200
 
@@ -181,6 +181,17 @@ def moved_sends(
         out.extend(MovedSend(*base, None, day, True) for day in sorted(new_days - old_days))
     out.sort(key=lambda m: (min(d for d in (m.old, m.new) if d is not None), m.event_id))
     return out
+
+
+def next_digest(now: datetime, at: time) -> datetime:
+    """The next time the digest is due: today at `at` (local to `now`), or tomorrow's if that
+    has passed. `now` must be aware; the result is in its zone."""
+    tz = now.tzinfo
+    assert tz is not None, "now must be aware"
+    today = datetime.combine(now.date(), at, tzinfo=tz)
+    if today > now:
+        return today
+    return datetime.combine(now.date() + timedelta(days=1), at, tzinfo=tz)
 
 
 def sample_payloads(today: date) -> dict[str, dict[str, Any]]:
@@ -372,13 +383,13 @@ class AdminNotices:
             return 0
 
     async def daily_digest(self, now: float) -> int:
-        """After DIGEST_AT, the previous local day's deliveries that ended failed or dead;
-        nothing when there were none. Once a day: the key is the day."""
+        """After `notices.digest_at` (local), the previous local day's deliveries that ended
+        failed or dead; nothing when there were none. Once a day: the key is the day."""
         if not self.outbox.schedule.admins:
             return 0
         tz = self.settings.tz
         local = datetime.fromtimestamp(now, tz)
-        if local.time() < DIGEST_AT:
+        if local.time() < self.settings.notices.digest_at:
             return 0
         day = local.date() - timedelta(days=1)
         try:

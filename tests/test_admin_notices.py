@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time as clock_time
 from collections.abc import AsyncIterator, Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.config import HttpSettings
+from notifier.config import HttpSettings, NoticeSettings, Settings
 from notifier.holidays import WorkCalendar
 from notifier.models import State
 from notifier.notices import (
@@ -25,6 +26,7 @@ from notifier.notices import (
     calendar_from,
     changed_days,
     moved_sends,
+    next_digest,
     snapshot,
 )
 from notifier.schedules import load_schedule
@@ -428,3 +430,95 @@ def test_the_shipped_admin_templates_have_a_chat_md_in_chinese_first() -> None:
         heading = next(line for line in text.splitlines() if line.startswith("### "))
         assert heading.startswith("### 【系统通知】") and " / " in heading, name
 
+
+# --- the digest time: NOTIFIER_NOTICES__DIGEST_AT ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "digest_at", "expected"),
+    [
+        ("2026-04-15T07:59", time(8, 0), "2026-04-15T08:00"),
+        ("2026-04-15T08:00", time(8, 0), "2026-04-16T08:00"),  # due now: the next is tomorrow
+        ("2026-04-15T23:30", time(0, 15), "2026-04-16T00:15"),
+        ("2026-12-31T10:00", time(9, 30), "2027-01-01T09:30"),
+    ],
+)
+def test_the_next_digest_is_today_at_its_time_or_tomorrow(
+    now: str, digest_at: time, expected: str
+) -> None:
+    local = datetime.fromisoformat(now).replace(tzinfo=TZ)
+    assert next_digest(local, digest_at) == datetime.fromisoformat(expected).replace(tzinfo=TZ)
+
+
+def test_the_next_digest_keeps_local_time_across_a_daylight_saving_change() -> None:
+    berlin = ZoneInfo("Europe/Berlin")  # 2026-03-29: clocks go from 02:00 to 03:00
+    now = datetime(2026, 3, 28, 9, 0, tzinfo=berlin)
+    nxt = next_digest(now, time(8, 0))
+    assert (nxt.date(), nxt.hour, nxt.utcoffset()) == (date(2026, 3, 29), 8, timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("09:30", time(9, 30)), ("7:05", time(7, 5)), (" 23:59 ", time(23, 59))]
+)
+def test_the_digest_time_is_read_from_the_environment_as_hh_mm(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: time
+) -> None:
+    monkeypatch.setenv("NOTIFIER_NOTICES__DIGEST_AT", value)
+    assert Settings(_env_file=None).notices.digest_at == expected  # type: ignore[call-arg]
+
+
+def test_the_digest_time_defaults_to_eight() -> None:
+    assert Settings(_env_file=None).notices.digest_at == time(8, 0)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("value", ["24:00", "8", "08:60", "0800", "08:00:30", "八点", ""])
+def test_a_digest_time_that_is_not_hh_mm_is_refused_naming_the_variable(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from notifier.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    result = CliRunner().invoke(main, ["check"], env={"NOTIFIER_NOTICES__DIGEST_AT": value})
+    assert result.exit_code == 2
+    assert "NOTIFIER_NOTICES__DIGEST_AT" in result.output and "HH:MM" in result.output
+
+
+async def test_the_digest_waits_for_the_configured_time(
+    make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer]
+) -> None:
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    settings = make_settings(
+        smtp=smtp_settings(server), notices=NoticeSettings(digest_at=time(9, 30))
+    )
+    with_admin_templates(settings.templates_dir)
+    write_schedule(settings.schedules_dir, schedule_text(date(2026, 4, 20)))
+    async with App(settings, clock=lambda: at("2026-04-14T10:00")) as app:
+        await app.outbox.send_now("report", now=at("2026-04-14T10:00"))
+        await app.worker.run_until_idle()
+        assert await app.notices.daily_digest(at("2026-04-15T08:30")) == 0  # 08:00 is not it
+        assert await app.notices.daily_digest(at("2026-04-15T09:29")) == 0
+        assert await app.notices.daily_digest(at("2026-04-15T09:30")) == 1
+
+
+async def test_the_timer_is_set_for_the_digest_time_when_admins_are_named(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        http=HttpSettings(enabled=False), notices=NoticeSettings(digest_at=time(6, 45))
+    )
+    with_admin_templates(settings.templates_dir)
+    write_schedule(settings.schedules_dir, schedule_text(date(2030, 4, 15)))  # nothing to send
+    caplog.set_level(logging.INFO)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    async with App(settings) as app:
+        before = app.now()
+        task = asyncio.create_task(app.run(stop, ready=ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        after = app.now()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    (timer,) = [r for r in caplog.records if getattr(r, "action", None) == "timer_set"]
+    expected = {next_digest(t, time(6, 45)).isoformat() for t in (before, after)}
+    assert vars(timer)["digest"] in expected and vars(timer)["jobs"] == 1
