@@ -122,7 +122,8 @@ def load_hook_secrets(settings: Settings, schedule: Schedule) -> dict[str, Secre
 
 
 def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
-    """Unset variables: an error for a channel a reminder sends to, a warning for one unused.
+    """Unset variables: an error for a channel a reminder or `admins:` sends to, a warning
+    for one unused.
 
     An unused channel is an example, or one being set up: it must not stop the service.
     """
@@ -131,7 +132,7 @@ def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
         for event in schedule.events.values()
         for reminder in event.reminders
         for name in reminder.all_audiences
-    }
+    } | {schedule.audiences[name].chat for name in schedule.admins}
     errors: list[str] = []
     for cid, spec in sorted(schedule.channels.items()):
         # What is wrong with a value that is set, without showing it (it holds the key).

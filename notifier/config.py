@@ -8,8 +8,9 @@ by `read_hook_secrets` at start and at each reload.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifier.constants import (
+    DEFAULT_DIGEST_AT,
     DEFAULT_GRACE,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
@@ -82,6 +84,29 @@ class DeliverySettings(BaseModel):
     poll_interval: float = Field(default=1.0, gt=0)
 
 
+_HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class NoticeSettings(BaseModel):
+    """The admins' notices (`admins:` in the schedules; README, 管理员通知 Admin notices)."""
+
+    # The previous day's digest of failed deliveries goes out at this local time
+    # (NOTIFIER_TIMEZONE), or at the first planning pass after it.
+    digest_at: time = DEFAULT_DIGEST_AT
+
+    @field_validator("digest_at", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: object) -> object:
+        if isinstance(value, time):
+            if value.tzinfo is not None:
+                raise ValueError("a local time (NOTIFIER_TIMEZONE), without a zone")
+            return value
+        match = _HH_MM.match(str(value).strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a time of day (HH:MM, e.g. 08:00)")
+        return time(int(match.group(1)), int(match.group(2)))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NOTIFIER_",
@@ -117,6 +142,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()
+    notices: NoticeSettings = NoticeSettings()
 
     @field_validator("timezone")
     @classmethod

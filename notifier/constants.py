@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 
 # A send whose time passed while the service was down is still worth sending this long after;
 # later than that, a "tomorrow is the deadline" reminder would mislead, so it is recorded missed.
@@ -55,6 +55,10 @@ ENQUEUE_CHUNK = 2000
 # tables. The planner widens its windows by the same slack (it used to take 14, too little
 # for a shift allowed to reach 30 days).
 SHIFT_SLACK_DAYS = 30
+
+# The admins' daily digest of failed deliveries goes out after this local time, when offices
+# open: the day before is complete, and someone is there to act on it.
+DEFAULT_DIGEST_AT = time(8, 0)
 
 # Reminder ids used for sends that no configured reminder describes.
 MANUAL_REMINDER = "manual"

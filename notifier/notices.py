@@ -26,7 +26,13 @@ from notifier.config import Settings
 from notifier.errors import RenderError, StoreError
 from notifier.holidays import WorkCalendar
 from notifier.models import NewDelivery
-from notifier.outbox import Outbox, delivery_key, reminder_context, template_context
+from notifier.outbox import (
+    CHAT_RECIPIENT,
+    Outbox,
+    delivery_key,
+    reminder_context,
+    template_context,
+)
 from notifier.planner import PlannedSend, plan, plan_key
 from notifier.rendering import Renderer
 from notifier.schedules import Recipient, Schedule
@@ -47,9 +53,9 @@ SNAPSHOT_BACK = timedelta(days=60)
 SNAPSHOT_AHEAD = timedelta(days=COMPARE_DAYS + 100)
 SNAPSHOT_META = "workdays_snapshot"
 DIGEST_META = "admin_digest_day"
-# The digest of the previous day goes out at the first planning pass after this local time
-# (the timer re-plans at least hourly), when offices open.
-DIGEST_AT = time(8, 0)
+# The digest of the previous day goes out after NOTIFIER_NOTICES__DIGEST_AT (default 08:00,
+# local time): the timer fires at that time (`next_digest`), and every planning pass after
+# it makes the digest if it is not made yet.
 # A digest lists at most this many rows (and says how many more there were).
 DIGEST_LIMIT = 200
 
@@ -177,6 +183,17 @@ def moved_sends(
     return out
 
 
+def next_digest(now: datetime, at: time) -> datetime:
+    """The next time the digest is due: today at `at` (local to `now`), or tomorrow's if that
+    has passed. `now` must be aware; the result is in its zone."""
+    tz = now.tzinfo
+    assert tz is not None, "now must be aware"
+    today = datetime.combine(now.date(), at, tzinfo=tz)
+    if today > now:
+        return today
+    return datetime.combine(now.date() + timedelta(days=1), at, tzinfo=tz)
+
+
 def sample_payloads(today: date) -> dict[str, dict[str, Any]]:
     """Realistic data for each admin template, for `notifier check`."""
     return {
@@ -222,13 +239,19 @@ def sample_payloads(today: date) -> dict[str, dict[str, Any]]:
 def check_admin_templates(
     settings: Settings, schedule: Schedule, renderer: Renderer, *, now: datetime
 ) -> list[str]:
-    """Problems with the admin templates, which exist only when `admins:` is set."""
-    if schedule.admins is None:
+    """Problems with the admin templates, which exist only when `admins:` is set.
+
+    Each renders as an email and as a chat group's message (its `chat.md`, or the subject and
+    text body), whichever kinds of audience `admins:` names today: a group added later must
+    not find a broken template.
+    """
+    if not schedule.admins:
         return []
     errors: list[str] = []
     today = now.astimezone(settings.tz).date()
     recipient = next(
-        iter(schedule.audiences[schedule.admins].recipients()), Recipient("a@example.com", "")
+        (r for name in schedule.admins for r in schedule.audiences[name].recipients()),
+        Recipient("a@example.com", ""),
     )
     for name, payload in sample_payloads(today).items():
         if not renderer.exists(name):
@@ -243,6 +266,7 @@ def check_admin_templates(
             continue
         try:
             renderer.render(name, _context(settings, name, payload, recipient, today))
+            renderer.render_chat(name, _context(settings, name, payload, CHAT_RECIPIENT, today))
         except RenderError as exc:
             errors.append(f"{settings.templates_dir / name}: {exc}")
     return errors
@@ -303,7 +327,7 @@ class AdminNotices:
             made = 0
             if previous is not None:
                 changes = changed_days(previous, current)
-                if changes and schedule.admins is not None:  # nobody to tell: no plan to compare
+                if changes and schedule.admins:  # nobody to tell: no plan to compare
                     made = await self._announce_moves(previous, changes, now)
             if previous is None or previous != current:
                 await self.store.set_meta(SNAPSHOT_META, json.dumps(current))
@@ -367,13 +391,13 @@ class AdminNotices:
             return 0
 
     async def daily_digest(self, now: float) -> int:
-        """After DIGEST_AT, the previous local day's deliveries that ended failed or dead;
-        nothing when there were none. Once a day: the key is the day."""
-        if self.outbox.schedule.admins is None:
+        """After `notices.digest_at` (local), the previous local day's deliveries that ended
+        failed or dead; nothing when there were none. Once a day: the key is the day."""
+        if not self.outbox.schedule.admins:
             return 0
         tz = self.settings.tz
         local = datetime.fromtimestamp(now, tz)
-        if local.time() < DIGEST_AT:
+        if local.time() < self.settings.notices.digest_at:
             return 0
         day = local.date() - timedelta(days=1)
         try:
@@ -419,28 +443,53 @@ class AdminNotices:
         return made
 
     async def _send(self, template: str, name: str, payload: Mapping[str, Any], now: float) -> int:
-        """Enqueue one notice per admin, due now; the key makes a repeat a no-op."""
+        """Enqueue one notice per admin address and one per admin chat group, due now; the
+        keys make a repeat a no-op."""
         schedule = self.outbox.schedule
-        if schedule.admins is None:
+        if not schedule.admins:
             return 0
-        audience = schedule.audiences[schedule.admins]
         local = datetime.fromtimestamp(now, self.settings.tz)
+        prefix = f"admin:{name}"
         rows: list[NewDelivery] = []
-        for recipient in audience.recipients():
-            ctx = _context(self.settings, template, payload, recipient, local.date())
+        addresses: set[str] = set()
+        groups: list[str] = []
+        for audience_name in schedule.admins:
+            audience = schedule.audiences[audience_name]
+            if audience.chat is not None:
+                if audience.chat not in groups:
+                    groups.append(audience.chat)
+                continue
+            for recipient in audience.recipients():
+                if recipient.email.lower() in addresses:
+                    continue  # in two admin audiences: one message
+                addresses.add(recipient.email.lower())
+                ctx = _context(self.settings, template, payload, recipient, local.date())
+                rows.append(
+                    self.outbox.notice_row(
+                        key=delivery_key(prefix, recipient.email),
+                        rendered=self.outbox.renderer.render(template, ctx),
+                        recipient=recipient,
+                        kind=template,
+                        due=local,
+                    )
+                )
+        for channel_id in groups:
+            ctx = _context(self.settings, template, payload, CHAT_RECIPIENT, local.date())
             rows.append(
-                self.outbox.notice_row(
-                    key=delivery_key(f"admin:{name}", recipient.email),
-                    rendered=self.outbox.renderer.render(template, ctx),
-                    recipient=recipient,
-                    kind=template,
-                    due=local,
+                self.outbox.notice_chat_row(
+                    prefix=prefix, template=template, context=ctx, channel_id=channel_id, due=local
                 )
             )
         made = await self.store.enqueue(rows, now=now) if rows else 0
         log.info(
             "admin notice",
-            extra={"action": "admin_notice", "notice": template, "key": name, "rows": made},
+            extra={
+                "action": "admin_notice",
+                "notice": template,
+                "key": name,
+                "rows": made,
+                "groups": len(groups),
+            },
         )
         if made:
             self._wake()

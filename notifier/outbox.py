@@ -570,6 +570,47 @@ class Outbox:
             external=False,
         )
 
+    def notice_chat_row(
+        self,
+        *,
+        prefix: str,
+        template: str,
+        context: Mapping[str, Any],
+        channel_id: str,
+        due: datetime,
+    ) -> NewDelivery:
+        """A chat group's row of one of the admins' notices: its `chat.md` (or the subject
+        and text body, as for reminders) in the channel's form, kept so a retry resends it."""
+        spec = self.schedule.channels[channel_id]
+        key = chat_key(prefix, channel_id)
+        rendered, text = self.renderer.render_chat(template, context)
+        msg = ChatMessage(
+            key=key,
+            subject=rendered.subject,
+            text=text if text is not None else chat_text(rendered.subject, rendered.text),
+            event_id=f"admin:{template}",
+            event_title=rendered.subject,
+            occurrence="",
+            start="",
+            end="",
+            reminder_id=template,
+            reminder_label=str(context["reminder"].get("label", "")),
+            kind="notice",
+        )
+        return NewDelivery(
+            key=key,
+            event_id=f"admin:{template}",
+            occurrence="",
+            reminder_id=template,
+            recipient=channel_id,
+            channel=channel_id,
+            due_at=due.timestamp(),
+            message_id=message_id(key, self._domain),
+            subject=msg.subject,
+            message=payload(spec, msg),
+            source="admin",
+        )
+
     # --- manual sends ---
 
     def resolve(

@@ -253,9 +253,17 @@ class RawChannel(_Raw):
     timeout: float | None = Field(default=None, gt=0, le=300)
     concurrency: int | None = Field(default=None, ge=1, le=16)
     penalty: float | None = Field(default=None, gt=0, le=3600)  # seconds after a throttle
+    # Feishu only: an `interactive` card (the default) or a `post` (rich text, which chat
+    # lists and search show as text).
+    form: Literal["card", "post"] | None = None
 
     @model_validator(mode="after")
     def _fits_type(self) -> RawChannel:
+        if self.form is not None and self.type != "feishu":
+            raise ValueError(
+                f"form is for feishu channels (card | post), not the {self.type} type "
+                "(form 仅适用于飞书渠道)"
+            )
         if self.type == "webhook" and self.mention is not None:
             raise ValueError("mention is for chat robots, not the webhook type")
         if self.type == "webhook" and self.secret_env is None:
@@ -295,19 +303,32 @@ class RawFile(_Raw):
     does not hide the problems of the next one."""
 
     defaults: RawDefaults = RawDefaults()
-    admins: str | None = None
+    admins: str | list[str] | None = None
     holidays: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     audiences: dict[str, Any] = Field(default_factory=dict)
     events: list[Any] = Field(default_factory=list)
     hooks: list[Any] = Field(default_factory=list)
     channels: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        ok = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        )
+        if value is not None and not ok:
+            raise ValueError(
+                f"{value!r} is not an audience name or a list of names "
+                "(e.g. admins: [admins, ops-group])"
+            )
+        return value
+
 
 @dataclass
 class ParsedFile:
     path: Path
     defaults: RawDefaults
-    admins: str | None
+    admins: str | list[str] | None
     holidays: dict[str, dict[str, list[str]]]
     audiences: dict[str, RawAudience | list[RawRecipient]]
     events: list[tuple[int, RawEvent]]
@@ -465,6 +486,7 @@ class ChannelSpec:
     concurrency: int | None
     source: Path
     penalty: float | None = None
+    form: Literal["card", "post"] = "card"  # feishu: interactive card or post (rich text)
 
 
 @dataclass(frozen=True)
@@ -477,8 +499,9 @@ class Schedule:
     calendar: WorkCalendar
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
-    # The audience told about the service's own business (moved sends, failures, rejects).
-    admins: str | None = None
+    # The audiences told about the service's own business (moved sends, failures, rejects):
+    # email audiences and chat groups, in the order `admins:` names them; () for none.
+    admins: tuple[str, ...] = ()
     channels: Mapping[str, ChannelSpec] = field(default_factory=dict)
     # The file each year's `holidays:` table is in (one file per year).
     holiday_files: Mapping[int, Path] = field(default_factory=dict)
@@ -732,18 +755,31 @@ def load_schedule(directory: Path) -> Schedule:
 
 def _admins(
     parsed: list[ParsedFile], audiences: Mapping[str, Audience], errors: list[str]
-) -> str | None:
-    """The one `admins:` audience named across the files, if any."""
-    named = [(raw.path, raw.admins) for raw in parsed if raw.admins is not None]
-    for path, name in named:
-        if name not in audiences:
-            errors.append(f"{path}: admins: unknown audience '{name}'")
-    if len({name for _, name in named}) > 1:
+) -> tuple[str, ...]:
+    """The `admins:` audiences (a name or a list of names, email or chat), as the files say.
+
+    Several files may say it, but they must say the same.
+    """
+    named: list[tuple[Path, tuple[str, ...]]] = []
+    for raw in parsed:
+        if raw.admins is None:
+            continue
+        names = _audience_names(raw.admins)
+        if not names:
+            errors.append(f"{raw.path}: admins: an empty list of audiences")
+            continue
+        given = [raw.admins] if isinstance(raw.admins, str) else raw.admins
+        for i, name in enumerate(given):
+            if name not in audiences:
+                where = "admins" if isinstance(raw.admins, str) else f"admins[{i}]"
+                errors.append(f"{raw.path}: {where}: unknown audience '{name}'")
+        named.append((raw.path, names))
+    if len({names for _, names in named}) > 1:
         errors.append(
             "admins: named differently in "
-            + ", ".join(f"{path} ('{name}')" for path, name in named)
+            + ", ".join(f"{path} ({', '.join(names)})" for path, names in named)
         )
-    return named[0][1] if named else None
+    return named[0][1] if named else ()
 
 
 def _has_span(specs: Sequence[DateSpec]) -> bool:
@@ -785,6 +821,7 @@ def _build_channels(parsed: Sequence[ParsedFile], errors: list[str]) -> dict[str
                 concurrency=ch.concurrency,
                 source=raw.path,
                 penalty=ch.penalty,
+                form=ch.form or "card",
             )
     return channels
 

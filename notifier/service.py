@@ -34,7 +34,7 @@ from notifier.delivery import DeliveryWorker, WorkerStats, backoff
 from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.metrics import Metrics
-from notifier.notices import AdminNotices
+from notifier.notices import AdminNotices, next_digest
 from notifier.outbox import Outbox
 from notifier.planner import PlannedSend
 from notifier.scheduler import Timer
@@ -168,9 +168,15 @@ class App:
             clock=self.clock,
         )
         self._notices = AdminNotices(
-            settings=s, store=self._store, outbox=self._outbox, wake=self._worker.wake
+            settings=s, store=self._store, outbox=self._outbox, wake=self._wake_workers
         )
         await self._open_channels(schedule, channel)
+
+    def _wake_workers(self) -> None:
+        """New rows are due now: an admin notice goes to email and chat groups alike."""
+        self.worker.wake()
+        if self._chat_worker is not None:
+            self._chat_worker.wake()
 
     @property
     def notices(self) -> AdminNotices:
@@ -343,8 +349,13 @@ class App:
         ahead = self.settings.prepare_ahead
         sends = self.upcoming(now, now + PLAN_HORIZON)
         times = [max(now, p.send_at - ahead) for p in sends]
-        count = self._timer.reschedule(times)
-        log.info("timer set", extra={"action": "timer_set", "jobs": count})
+        extra: dict[str, object] = {"action": "timer_set"}
+        if self.schedule.admins:  # the digest at its time, not at the next hourly pass
+            digest = next_digest(now, self.settings.notices.digest_at)
+            times.append(digest)
+            extra["digest"] = digest.isoformat()
+        extra["jobs"] = self._timer.reschedule(times)
+        log.info("timer set", extra=extra)
 
     def log_next(self, count: int = 5) -> None:
         """Say at start what comes next, so staff see the calendar was understood."""

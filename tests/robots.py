@@ -33,6 +33,16 @@ DINGTALK_TEXT_BYTES = 20_000
 FEISHU_BODY_BYTES = 20 * 1024
 SIGN_WINDOW_S = 3600  # DingTalk and Feishu: a timestamp within an hour of the server's clock
 IP_ECHO = "from ip: 127.0.0.1"
+# Feishu custom bot message types, and the tags of a `post` (rich text) with the fields each
+# requires (the custom bot guide: 发送富文本消息).
+FEISHU_TYPES = ("text", "post", "image", "share_chat", "interactive")
+POST_TAGS: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "a": ("text", "href"),
+    "at": ("user_id",),
+    "img": ("image_key",),
+}
+POST_LOCALES = ("zh_cn", "en_us", "ja_jp")
 THROTTLED_DINGTALK = {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
 
 
@@ -53,6 +63,7 @@ class Robot:
     throttled: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)  # every request's raw body, in order
+    refused: list[str] = field(default_factory=list)  # Feishu: where each bad body was wrong
     _times: deque[float] = field(default_factory=deque)
     _penalty_until: float = 0.0
 
@@ -67,6 +78,50 @@ class Robot:
             last_second = sum(1 for t in self._times if t > now - 1)
             return last_second > self.per_second
         return False
+
+
+def feishu_problem(data: Any) -> str | None:
+    """Why Feishu would refuse this body (it answers 9499 Bad Request), or None.
+
+    `text`: content.text. `interactive`: a card object. `post`: content.post maps a locale to
+    {title?, content: [[element, ...], ...]}, each element a known tag with its fields, an
+    `a` with an http(s) href and an `at` with a user id ("all" for everyone).
+    """
+    if not isinstance(data, dict) or data.get("msg_type") not in FEISHU_TYPES:
+        return "msg_type"
+    kind, content = data["msg_type"], data.get("content")
+    if kind == "interactive":
+        return None if isinstance(data.get("card"), dict) else "card"
+    if kind == "text":
+        ok = isinstance(content, dict) and isinstance(content.get("text"), str)
+        return None if ok else "content.text"
+    if kind != "post":
+        return None
+    post = content.get("post") if isinstance(content, dict) else None
+    if not isinstance(post, dict) or not post or set(post) - set(POST_LOCALES):
+        return "content.post"
+    for locale, body in post.items():
+        where = f"content.post.{locale}"
+        if not isinstance(body, dict) or not isinstance(body.get("title", ""), str):
+            return where
+        paragraphs = body.get("content")
+        if not isinstance(paragraphs, list) or not all(isinstance(p, list) for p in paragraphs):
+            return f"{where}.content"
+        for i, paragraph in enumerate(paragraphs):
+            for j, element in enumerate(paragraph):
+                at = f"{where}.content[{i}][{j}]"
+                if not isinstance(element, dict) or element.get("tag") not in POST_TAGS:
+                    return f"{at}.tag"
+                for name in POST_TAGS[element["tag"]]:
+                    if not isinstance(element.get(name), str):
+                        return f"{at}.{name}"
+                if element["tag"] == "a" and not element["href"].startswith(
+                    ("http://", "https://")
+                ):
+                    return f"{at}.href"
+                if element["tag"] == "at" and not element["user_id"]:
+                    return f"{at}.user_id"
+    return None
 
 
 def _digest_b64(key: bytes, msg: bytes) -> str:
@@ -229,6 +284,10 @@ class Platforms:
             return web.json_response({"code": 11232, "msg": "frequency limited"})
         if robot.keyword and robot.keyword not in raw.decode():
             return web.json_response({"code": 19024, "msg": "Key Words Not Found"})
+        problem = feishu_problem(data)
+        if problem is not None:
+            robot.refused.append(problem)
+            return web.json_response({"code": 9499, "msg": "Bad Request"})
         robot.received.append(data)
         return web.json_response({"code": 0, "msg": "success", "data": {}})
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -312,7 +313,7 @@ async def test_dingtalk_over_its_minute_limit_is_throttled_then_every_message_ar
     assert len(robot.received) == 3
 
 
-@pytest.mark.parametrize("kind", ["wecom", "dingtalk", "feishu"])
+@pytest.mark.parametrize("kind", ["wecom", "dingtalk", "feishu", "feishu-post"])
 async def test_an_oversize_message_is_cut_with_an_ellipsis_not_rejected(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -320,7 +321,9 @@ async def test_an_oversize_message_is_cut_with_an_ellipsis_not_rejected(
     make_settings: MakeSettings,
     kind: str,
 ) -> None:
-    name = use_channel(tmp_path, monkeypatch, platforms, kind)
+    form = "    form: post\n" if kind == "feishu-post" else ""
+    kind = kind.removesuffix("-post")
+    name = use_channel(tmp_path, monkeypatch, platforms, kind, extra=form)
     robot = platforms.add(name, secret={"dingtalk": DING_SECRET, "feishu": FEISHU_SECRET}.get(kind))
     (tmp_path / "templates" / "reminder" / "chat.md").write_text(
         "{{ event.title }}\n" + "法治宣传" * 2500 + "\n结尾", encoding="utf-8"
@@ -331,16 +334,88 @@ async def test_an_oversize_message_is_cut_with_an_ellipsis_not_rejected(
         (row,) = await chat_rows(app)
     assert row.state is State.SENT, row.last_error
     body = robot.received[0]
-    text = {
-        "wecom": lambda: body["markdown"]["content"],
-        "dingtalk": lambda: body["markdown"]["text"],
-        "feishu": lambda: body["card"]["elements"][0]["content"],
-    }[kind]()
+    if form:  # no heading in chat.md: the subject is the title, the lines the paragraphs
+        zh = body["content"]["post"]["zh_cn"]
+        assert zh["title"].startswith("【提醒】全民国家安全教育日")
+        text = "".join(e["text"] for p in zh["content"] for e in p)
+    else:
+        text = {
+            "wecom": lambda: body["markdown"]["content"],
+            "dingtalk": lambda: body["markdown"]["text"],
+            "feishu": lambda: body["card"]["elements"][0]["content"],
+        }[kind]()
     assert text.startswith("全民国家安全教育日") and text.endswith(ELLIPSIS)
     if kind == "wecom":
         assert 4000 < len(text.encode()) <= 4096
     if kind == "feishu":
         assert 19_000 < len(robot.bodies[0]) <= 20 * 1024
+
+
+async def test_a_feishu_post_channel_sends_rich_text_with_links_and_mentions_signed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platforms: Platforms,
+    make_settings: MakeSettings,
+) -> None:
+    mention = '    mention: {userids: ["ou_5ad573a6411d72b8305fda3a9c15c70e"], all: true}\n'
+    name = use_channel(
+        tmp_path, monkeypatch, platforms, "feishu", extra="    form: post\n" + mention
+    )
+    # Busy once: the retry must post the stored post again, freshly signed.
+    robot = platforms.add(name, secret=FEISHU_SECRET, script=[(503, {"msg": "unavailable"})])
+    (tmp_path / "templates" / "reminder" / "chat.md").write_text(
+        "### {{ event.title }}\n{{ reminder.label }}，详见 [通知](https://fao.example.gov.cn/n/1)\n",
+        encoding="utf-8",
+    )
+    async with App(make_settings()) as app:
+        await app.outbox.send_now("security-day", reminder_id="on-start", now=app.clock())
+        await deliver(app)
+        (row,) = await chat_rows(app)
+    assert row.state is State.SENT and row.attempts == 2, row.last_error
+    assert robot.refused == [] and len(robot.received) == 1
+    body = robot.received[0]
+    assert body["msg_type"] == "post" and "sign" in body and "timestamp" in body
+    assert body["content"]["post"]["zh_cn"] == {
+        "title": "全民国家安全教育日",
+        "content": [
+            [
+                {"tag": "text", "text": "当天，详见 "},
+                {"tag": "a", "text": "通知", "href": "https://fao.example.gov.cn/n/1"},
+            ],
+            [
+                {"tag": "at", "user_id": "ou_5ad573a6411d72b8305fda3a9c15c70e"},
+                {"tag": "at", "user_id": "all"},
+            ],
+        ],
+    }
+    assert json.loads(row.message)["content"] == body["content"]  # the ledger keeps the post
+    assert all(b.endswith(row.message[1:].encode()) for b in robot.bodies)  # same bytes
+
+
+@pytest.mark.parametrize(
+    ("post", "where"),
+    [
+        ({"zh_cn": {"title": "t", "content": [[{"tag": "b", "text": "x"}]]}}, "tag"),
+        ({"zh_cn": {"title": "t", "content": [[{"tag": "a", "text": "x"}]]}}, "href"),
+        ({"zh_cn": {"title": "t", "content": [[{"tag": "at"}]]}}, "user_id"),
+        ({"zh_cn": {"title": "t", "content": [{"tag": "text", "text": "x"}]}}, "content"),
+        ({"zh": {"title": "t", "content": []}}, "content.post"),
+    ],
+)
+async def test_the_feishu_stand_in_refuses_a_post_feishu_would_not_take(
+    platforms: Platforms, post: dict[str, object], where: str
+) -> None:
+    robot = platforms.add(FEISHU_TOKEN)
+    url = platforms.url(f"/open-apis/bot/v2/hook/{FEISHU_TOKEN}")
+    good = {"zh_cn": {"title": "t", "content": [[{"tag": "at", "user_id": "all"}]]}}
+    async with aiohttp.ClientSession() as session:
+        answers = []
+        for body in (post, good):
+            data = {"msg_type": "post", "content": {"post": body}}
+            async with session.post(url, json=data) as response:
+                answers.append((await response.json())["code"])
+    assert answers == [9499, 0]
+    assert len(robot.refused) == 1 and robot.refused[0].endswith(where)
 
 
 @pytest.mark.parametrize("kind", ["dingtalk", "feishu"])
@@ -538,6 +613,8 @@ def test_a_referenced_channel_with_an_unset_variable_is_an_error_naming_both(
         (("[staff, group]", "[staff, nobody]"), "unknown audience 'nobody'"),
         (("group: {chat: CHANNEL}", "group: {chat: other}"), "unknown channel 'other'"),
         (("  CHANNEL:\n", "  email:\n"), "channels.email: a channel id"),
+        (("penalty: 0.3\n", "penalty: 0.3\n    form: post\n"), "channels.g: form is for feishu"),
+        (("type: TYPE", "type: feishu\n    form: poster"), "channels.g.form: Input should be"),
     ],
 )
 def test_bad_channel_config_gives_an_error_naming_the_file_and_path(

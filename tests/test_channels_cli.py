@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from notifier.cli import main
 from tests.conftest import write_schedule
 from tests.robots import Platforms
-from tests.test_channels import CHAT_SCHEDULE, WECOM_KEY
+from tests.test_channels import CHAT_SCHEDULE, FEISHU_SECRET, FEISHU_TOKEN, WECOM_KEY
 
 
 @pytest.fixture
@@ -117,3 +117,24 @@ def test_channels_test_names_an_unset_variable(cli) -> None:  # type: ignore[no-
     )
     assert result.exit_code == 1
     assert "NOTIFIER_TEST_URL" in result.output and "is not set" in result.output
+
+
+def test_a_feishu_post_channel_previews_as_text_and_its_test_message_is_accepted(  # type: ignore[no-untyped-def]
+    cli, threaded_platforms: Platforms
+) -> None:
+    text = CHAT_SCHEDULE.replace("CHANNEL", "ops-feishu").replace("TYPE", "feishu")
+    write_schedule(Path("schedules"), text + "    form: post\n")
+    env = {
+        "NOTIFIER_SCHEDULES_DIR": "schedules",
+        "NOTIFIER_TEST_URL": threaded_platforms.url(f"/open-apis/bot/v2/hook/{FEISHU_TOKEN}"),
+        "NOTIFIER_TEST_SECRET": FEISHU_SECRET,
+    }
+    robot = threaded_platforms.add(FEISHU_TOKEN, secret=FEISHU_SECRET)
+    shown = cli("preview", "security-day", "--reminder", "on-start", "--audience", "group", **env)
+    assert shown.exit_code == 0, shown.output
+    message = shown.output.split("--- 消息 message ---\n")[1].split("--- JSON ---")[0]
+    assert message.startswith("【提醒】全民国家安全教育日")  # the title, then the lines
+    assert "**" not in message and '"msg_type": "post"' in shown.output
+    tested = cli("channels", "test", "ops-feishu", **env)
+    assert tested.exit_code == 0, tested.output
+    assert robot.refused == [] and robot.received[0]["msg_type"] == "post"

@@ -239,3 +239,46 @@ def test_the_shipped_calendar_and_templates_are_valid(make_settings: MakeSetting
     # The example chat channel is defined but unused: its unset variable is only a warning.
     assert schedule.channels["fazhi-wecom"].type == "wecom"
     assert any("NOTIFIER_CHANNEL_FAZHI_WECOM" in w for w in warnings)
+
+
+ADMINS_AUDIENCES = """\
+audiences:
+  admins: [{email: xinxi@fao.example.com, name: 信息化管理员}]
+  ops-group: {chat: ops}
+channels:
+  ops: {type: wecom, url_env: NOTIFIER_TEST_OPS_URL}
+"""
+
+
+def test_admins_takes_one_audience_or_a_list_of_email_and_chat_audiences(tmp_path: Path) -> None:
+    write_schedule(tmp_path, "admins: admins\n" + ADMINS_AUDIENCES)
+    assert load_schedule(tmp_path).admins == ("admins",)
+    write_schedule(tmp_path, "admins: [ops-group, admins, ops-group]\n" + ADMINS_AUDIENCES)
+    assert load_schedule(tmp_path).admins == ("ops-group", "admins")  # in order, each once
+    write_schedule(tmp_path, ADMINS_AUDIENCES)
+    assert load_schedule(tmp_path).admins == ()
+
+
+@pytest.mark.parametrize(
+    ("admins", "expected"),
+    [
+        ("[admins, nobody]", "admins[1]: unknown audience 'nobody'"),
+        ("nobody", "admins: unknown audience 'nobody'"),
+        ("[]", "admins: an empty list of audiences"),
+        ("{chat: ops}", "admins: {'chat': 'ops'} is not an audience name or a list"),
+    ],
+)
+def test_a_bad_admins_key_names_the_file_and_the_item(
+    tmp_path: Path, admins: str, expected: str
+) -> None:
+    path = write_schedule(tmp_path, f"admins: {admins}\n" + ADMINS_AUDIENCES)
+    errors = errors_of(tmp_path)
+    assert any(e.startswith(f"{path}: {expected}") for e in errors), errors
+
+
+def test_admins_named_differently_in_two_files_is_an_error_naming_both(tmp_path: Path) -> None:
+    write_schedule(tmp_path, "admins: [admins, ops-group]\n" + ADMINS_AUDIENCES)
+    write_schedule(tmp_path, "admins: admins\n", name="other.yaml")
+    (error,) = errors_of(tmp_path)
+    assert error.startswith("admins: named differently in")
+    assert "main.yaml (admins, ops-group)" in error and "other.yaml (admins)" in error
