@@ -528,6 +528,11 @@ def _clean_message(message: str) -> str:
     return message
 
 
+# Tags pydantic adds to a location for a union member or a validated type: "list[...]",
+# "function-after[_one_source(), RawAudience]".
+_UNION_TAG = re.compile(r"^(list|dict|tuple|function-(after|before|wrap|plain))\[")
+
+
 def _pydantic_errors(
     path: Path, exc: ValidationError, prefix: tuple[int | str, ...] = ()
 ) -> list[str]:
@@ -537,7 +542,7 @@ def _pydantic_errors(
         loc = [
             p
             for p in (*prefix, *err["loc"])
-            if not (isinstance(p, str) and (p[:1].isupper() or p.startswith("list[")))
+            if not (isinstance(p, str) and (p[:1].isupper() or _UNION_TAG.match(p)))
         ]
         where = _loc(loc) or "(file)"
         lines.append(f"{path}: {where}: {_clean_message(err['msg'])}")

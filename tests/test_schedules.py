@@ -69,6 +69,19 @@ def test_a_bad_duration_names_file_path_and_problem(tmp_path: Path) -> None:
     assert errors_of(tmp_path) == [f"{path}: events[2].reminders[0].before: '7x' is not a duration"]
 
 
+def test_a_bad_audience_key_names_the_yaml_path_not_the_validators(tmp_path: Path) -> None:
+    path = write_schedule(
+        tmp_path,
+        """\
+        audiences:
+          partners: {csv: partners.csv, kind: external}
+        """,
+    )
+    errors = errors_of(tmp_path)
+    assert f"{path}: audiences.partners.kind: Extra inputs are not permitted" in errors
+    assert not any("function-" in e or "Raw" in e for e in errors), errors
+
+
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     write_schedule(
         tmp_path,
