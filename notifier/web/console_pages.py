@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import date
 
 from aiohttp import web
 
 import notifier.web.console_views as views
+from notifier.channels.payloads import posted_text
 from notifier.console_store import RETRYABLE, DeliveryFilter, decode_cursor
 from notifier.describe import rule_in_words
 from notifier.errors import RenderError
 from notifier.message import message_parts
 from notifier.models import Delivery, State
-from notifier.outbox import SendError
-from notifier.schedules import Event
+from notifier.outbox import AudienceError, SendError
+from notifier.schedules import Audience, Event
 from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE
 from notifier.web.console import (
     CONSOLE_STORE_KEY,
@@ -163,28 +167,50 @@ async def get_events_page(request: web.Request) -> web.Response:
     )
 
 
-def _preview(request: web.Request) -> tuple[str | None, str | None, tuple[str, str, str | None]]:
-    """(reminder, recipient, (subject, text, html)) for the event page's chosen recipient."""
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The event page's message preview: one recipient's email, or a chat group's post."""
+
+    reminder: str
+    audiences: tuple[str, ...]  # the reminder's audiences, to choose from
+    audience: Audience
+    recipient: str
+    subject: str
+    text: str
+    html: str | None = None
+    body: str | None = None  # a chat group's posted JSON
+
+
+def _preview(request: web.Request) -> Preview:
+    """The chosen reminder's message for the chosen audience (default: its first) and
+    recipient (default: the audience's first)."""
     app = request.app[APP_KEY]
     event = _event(request)
     reminder = _text_param(request, "reminder") or event.reminders[0].id
     recipient = _text_param(request, "recipient")
     try:
-        _, rows = app.outbox.manual_rows(
+        found = app.outbox.preview_row(
             event.id,
             reminder_id=reminder,
             on=None,
             now=app.clock(),
-            again=False,
             only=recipient,
+            audience_name=_text_param(request, "audience"),
             as_planned=True,
         )
-        row = next(rows, None)
+    except AudienceError as exc:
+        raise Denied(422, "受众不对 Wrong audience", str(exc)) from None
     except (RenderError, SendError) as exc:
         raise Denied(422, "无法生成消息 Cannot render", str(exc)) from None
+    row = found.row
     if row is None:
         raise Denied(422, "收件人不在受众中 Not in the audience", f"{recipient or ''}")
-    return reminder, row.recipient, message_parts(row.message)
+    base = (reminder, found.audiences, found.audience, row.recipient)
+    if found.audience.chat is not None:  # the ledger row holds the platform's JSON body
+        text = posted_text(json.loads(row.message))
+        return Preview(*base, subject=row.subject, text=text, body=row.message)
+    subject, text, html = message_parts(row.message)
+    return Preview(*base, subject=subject, text=text, html=html)
 
 
 async def get_event_page(request: web.Request) -> web.Response:
@@ -192,14 +218,8 @@ async def get_event_page(request: web.Request) -> web.Response:
     event = _event(request)
     today = app.now().date()
     occs = views.upcoming_occurrences(event, today)
-    reminder, recipient, (subject, text, body_html) = _preview(request)
-    chosen = next(r for r in event.reminders if r.id == reminder)
-    audience = app.schedule.audiences[chosen.audience]
-    members = []
-    for i, r in enumerate(audience.recipients()):
-        if i >= 200:
-            break
-        members.append(r)
+    preview = _preview(request)
+    members = list(itertools.islice(preview.audience.recipients(), 200))
     return render(
         request,
         "event.html",
@@ -209,22 +229,16 @@ async def get_event_page(request: web.Request) -> web.Response:
             "rules": [rule_in_words(s) for s in event.specs],
             "occurrences": occs,
             "reminder_days": [(o, views.reminder_days(app, event, o)) for o in occs[:3]],
-            "reminder": reminder,
-            "recipient": recipient,
-            "members": members,
-            "subject": subject,
-            "text": text,
-            "has_html": body_html is not None,
-            "audience": audience,
+            "preview": preview,
+            "members": [] if preview.audience.chat else members,
         },
     )
 
 
 async def get_preview(request: web.Request) -> web.Response:
     """The HTML body alone, for the sandboxed iframe: its own CSP, inline styles only."""
-    _, _, (_, _, body_html) = _preview(request)
     return web.Response(
-        text=body_html or "",
+        text=_preview(request).html or "",
         content_type="text/html",
         headers={
             "Content-Security-Policy": PREVIEW_CSP + "; frame-ancestors 'self'",
