@@ -73,6 +73,14 @@ PLACEHOLDER_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
 # /metrics counts the ledger by state at most once in this many seconds (the count scans the
 # deliveries table); Prometheus scrapes every 15-60 s, so one scraper always sees fresh counts.
 METRICS_COUNTS_TTL = 5.0
+# The chat worker holds at most this many claimed rows of one paced robot, and claims one only
+# when the robot's pace has room (delivery.py, `fair`): a robot's backlog stays in the ledger,
+# visible to other instances, instead of in this worker's claim and lanes. One is enough: the
+# next row is claimed while the pace's gap runs out (3 s at 20 a minute; a claim takes ms).
+PACED_HOLD = 1
+# The pace's room is awaited this much past its computed time: its bucket drains in floats,
+# and a wake-up a hair early would find it still full and wait a whole gap more.
+PACE_ROUNDING_SECONDS = 0.001
 # A lane that survives a cancel (a cancellation swallowed by a library) is cancelled again
 # after this long: stopping lanes must end even then (delivery._cancel_all).
 LANE_CANCEL_RETRY_SECONDS = 0.2

@@ -10,6 +10,17 @@ possible: at most one per lane (connection) at the kill, even while the database
 A live worker renews the leases of the rows it holds (`_heartbeat`), so leases are short and
 sends are not: a send is bounded by the channel's own timeout, a lease by nothing but the
 worker's life. Database errors are weather: every loop here backs off and tries again.
+
+A fair worker (the chat worker: many robots, each with its own pace) claims a paced robot's
+row only when that robot's pace has room, and holds at most `PACED_HOLD` of its rows at once;
+the other rows of its backlog stay in the ledger. So one robot's backlog of 200 at 20 a minute
+neither fills the claim nor sits in every lane waiting on its pace, and another robot's row
+due meanwhile is claimed by the next claim and finds a free lane. The lanes stay as they are
+(one queue; the pace is still taken right before the send, so sends stay spaced by it), and
+the fairness lives in the claim (`Store.claim(per_channel=...)`): smaller than queues per
+channel in the worker, and rows a worker does not send soon are not hidden from the others.
+The worker wakes for the claim when a robot it left out has room again: when one of its held
+rows is done (`_unhold`), or when its pace's gap has run out (a timer, never a poll loop).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -30,6 +42,8 @@ from notifier.constants import (
     DB_RETRY_CAP_SECONDS,
     LANE_CANCEL_RETRY_SECONDS,
     LEASE_RENEW_FRACTION,
+    PACE_ROUNDING_SECONDS,
+    PACED_HOLD,
 )
 from notifier.errors import StoreError
 from notifier.metrics import Metrics
@@ -72,6 +86,7 @@ class DeliveryWorker:
         rand: Callable[[], float] = random.random,
         router: Router | None = None,
         kind: str | None = None,
+        fair: bool = False,
     ) -> None:
         self.store = store
         self.channel = channel
@@ -79,6 +94,14 @@ class DeliveryWorker:
         # restricts the rows this worker claims (one worker per kind, lanes not shared).
         self.router = router
         self.kind = kind
+        # Fair between channels (the chat worker; see the module docstring). The email worker
+        # serves one channel, and keeps its tuned claim.
+        self.fair = fair
+        self._seen: dict[str, Delivery] = {}  # a row of each channel claimed, to route by name
+        self._paced_at: dict[str, tuple[AsyncLimiter, float]] = {}  # last pace taken (loop time)
+        self._capped: set[str] = set()  # left out of the last claim for their held rows
+        self._pace_bound: set[str] = set()  # left out of the last claim: their pace is full
+        self._pace_wait: float | None = None  # seconds until the first of those has room
         self.settings = settings
         self.concurrency = concurrency
         # Rate limiting lives here, not in the channel: the lease check below must come after
@@ -211,6 +234,7 @@ class DeliveryWorker:
         channel, pace = self.router(row) if self.router is not None else (self.channel, None)
         if pace is not None:
             await pace.acquire()
+            self._paced_at[row.channel] = (pace, asyncio.get_running_loop().time())
         if self._limiter is not None:
             await self._limiter.acquire()
         leased = await self._leased(row)
@@ -221,7 +245,7 @@ class DeliveryWorker:
         outcome = self._outcome(leased, error, self.clock())
         self._count(leased, outcome, started)
         # Done with: no longer held (a stop must not hand back a sent row), only recording.
-        self._held.pop(row.id, None)
+        self._unhold(row)
         self._recording.add(row.id)
         try:
             await self._submit(outcome)
@@ -363,11 +387,23 @@ class DeliveryWorker:
         room = self.capacity - len(self._held)
         if room <= 0:
             return []
-        rows = await self.store.claim(
-            now=now, limit=room, lease_seconds=self.settings.lease_seconds, kind=self.kind
-        )
+        if self.fair:
+            rows = await self.store.claim(
+                now=now,
+                limit=room,
+                lease_seconds=self.settings.lease_seconds,
+                kind=self.kind,
+                per_channel=PACED_HOLD,
+                rooms=self._rooms(room),
+            )
+        else:
+            rows = await self.store.claim(
+                now=now, limit=room, lease_seconds=self.settings.lease_seconds, kind=self.kind
+            )
         rows = await self._skip_unsubscribed(rows, now) if rows else rows
         for row in rows:
+            if self.fair:
+                self._seen.setdefault(row.channel, row)
             if row.id in self._recording:
                 continue  # sent here; the recorder's commit (guarded by state) settles it
             # Our own claim whose lease ran out while the database was away: the row is
@@ -380,6 +416,60 @@ class DeliveryWorker:
         if rows:
             self._idle.clear()
         return rows
+
+    def _rooms(self, room: int) -> dict[str, int]:
+        """How many rows of each channel seen the next claim may take; a channel not seen yet
+        gets `PACED_HOLD` (it may be paced), until its first row says what it is.
+
+        A paced channel: none while it holds `PACED_HOLD` rows (`_capped`: woken by
+        `_unhold`) or while its pace is full (`_pace_bound`: woken by `_pace_wait`); an
+        unpaced one: any number. Routed afresh each time, so a reload's new pace counts.
+        """
+        assert self.router is not None, "a fair worker routes its rows"
+        held = Counter(r.channel for r in self._held.values())
+        clock = asyncio.get_running_loop().time()
+        rooms: dict[str, int] = {}
+        capped: set[str] = set()
+        bound: dict[str, float] = {}
+        for name, sample in self._seen.items():
+            _, pace = self.router(sample)
+            if pace is None:
+                rooms[name] = room
+            elif held[name] >= PACED_HOLD:
+                rooms[name] = 0
+                capped.add(name)
+            elif not pace.has_capacity():
+                rooms[name] = 0
+                bound[name] = self._room_in(name, pace, clock)
+            else:
+                rooms[name] = PACED_HOLD - held[name]
+        # Set before the claim's await: a row done meanwhile finds its channel here.
+        self._capped, self._pace_bound = capped, set(bound)
+        self._pace_wait = min(bound.values(), default=None)
+        return rooms
+
+    def _room_in(self, name: str, pace: AsyncLimiter, clock: float) -> float:
+        """Seconds until a full pace has room again: one drip of its bucket after our last
+        take; a drip from now if someone else took it (then it has room within a drip)."""
+        drip = pace.time_period / pace.max_rate
+        taken = self._paced_at.get(name)
+        if taken is not None and taken[0] is pace:
+            wait = taken[1] + drip - clock
+            if wait > 0:
+                return wait + PACE_ROUNDING_SECONDS
+        return max(drip, PACE_ROUNDING_SECONDS)
+
+    def _unhold(self, row: Delivery) -> None:
+        """The row is no longer held. If its channel was left out of the last claim for the
+        rows it held, it has room now: claim again."""
+        self._held.pop(row.id, None)
+        if row.channel in self._capped:
+            self._capped.discard(row.channel)
+            self._wake.set()
+
+    def _left_out(self) -> set[str]:
+        """The channels the last claim left out for now (their rows may well be due)."""
+        return self._capped | self._pace_bound
 
     # --- leases that follow the work ---
 
@@ -409,7 +499,7 @@ class DeliveryWorker:
                 self._held[row.id] = replace(row, lease_until=until)
             else:
                 # Recorded by another worker, or its lease ran out and another claimed it.
-                del self._held[row.id]
+                self._unhold(row)
                 self._lost.add(row.id)
                 lost += 1
         if lost:
@@ -442,12 +532,13 @@ class DeliveryWorker:
                 self._results.append(self._outcome(row, TransportError("internal error"), now))
                 self._results_ready.set()
             # Cancelled mid-send (shutdown), the row stays held and is handed back.
-            self._held.pop(row.id, None)
+            self._unhold(row)
             self._lost.discard(row.id)
             self._update_marks()
 
     def _start_lanes(self) -> None:
         self._idle.set()
+        self._capped, self._pace_bound, self._pace_wait = set(), set(), None
         self._lanes = [
             asyncio.create_task(self._lane(), name=f"notifier-lane-{i}")
             for i in range(self.concurrency)
@@ -520,10 +611,13 @@ class DeliveryWorker:
             )
 
     async def _idle_wait(self, now: float) -> None:
-        nxt = await self.store.next_due_at(kind=self.kind)
+        left_out = self._left_out()
+        nxt = await self.store.next_due_at(kind=self.kind, exclude=left_out)
         timeout = self.settings.poll_interval
         if nxt is not None:
             timeout = max(0.0, min(timeout, nxt - now))
+        if self._pace_bound and self._pace_wait is not None:
+            timeout = min(timeout, self._pace_wait)
         if timeout > 0:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -569,6 +663,11 @@ class DeliveryWorker:
             await self._stop_lanes(drain_timeout)
             await self._stop_recorder(recorder, drain_timeout)
 
+    async def _due_now(self, now: float) -> bool:
+        """Is any row of the worker's kind claimable at `now`, left out or not?"""
+        nxt = await self.store.next_due_at(kind=self.kind)
+        return nxt is not None and nxt <= now
+
     async def run_until_idle(self) -> WorkerStats:
         """Burst mode (tests, `notifier send`): deliver everything due now, then return.
 
@@ -583,11 +682,23 @@ class DeliveryWorker:
                 if len(self._held) > self.capacity // 2:
                     await self._wait_low_water()
                     continue
-                if await self._claim(self.clock()):
+                now = self.clock()
+                if await self._claim(now):
                     continue
+                pace_wait = self._pace_wait if self._pace_bound else None
                 if not self._held:
-                    break
-                await self._idle.wait()
+                    # Done, unless a paced robot's next row is due: claim it once its pace
+                    # has room (nothing else can come of waiting).
+                    if pace_wait is None or not await self._due_now(now):
+                        break
+                    await asyncio.sleep(pace_wait)
+                    continue
+                # Idle, or a channel left out has room again (a held row done, a pace's gap).
+                waits: list[Awaitable[object]] = [self._idle.wait(), self._wake.wait()]
+                if pace_wait is not None:
+                    waits.append(asyncio.sleep(pace_wait))
+                await self._first(*waits)
+                self._wake.clear()
         finally:
             await self._stop_lanes(None)
             await self._stop_recorder(recorder, self.settings.lease_seconds)

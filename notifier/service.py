@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 # Sends older than this are never caught up nor recorded missed, however long the downtime.
 MAX_CATCH_UP = timedelta(days=366)
 WATERMARK = "materialized_until"
-# Lanes of the chat worker: each waits on its robot's pace, so several robots need several.
+# Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
+# the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
 CHAT_LANES = 8
 
 
@@ -201,6 +202,7 @@ class App:
             channel=email,
             router=registry.route,
             kind="chat",
+            fair=True,
             settings=self.settings.delivery,
             concurrency=CHAT_LANES,
             metrics=self.metrics,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
 from notifier.constants import ENQUEUE_CHUNK
-from notifier.db import Database, Params, Row, Tx
+from notifier.db import Database, Row, Tx
 from notifier.errors import StoreError
 from notifier.models import Delivery, NewDelivery, Outcome, State
 
@@ -115,6 +115,66 @@ RETURNING {DELIVERY_COLUMNS}
 # that a robot paced at 20 a minute never holds the email worker's lanes. The chat filter is
 # the exact predicate of the partial index of migration 6.
 CHANNEL_FILTERS = {"email": "channel = 'email'", "chat": "channel <> 'email'"}
+
+
+# The fair claim (the chat worker, delivery.py): rows are ranked within their channel by due
+# time and at most `ROOM` of each channel's are taken, so that one robot's long backlog neither
+# fills the claim nor stands before another robot's row in it. `ROOM` is `:per_channel`, or
+# the channel's own number where the caller names it (`CASE`; 0 takes none of its rows). The
+# window reads every claimable row of the kind: chat rows are a group's, not a recipient's,
+# so they are few, and the partial index of migration 6 finds them.
+_RANKED = "ROW_NUMBER() OVER (PARTITION BY channel ORDER BY due_at, id) AS nth"
+
+_FAIR_CLAIM_SQLITE = f"""
+UPDATE deliveries SET {_CLAIM_SET}
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, due_at, channel, {_RANKED} FROM (
+            SELECT id, due_at, channel FROM deliveries
+            WHERE state = 'sending' AND lease_until < :now AND FILTER
+            UNION ALL
+            SELECT id, due_at, channel FROM deliveries
+            WHERE state = 'pending' AND due_at <= :now AND FILTER
+        )
+    )
+    WHERE nth <= ROOM
+    ORDER BY due_at, id LIMIT :limit
+)
+RETURNING {DELIVERY_COLUMNS}
+"""
+
+# PostgreSQL allows no window function beside FOR UPDATE: the ranking is a subquery read
+# without locks, and the rows it names are locked (SKIP LOCKED) and checked again. A row that
+# another process holds locked is passed over, not replaced by the next of its channel.
+_FAIR_CLAIM_PG = f"""
+WITH picked AS (
+    SELECT id FROM deliveries
+    WHERE id IN (
+        SELECT id FROM (
+            SELECT id, channel, {_RANKED} FROM deliveries
+            WHERE ({_CLAIMABLE}) AND FILTER
+        ) AS ranked
+        WHERE nth <= ROOM
+    ) AND ({_CLAIMABLE})
+    ORDER BY due_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries SET {_CLAIM_SET}
+FROM picked WHERE deliveries.id = picked.id
+RETURNING {", ".join("deliveries." + c.strip() for c in DELIVERY_COLUMNS.split(","))}
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def _fair_claim_sql(dialect: str, kind: str | None, named: int) -> str:
+    """The fair claim with `named` channels of their own room (parameters c0, r0, c1, ...)."""
+    sql = _FAIR_CLAIM_PG if dialect == "postgresql" else _FAIR_CLAIM_SQLITE
+    room = ":per_channel"
+    if named:
+        whens = " ".join(f"WHEN :c{i} THEN :r{i}" for i in range(named))
+        room = f"CASE channel {whens} ELSE :per_channel END"
+    return sql.replace("FILTER", CHANNEL_FILTERS[kind] if kind else "1 = 1").replace("ROOM", room)
 
 
 @functools.lru_cache(maxsize=8)
@@ -390,7 +450,14 @@ class Store:
     # --- the worker's cycle -----------------------------------------------------------------
 
     async def claim(
-        self, *, now: float, limit: int, lease_seconds: float, kind: str | None = None
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease_seconds: float,
+        kind: str | None = None,
+        per_channel: int | None = None,
+        rooms: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
         """Lease up to `limit` claimable rows (oldest due first) to the caller.
 
@@ -398,11 +465,22 @@ class Store:
         attempted again, at-least-once). Two claimers never receive the same row while its
         lease runs: the lease, not an owner's name, decides who may send. `kind` ("email",
         "chat") restricts the rows to those channels (`CHANNEL_FILTERS`).
+
+        `per_channel` takes at most that many rows of any one channel (the oldest due of
+        each), or, for a channel named in `rooms`, its number there (0: none of its rows).
+        None: no such limit, the tuned claim of the email worker.
         """
         if limit <= 0:
             return []
-        params: Params = {"now": now, "limit": limit, "lease_until": now + lease_seconds}
-        sql = _claim_sql(self.db.dialect, kind)
+        params: dict[str, object] = {"now": now, "limit": limit, "lease_until": now + lease_seconds}
+        if per_channel is None:
+            sql = _claim_sql(self.db.dialect, kind)
+        else:
+            named = sorted((rooms or {}).items())
+            sql = _fair_claim_sql(self.db.dialect, kind, len(named))
+            params["per_channel"] = per_channel
+            for i, (channel, room) in enumerate(named):
+                params[f"c{i}"], params[f"r{i}"] = channel, room
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(sql, params)
         claimed = [delivery_from_row(r) for r in rows]
@@ -523,12 +601,22 @@ class Store:
                     renewed[c.id] = until
         return renewed
 
-    async def next_due_at(self, *, kind: str | None = None) -> float | None:
-        """The earliest time at which claim() could return something, None if never."""
+    async def next_due_at(
+        self, *, kind: str | None = None, exclude: Collection[str] = ()
+    ) -> float | None:
+        """The earliest time at which claim() could return something, None if never.
+
+        `exclude`: channels whose rows do not count (those a fair claim leaves out for now).
+        """
         where = f" AND {CHANNEL_FILTERS[kind]}" if kind is not None else ""
+        params: dict[str, object] = {}
+        if exclude:
+            clause, params = in_clause("x", sorted(exclude))
+            where += f" AND channel NOT IN {clause}"
         row = await self.db.fetchone(
             f"SELECT (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending'{where}),"
-            f" (SELECT MIN(lease_until) FROM deliveries WHERE state = 'sending'{where})"
+            f" (SELECT MIN(lease_until) FROM deliveries WHERE state = 'sending'{where})",
+            params or None,
         )
         times = [float(t) for t in (row or ()) if t is not None]
         return min(times) if times else None

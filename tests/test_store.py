@@ -194,9 +194,7 @@ async def test_claim_takes_due_pending_rows_oldest_first_up_to_limit(store: Stor
         assert (d.state, d.attempts, d.lease_until, d.updated_at) == (
             State.SENDING, 1, T0 + 30, T0,
         )  # fmt: skip
-    assert [d.key for d in await store.claim(now=T0, limit=10, lease_seconds=30)] == [
-        "c"
-    ]
+    assert [d.key for d in await store.claim(now=T0, limit=10, lease_seconds=30)] == ["c"]
     assert await claim_all(store, T0) == []  # "late" is not due, the others are leased
 
 
@@ -343,6 +341,49 @@ async def test_next_due_at_is_the_earliest_pending_due_or_lease_end(store: Store
     assert await store.next_due_at() == T0 + 70
     await claim_all(store, T0 + 100, lease=300)  # a and b (expired) leased until T0 + 400
     assert await store.next_due_at() == T0 + 400
+
+
+async def test_a_fair_claim_takes_the_oldest_rows_of_each_channel_up_to_its_room(
+    store: Store,
+) -> None:
+    # Robot a's backlog is due first; b, c and the email row come after it.
+    await store.enqueue(
+        [new(f"a{i}", due=T0 - 10 + i, channel="robot-a") for i in range(5)]
+        + [new("b0", due=T0 - 1, channel="robot-b"), new("e0", due=T0 - 1)]
+        + [new(f"c{i}", due=T0 + i - 3, channel="robot-c") for i in range(3)],
+        now=T0 - 20,
+    )
+
+    async def fair(limit: int, **rooms: int) -> list[str]:
+        got = await store.claim(
+            now=T0,
+            limit=limit,
+            lease_seconds=60,
+            kind="chat",
+            per_channel=1,
+            rooms={f"robot-{c}": n for c, n in rooms.items()},
+        )
+        return [d.key for d in got]
+
+    # One of each chat channel but a (its room is 0), two of c's: oldest due first.
+    assert await fair(10, a=0, c=2) == ["c0", "c1", "b0"]
+    assert await fair(1) == ["a0"]  # the limit still holds
+    assert await fair(10, a=3) == ["a1", "a2", "a3", "c2"]
+    # Rows whose lease ran out count among their channel's, in due order; email's never.
+    again = await store.claim(now=T0 + 61, limit=10, lease_seconds=60, kind="chat", per_channel=1)
+    assert [(d.key, d.attempts) for d in again] == [("a0", 2), ("c0", 2), ("b0", 2)]
+    emails = await store.claim(now=T0, limit=10, lease_seconds=60, kind="email")
+    assert [d.key for d in emails] == ["e0"]
+
+
+async def test_next_due_at_can_leave_channels_out(store: Store) -> None:
+    await store.enqueue(
+        [new("a", due=T0 + 10, channel="robot-a"), new("b", due=T0 + 50, channel="robot-b")],
+        now=T0,
+    )
+    assert await store.next_due_at(kind="chat") == T0 + 10
+    assert await store.next_due_at(kind="chat", exclude={"robot-a"}) == T0 + 50
+    assert await store.next_due_at(kind="chat", exclude={"robot-a", "robot-b"}) is None
 
 
 # --- reading and operating ----------------------------------------------------------------------
