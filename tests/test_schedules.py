@@ -252,6 +252,11 @@ def test_the_shipped_calendar_and_templates_are_valid(make_settings: MakeSetting
     # The example chat channel is defined but unused: its unset variable is only a warning.
     assert schedule.channels["fazhi-wecom"].type == "wecom"
     assert any("NOTIFIER_CHANNEL_FAZHI_WECOM" in w for w in warnings)
+    # The campaign reminders took over from the one-day reminders the last release shipped
+    # (its ids: constitution-week `start`, civil-code-month's default `on-start`).
+    week = {r.id: r for r in schedule.events["constitution-week"].reminders}
+    month = {r.id: r for r in schedule.events["civil-code-month"].reminders}
+    assert week["daily"].replaces == ("start",) and month["weekly"].replaces == ("on-start",)
 
 
 ADMINS_AUDIENCES = """\
