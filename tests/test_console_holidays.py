@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from notifier.message import message_parts
 from notifier.notices import ADMIN_TEMPLATES
 from notifier.service import App
 from notifier.web import create_web_app
+from notifier.web.console import MAX_FORM_BYTES
 from tests.conftest import ROOT
 from tests.console_fixtures import (
     ADMIN_TOKEN,
@@ -118,6 +121,23 @@ async def test_saving_writes_the_table_loads_it_at_once_and_is_audited(
     csrf = csrf_of(page)
     again = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
     assert again.status == 200 and app.config_errors == []
+
+
+async def test_a_notice_copied_with_its_web_page_around_it_fits_the_form(
+    client: tuple[App, Client],
+) -> None:
+    """The page's forms are multipart: a Chinese character costs 3 bytes, not 9 (%XX%XX%XX),
+    so a copy with the news site's headers and "相关阅读" fits the 16 KB form limit."""
+    _, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/config/holidays")).text()
+    assert 'enctype="multipart/form-data"' in page
+    junk = "相关阅读：各地迎新春文化活动精彩纷呈，铁路部门增开临时旅客列车。\n" * 60
+    text = "来源：新华网\n" + NOTICE_2027 + "\n" + junk
+    assert len(quote(text)) > MAX_FORM_BYTES > len(text.encode())  # fits only as multipart
+    form = FormData({"csrf": csrf, "notice": text}, default_to_multipart=True)
+    resp = await c.post("/config/holidays/preview", data=form)
+    assert resp.status == 200 and "2027年放假安排" in await resp.text()
 
 
 async def test_text_that_is_not_a_notice_is_shown_again_with_the_reason(

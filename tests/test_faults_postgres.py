@@ -176,9 +176,7 @@ def test_a_sigkilled_instances_rows_are_taken_over_within_30_s(
         services[0].kill()
         killed_at = time.time()
         killed_elapsed = elapsed()
-        wait_until(
-            lambda: settled(pg_database, total), within=60, interval=0.2, what="all sends"
-        )
+        wait_until(lambda: settled(pg_database, total), within=60, interval=0.2, what="all sends")
         wait_until(lambda: tally(sink.arrivals())[0] >= total, within=10, what="arrivals")
         code = services[1].terminate(within=15)
         arrivals = sink.arrivals()
