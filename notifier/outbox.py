@@ -413,7 +413,6 @@ class Outbox:
         state: State,
     ) -> NewDelivery:
         """One row per (plan, channel): the platform's JSON body, kept so a retry resends it."""
-        spec = self.schedule.channels[channel_id]
         key = chat_key(prefix, channel_id)
         msg = self.chat_message(
             key=key,
@@ -424,17 +423,23 @@ class Outbox:
             template=template,
             send_date=send_date,
         )
+        return self._chat_delivery(msg, channel_id, due, source=source, state=state)
+
+    def _chat_delivery(
+        self, msg: ChatMessage, channel_id: str, due: datetime, *, source: str, state: State
+    ) -> NewDelivery:
+        """The ledger row of a chat message: the channel's body for it, as a retry resends."""
         return NewDelivery(
-            key=key,
-            event_id=event.id,
-            occurrence=occurrence.start.isoformat(),
-            reminder_id=reminder_id,
+            key=msg.key,
+            event_id=msg.event_id,
+            occurrence=msg.occurrence,
+            reminder_id=msg.reminder_id,
             recipient=channel_id,
             channel=channel_id,
             due_at=due.timestamp(),
-            message_id=message_id(key, self._domain),
+            message_id=message_id(msg.key, self._domain),
             subject=msg.subject,
-            message=payload(spec, msg),
+            message=payload(self.schedule.channels[channel_id], msg),
             source=source,
             state=state,
         )
@@ -581,7 +586,6 @@ class Outbox:
     ) -> NewDelivery:
         """A chat group's row of one of the admins' notices: its `chat.md` (or the subject
         and text body, as for reminders) in the channel's form, kept so a retry resends it."""
-        spec = self.schedule.channels[channel_id]
         key = chat_key(prefix, channel_id)
         rendered, text = self.renderer.render_chat(template, context)
         msg = ChatMessage(
@@ -597,19 +601,7 @@ class Outbox:
             reminder_label=str(context["reminder"].get("label", "")),
             kind="notice",
         )
-        return NewDelivery(
-            key=key,
-            event_id=f"admin:{template}",
-            occurrence="",
-            reminder_id=template,
-            recipient=channel_id,
-            channel=channel_id,
-            due_at=due.timestamp(),
-            message_id=message_id(key, self._domain),
-            subject=msg.subject,
-            message=payload(spec, msg),
-            source="admin",
-        )
+        return self._chat_delivery(msg, channel_id, due, source="admin", state=State.PENDING)
 
     # --- manual sends ---
 
