@@ -16,9 +16,9 @@ from notifier.channels.registry import missing_variables
 from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
 from notifier.errors import ConfigError, RenderError
 from notifier.notices import check_admin_templates
-from notifier.outbox import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.planner import PlannedSend, next_occurrence, plan
 from notifier.rendering import Renderer
+from notifier.rows import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.schedules import ChannelSpec, Recipient, Schedule, load_schedule
 from notifier.webhooks import secret_key
 

@@ -33,3 +33,7 @@ class HeaderError(RenderError, ValueError):
 
     A RenderError: wherever a message is made (webhook 422, API 422, `notifier check`), a bad
     header is reported as a message that cannot be rendered, never as a 500."""
+
+
+class SendError(NotifierError):
+    """A manual or webhook send cannot be made (unknown event, reminder, or recipients)."""

@@ -26,15 +26,10 @@ from notifier.config import Settings
 from notifier.errors import RenderError, StoreError
 from notifier.holidays import WorkCalendar
 from notifier.models import NewDelivery
-from notifier.outbox import (
-    CHAT_RECIPIENT,
-    Outbox,
-    delivery_key,
-    reminder_context,
-    template_context,
-)
+from notifier.outbox import Outbox
 from notifier.planner import PlannedSend, plan, plan_key
 from notifier.rendering import Renderer
+from notifier.rows import CHAT_RECIPIENT, delivery_key, reminder_context, template_context
 from notifier.schedules import Recipient, Schedule
 from notifier.store import Store
 

@@ -25,7 +25,7 @@ from notifier.config import HttpSettings, Settings
 from notifier.db import connect
 from notifier.errors import ConfigError
 from notifier.models import State
-from notifier.outbox import unsubscribe_token
+from notifier.rows import unsubscribe_token
 from notifier.service import App
 from notifier.store import Store
 from notifier.web import BATCHER_KEY, create_web_app, start_http

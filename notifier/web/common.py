@@ -16,8 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from notifier.constants import DB_RETRY_AFTER_SECONDS
-from notifier.errors import RenderError, StoreError
-from notifier.outbox import SendError
+from notifier.errors import RenderError, SendError, StoreError
 from notifier.service import App
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.errors import RenderError, StoreUnavailable
+from notifier.errors import RenderError, SendError, StoreUnavailable
 from notifier.models import NewDelivery
-from notifier.outbox import SendError
 from notifier.schedules import Hook
 from notifier.service import App
 from notifier.web.common import (

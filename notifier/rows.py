@@ -1,0 +1,501 @@
+"""Ledger rows made from templates: keys, template contexts, unsubscribe links, and one row
+builder per kind (a reminder's email and chat rows, an admin notice's, a webhook's).
+
+Pure apart from rendering: nothing here touches the database. `outbox.Outbox` decides which
+rows to make and enqueues them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from notifier.channels.payloads import ChatMessage, chat_text, payload
+from notifier.config import Settings
+from notifier.constants import HOOK_REMINDER, MANUAL_REMINDER
+from notifier.errors import SendError
+from notifier.message import build_message, domain_of, message_id
+from notifier.models import NewDelivery, State
+from notifier.rendering import Rendered, Renderer
+from notifier.rules import Occurrence
+from notifier.schedules import (
+    Audience,
+    Event,
+    Hook,
+    Recipient,
+    Reminder,
+    Schedule,
+    check_address,
+)
+from notifier.store import hook_row_key
+from notifier.tokens import open_address, seal_address
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "email"
+
+
+def delivery_key(prefix: str, email: str) -> str:
+    return f"{prefix}/{email.lower()}/{CHANNEL}"
+
+
+# What templates see as `recipient` in a message to a chat group.
+CHAT_RECIPIENT = Recipient("", "各位同事")
+
+
+def chat_key(prefix: str, channel_id: str) -> str:
+    """A chat row's key: one row per (plan, channel); ids hold no '@', so no email key clashes."""
+    return f"{prefix}/{channel_id}/chat"
+
+
+def unsubscribe_token(secret: bytes, email: str) -> str:
+    """An opaque token for the address (AES-SIV, notifier/tokens.py): stateless, so any
+    instance can verify it, and the address is not readable in the link."""
+    return seal_address(secret, email)
+
+
+def _legacy_unsubscribe_token(secret: bytes, addr: str) -> str:
+    """`<email>.<mac>`, as links sent before opaque tokens carried it."""
+    mac = hmac.new(secret, addr.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return f"{addr}.{mac}"
+
+
+def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
+    """The address a token was made for, or None if it is not ours.
+
+    Links already sent in the older `<email>.<mac>` form keep working: they are in people's
+    mailboxes, and unsubscribing must not break because the service was upgraded.
+    """
+    if "@" not in token:
+        return open_address(secret, token)
+    addr, _, mac = token.rpartition(".")
+    if not addr or not mac:
+        return None
+    return addr if hmac.compare_digest(_legacy_unsubscribe_token(secret, addr), token) else None
+
+
+def reminder_context(
+    reminder: Reminder | None, kind: str, send_date: date, position: tuple[int, int] = (1, 1)
+) -> dict[str, Any]:
+    """What templates see as `reminder`; `index`/`count` place a send in its `every:` series
+    ("第3天 / 共5天"), 1 of 1 for any other send."""
+    index, count = position
+    if reminder is None:
+        label = "即时通知" if kind == MANUAL_REMINDER else "通知"
+        return {
+            "id": kind,
+            "kind": kind,
+            "label": label,
+            "send_date": send_date,
+            "index": index,
+            "count": count,
+        }
+    return {
+        "id": reminder.id,
+        "kind": "every" if reminder.every is not None else reminder.kind,
+        "label": reminder.label,
+        "send_date": send_date,
+        "index": index,
+        "count": count,
+    }
+
+
+def template_context(
+    *,
+    org: str,
+    event: Event | None,
+    occurrence: Occurrence | None,
+    reminder: Mapping[str, Any],
+    send_date: date,
+    recipient: Recipient,
+    unsubscribe_url: str | None,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The variables every template gets (README, 模板 Templates)."""
+    start = occurrence.start if occurrence else send_date
+    return {
+        "event": {
+            "id": event.id if event else "",
+            "title": event.title if event else "",
+            "start": start,
+            "end": occurrence.end if occurrence else send_date,
+            "description": event.description if event else None,
+            "vars": dict(event.vars) if event else {},
+        },
+        "reminder": dict(reminder),
+        "days_until": (start - send_date).days,
+        "recipient": recipient.context(),
+        "org": org,
+        "payload": dict(payload or {}),
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+def _distinct(recipients: Iterable[Recipient]) -> list[Recipient]:
+    """The first recipient of each address (compared without case), in order."""
+    seen: set[str] = set()
+    out = []
+    for recipient in recipients:
+        address = recipient.email.lower()
+        if address not in seen:
+            seen.add(address)
+            out.append(recipient)
+    return out
+
+
+class RowMaker:
+    """Renders rows; holds the current schedule and templates (swapped whole on reload)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        renderer: Renderer,
+        schedule: Schedule,
+        unsubscribe_secret: bytes,
+    ) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self.schedule = schedule
+        self._unsub_secret = unsubscribe_secret
+        self._sender = (settings.org_name, settings.mail_from)
+        self._domain = domain_of(settings.mail_from)
+
+    @property
+    def unsubscribe_secret(self) -> bytes:
+        """The key of unsubscribe tokens (read-only: the HTTP side verifies tokens with it)."""
+        return self._unsub_secret
+
+    # --- rendering ---
+
+    def context(
+        self,
+        *,
+        event: Event | None,
+        occurrence: Occurrence | None,
+        reminder: Mapping[str, Any],
+        send_date: date,
+        recipient: Recipient,
+        external: bool,
+        payload: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return template_context(
+            org=self.settings.org_name,
+            event=event,
+            occurrence=occurrence,
+            reminder=reminder,
+            send_date=send_date,
+            recipient=recipient,
+            unsubscribe_url=self.unsubscribe_url(recipient.email) if external else None,
+            payload=payload,
+        )
+
+    def unsubscribe_url(self, email: str) -> str:
+        token = unsubscribe_token(self._unsub_secret, email)
+        return f"{self.settings.public_url.rstrip('/')}/unsubscribe?token={token}"
+
+    def _row(
+        self,
+        *,
+        key: str,
+        rendered: Rendered,
+        recipient: Recipient,
+        event_id: str,
+        occurrence: str,
+        reminder_id: str,
+        due: datetime,
+        source: str,
+        external: bool,
+        state: State = State.PENDING,
+        unsubscribe_url: str | None = None,
+    ) -> NewDelivery:
+        msg_id = message_id(key, self._domain)
+        headers: dict[str, str] = {}
+        if external:
+            url = unsubscribe_url or self.unsubscribe_url(recipient.email)
+            headers["List-Unsubscribe"] = f"<{url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        else:
+            headers["Auto-Submitted"] = "auto-generated"
+        raw = build_message(
+            sender=self._sender,
+            recipient=(recipient.name, recipient.email),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            msg_id=msg_id,
+            date=due,
+            extra_headers=headers,
+        )
+        return NewDelivery(
+            key=key,
+            event_id=event_id,
+            occurrence=occurrence,
+            reminder_id=reminder_id,
+            recipient=recipient.email,
+            channel=CHANNEL,
+            due_at=due.timestamp(),
+            message_id=msg_id,
+            subject=rendered.subject,
+            message=raw,
+            source=source,
+            state=state,
+            external=external,
+        )
+
+    def rows_for(
+        self,
+        *,
+        prefix: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder: Reminder | None,
+        reminder_id: str,
+        template: str,
+        audience: Audience,
+        send_date: date,
+        due: datetime,
+        source: str,
+        state: State = State.PENDING,
+        only: str | None = None,
+        position: tuple[int, int] = (1, 1),
+    ) -> Iterator[NewDelivery]:
+        """Render one row per recipient, streaming (an audience may be a 100,000-row CSV).
+
+        A chat audience gets one row: the message to its group.
+        """
+        rem_ctx = reminder_context(reminder, reminder_id, send_date, position)
+        if audience.chat is not None:
+            if only is not None and only != audience.chat:
+                return  # an address is never a group: only the channel names its one row
+            yield self._chat_row(
+                prefix=prefix,
+                event=event,
+                occurrence=occurrence,
+                reminder=rem_ctx,
+                reminder_id=reminder_id,
+                template=template,
+                channel_id=audience.chat,
+                send_date=send_date,
+                due=due,
+                source=source,
+                state=state,
+            )
+            return
+        for recipient in audience.recipients():
+            if only is not None and recipient.email.lower() != only.lower():
+                continue
+            ctx = self.context(
+                event=event,
+                occurrence=occurrence,
+                reminder=rem_ctx,
+                send_date=send_date,
+                recipient=recipient,
+                external=audience.external,
+            )
+            yield self._row(
+                key=delivery_key(prefix, recipient.email),
+                rendered=self.renderer.render(template, ctx),
+                recipient=recipient,
+                event_id=event.id,
+                occurrence=occurrence.start.isoformat(),
+                reminder_id=reminder_id,
+                due=due,
+                source=source,
+                external=audience.external,
+                state=state,
+                unsubscribe_url=ctx["unsubscribe_url"],
+            )
+
+    def chat_message(
+        self,
+        *,
+        key: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder: Mapping[str, Any],
+        reminder_id: str,
+        template: str,
+        send_date: date,
+    ) -> ChatMessage:
+        """Render `chat.md` (or the subject and text body) for a chat group."""
+        ctx = self.context(
+            event=event,
+            occurrence=occurrence,
+            reminder=reminder,
+            send_date=send_date,
+            recipient=CHAT_RECIPIENT,
+            external=False,
+        )
+        rendered, text = self.renderer.render_chat(template, ctx)
+        return ChatMessage(
+            key=key,
+            subject=rendered.subject,
+            text=text if text is not None else chat_text(rendered.subject, rendered.text),
+            event_id=event.id,
+            event_title=event.title,
+            occurrence=occurrence.start.isoformat(),
+            start=occurrence.start.isoformat(),
+            end=occurrence.end.isoformat(),
+            reminder_id=reminder_id,
+            reminder_label=str(reminder.get("label", "")),
+        )
+
+    def _chat_row(
+        self,
+        *,
+        prefix: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder: Mapping[str, Any],
+        reminder_id: str,
+        template: str,
+        channel_id: str,
+        send_date: date,
+        due: datetime,
+        source: str,
+        state: State,
+    ) -> NewDelivery:
+        """One row per (plan, channel): the platform's JSON body, kept so a retry resends it."""
+        key = chat_key(prefix, channel_id)
+        msg = self.chat_message(
+            key=key,
+            event=event,
+            occurrence=occurrence,
+            reminder=reminder,
+            reminder_id=reminder_id,
+            template=template,
+            send_date=send_date,
+        )
+        return self._chat_delivery(msg, channel_id, due, source=source, state=state)
+
+    def _chat_delivery(
+        self, msg: ChatMessage, channel_id: str, due: datetime, *, source: str, state: State
+    ) -> NewDelivery:
+        """The ledger row of a chat message: the channel's body for it, as a retry resends."""
+        return NewDelivery(
+            key=msg.key,
+            event_id=msg.event_id,
+            occurrence=msg.occurrence,
+            reminder_id=msg.reminder_id,
+            recipient=channel_id,
+            channel=channel_id,
+            due_at=due.timestamp(),
+            message_id=message_id(msg.key, self._domain),
+            subject=msg.subject,
+            message=payload(self.schedule.channels[channel_id], msg),
+            source=source,
+            state=state,
+        )
+
+    def notice_row(
+        self, *, key: str, rendered: Rendered, recipient: Recipient, kind: str, due: datetime
+    ) -> NewDelivery:
+        """A row of one of the service's own notices to its admins (`notifier.notices`)."""
+        return self._row(
+            key=key,
+            rendered=rendered,
+            recipient=recipient,
+            event_id=f"admin:{kind}",
+            occurrence="",
+            reminder_id=kind,
+            due=due,
+            source="admin",
+            external=False,
+        )
+
+    def notice_chat_row(
+        self,
+        *,
+        prefix: str,
+        template: str,
+        context: Mapping[str, Any],
+        channel_id: str,
+        due: datetime,
+    ) -> NewDelivery:
+        """A chat group's row of one of the admins' notices: its `chat.md` (or the subject
+        and text body, as for reminders) in the channel's form, kept so a retry resends it."""
+        key = chat_key(prefix, channel_id)
+        rendered, text = self.renderer.render_chat(template, context)
+        msg = ChatMessage(
+            key=key,
+            subject=rendered.subject,
+            text=text if text is not None else chat_text(rendered.subject, rendered.text),
+            event_id=f"admin:{template}",
+            event_title=rendered.subject,
+            occurrence="",
+            start="",
+            end="",
+            reminder_id=template,
+            reminder_label=str(context["reminder"].get("label", "")),
+            kind="notice",
+        )
+        return self._chat_delivery(msg, channel_id, due, source="admin", state=State.PENDING)
+
+    # --- manual sends ---
+
+    def hook_rows(
+        self, hook: Hook, webhook_id: str, payload: Mapping[str, Any], due: datetime
+    ) -> list[NewDelivery]:
+        """Rows for one accepted webhook, one per address; RenderError or SendError: a 422."""
+        recipients = _distinct(self.hook_recipients(hook, payload))
+        external = False
+        if hook.audience is not None:
+            external = self.schedule.audiences[hook.audience].external
+        rem_ctx = reminder_context(None, HOOK_REMINDER, due.date())
+        rows = []
+        for position, recipient in enumerate(recipients):
+            ctx = self.context(
+                event=None,
+                occurrence=None,
+                reminder=rem_ctx,
+                send_date=due.date(),
+                recipient=recipient,
+                external=external,
+                payload=payload,
+            )
+            ctx["event"]["id"] = hook.id
+            rows.append(
+                self._row(
+                    key=hook_row_key(hook.id, webhook_id, position),
+                    rendered=self.renderer.render(hook.template, ctx),
+                    recipient=recipient,
+                    event_id=f"hook:{hook.id}",
+                    occurrence="",
+                    reminder_id=HOOK_REMINDER,
+                    due=due,
+                    source="hook",
+                    external=external,
+                    unsubscribe_url=ctx["unsubscribe_url"],
+                )
+            )
+        return rows
+
+    def hook_recipients(self, hook: Hook, payload: Mapping[str, Any]) -> Sequence[Recipient]:
+        if hook.audience is not None:
+            return list(self.schedule.audiences[hook.audience].recipients())
+        to = payload.get("to")
+        if not isinstance(to, list) or not to:
+            raise SendError("payload.to: a non-empty list of recipients is required by this hook")
+        out: list[Recipient] = []
+        for i, item in enumerate(to):
+            email, name = (
+                (item, "")
+                if isinstance(item, str)
+                else (
+                    (item.get("email"), item.get("name", ""))
+                    if isinstance(item, dict)
+                    else (None, "")
+                )
+            )
+            if not isinstance(email, str) or not isinstance(name, str):
+                raise SendError(f"payload.to[{i}]: expected an address or {{email, name}}")
+            problem = check_address(email)
+            if problem:
+                raise SendError(f"payload.to[{i}]: {problem}")
+            out.append(Recipient(email, name))
+        return out
