@@ -1,9 +1,10 @@
 """Create ledger rows: render each message once, when its row is made, and keep what is sent.
 
 Which rows, and when, is decided here; how a row looks (keys, contexts, rendered messages) is
-`notifier.rows`. Three sources make rows: the schedule (via `materialize`, called by the timer), a manual send
-(`notifier send`, the admin API) and webhooks. Each row's key is deterministic, so making the
-same row twice is a no-op: the database's unique key, not this process, decides.
+`notifier.rows`. Three sources make rows: the schedule (via `materialize`, called by the
+timer), a manual send (`notifier send`, the admin API) and webhooks. Each row's key is
+deterministic, so making the same row twice is a no-op: the database's unique key, not this
+process, decides.
 """
 
 from __future__ import annotations
