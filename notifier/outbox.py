@@ -22,16 +22,9 @@ from notifier.errors import RenderError, SendError
 from notifier.models import NewDelivery, State
 from notifier.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
 from notifier.rendering import Renderer
-from notifier.rows import (
-    RowMaker,
-)
+from notifier.rows import RowMaker
 from notifier.rules import Occurrence, send_day
-from notifier.schedules import (
-    Audience,
-    Event,
-    Reminder,
-    Schedule,
-)
+from notifier.schedules import Audience, Event, Reminder, Schedule
 from notifier.store import Store
 
 log = logging.getLogger(__name__)
