@@ -209,15 +209,18 @@ async def test_a_send_that_never_returns_is_cut_at_the_channels_timeout(
 async def test_a_live_worker_keeps_its_leases_through_a_send_longer_than_the_lease(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    channel = SlowChannel(seconds=1.6)  # each send outlasts the 0.5 s lease three times over
+    channel = SlowChannel(seconds=1.6)  # each send outlasts the 0.9 s lease
+    # Renewals come every 0.3 s (lease/3); a queued row's send waits for one only if the
+    # heartbeat is more than lease/3 late, so 0.9 s leaves the loop 0.3 s of jitter (a 0.5 s
+    # lease left 0.17 s, which a loaded CI machine once exceeded).
     settings = make_settings(
         smtp={"pool_size": 1},
-        delivery=DeliverySettings(lease_seconds=0.5, poll_interval=0.1),
+        delivery=DeliverySettings(lease_seconds=0.9, poll_interval=0.1),
     )
     async with App(settings, channel=channel) as app:
         await app.outbox.send_now("security-day", now=app.clock())
         burst = asyncio.create_task(app.worker.run_until_idle())
-        await asyncio.sleep(0.9)  # mid-send: the lease would have run out twice by now
+        await asyncio.sleep(0.95)  # mid-send: the first lease would have run out by now
         db = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
         try:
             leases = db.execute(
