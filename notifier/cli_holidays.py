@@ -9,7 +9,7 @@ from typing import TextIO
 
 import click
 
-from notifier.notice import NoticeError, notice_yaml, parse_notice
+from notifier.notice import NoticeError, notice_yaml, parse_notice, write_table
 
 
 @click.group("holidays")
@@ -52,17 +52,12 @@ def _write_and_check(path: Path, text: str, year: int) -> None:
     from notifier.cli_common import settings_or_exit
     from notifier.errors import ConfigError
 
-    previous = path.read_text(encoding="utf-8") if path.is_file() else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    undo = write_table(path, text)
     settings = settings_or_exit()
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
     except ConfigError as exc:
-        if previous is None:
-            path.unlink()
-        else:
-            path.write_text(previous, encoding="utf-8")
+        undo()
         click.echo(
             f"检查未通过，未保存 check failed, {path} not saved ({len(exc.errors)}):", err=True
         )

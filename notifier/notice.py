@@ -1,5 +1,6 @@
 """Read the State Council's holiday notice (国务院办公厅关于20XX年部分节假日安排的通知) into a
-`holidays:` table. Pure: text in, table out.
+`holidays:` table. Pure, text in and table out, apart from `write_table`, which saves the
+table for both the CLI and the console and can take the save back.
 
 The notice is one sentence group per holiday, e.g.
 "二、春节：2月15日（农历腊月二十八、周日）至23日（农历正月初七、周一）放假调休，共9天。2月14日（周六）、
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 __all__ = ["Holiday", "HolidayNotice", "NoticeError", "notice_yaml", "parse_notice"]
 
@@ -258,3 +261,19 @@ def notice_yaml(notice: HolidayNotice, *, source: str = "") -> str:
         label = names.get(item) or names.get(item.partition("..")[0], "")
         out.append(f'      - "{item}"   # {label} 调休上班')
     return "\n".join(out) + "\n"
+
+
+def write_table(path: Path, text: str) -> Callable[[], None]:
+    """Save an imported table at `path`; the function returned takes the save back (the file
+    as it was, or no file), for when the check refuses the result. Raises OSError."""
+    previous = path.read_text(encoding="utf-8") if path.is_file() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+    def undo() -> None:
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(previous, encoding="utf-8")
+
+    return undo

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from notifier.holidays import parse_holiday_table
-from notifier.notice import HolidayNotice, NoticeError, notice_yaml, parse_notice
+from notifier.notice import HolidayNotice, NoticeError, notice_yaml, parse_notice, write_table
 from notifier.service import App
 from notifier.web.common import APP_KEY
 from notifier.web.console import Denied, audit, form, redirect, render
@@ -136,20 +136,15 @@ async def post_holidays_save(request: web.Request) -> web.Response:
             f"The {notice.year} table is already in {target.blocked_by}: remove it first.",
         )
     path = target.path
-    previous = path.read_text(encoding="utf-8") if path.is_file() else None
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        path.write_text(notice_yaml(notice, source="console"), encoding="utf-8")
+        undo = write_table(path, notice_yaml(notice, source="console"))
     except OSError as exc:
         raise Denied(
             507, "无法保存 Cannot save", f"写入 {path} 失败 writing failed: {exc.strerror}"
         ) from None
     if not await app.reload_now():
         errors = list(app.config_errors)
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(previous, encoding="utf-8")
+        undo()
         app.reload()  # back to the files as they were: the refused state is not kept
         raise Denied(
             422,
