@@ -36,8 +36,8 @@ from pydantic import SecretStr  # noqa: E402
 
 from bench._common import BODY, SUBJECT, machine, table  # noqa: E402
 from notifier.config import HttpSettings, Settings  # noqa: E402
-from notifier.console_store import ConsoleStore, DeliveryFilter  # noqa: E402
-from notifier.models import NewDelivery, State  # noqa: E402
+from notifier.ledger.console import ConsoleStore, DeliveryFilter  # noqa: E402
+from notifier.ledger.models import NewDelivery, State  # noqa: E402
 from notifier.service import App  # noqa: E402
 from notifier.web import bound_port, start_http  # noqa: E402
 
@@ -146,7 +146,7 @@ async def run(events: int, rows: int, rounds: int) -> None:
             for _ in range(100):  # the cursor of page 100: as cheap as page 1?
                 page = await store.deliveries_page(DeliveryFilter(), after=after, limit=50)
                 assert page.next_cursor is not None
-                from notifier.console_store import decode_cursor
+                from notifier.ledger.console import decode_cursor
 
                 after = decode_cursor(page.next_cursor)
             assert page is not None and page.next_cursor is not None

@@ -90,7 +90,7 @@ def bench_aiosmtplib(port: int, count: int) -> float:
 
 async def _bench_notifier(port: int, count: int, database_url: str, work: Path) -> float:
     from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings
-    from notifier.models import State
+    from notifier.ledger.models import State
     from notifier.service import App
 
     schedules, templates = work / "schedules", work / "templates"

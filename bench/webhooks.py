@@ -149,7 +149,7 @@ class Request:
 
 def make_requests(count: int, *, deliver_now: bool) -> list[Request]:
     """Signed before the clock starts: the client's CPU is shared with the servers."""
-    from notifier.webhooks import sign
+    from notifier.signing import sign
 
     send_at = None if deliver_now else (datetime.now().astimezone() + timedelta(days=1))
     out = []

@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from notifier.channels.registry import missing_variables
+from notifier.compose.admin_notices import check_admin_templates
+from notifier.compose.rendering import Renderer
+from notifier.compose.rows import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
 from notifier.errors import ConfigError, RenderError
-from notifier.notices import check_admin_templates
-from notifier.planner import PlannedSend, next_occurrence, plan
-from notifier.rendering import Renderer
-from notifier.rows import CHAT_RECIPIENT, reminder_context, template_context
-from notifier.schedules import ChannelSpec, Recipient, Schedule, load_schedule
-from notifier.webhooks import secret_key
+from notifier.schedule.model import ChannelSpec, Recipient, Schedule, load_schedule
+from notifier.schedule.planner import PlannedSend, next_occurrence, plan
+from notifier.signing import secret_key
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
 SAMPLE_UNSUBSCRIBE = "http://127.0.0.1:8080/unsubscribe?token=check"

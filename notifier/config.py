@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     @classmethod
     def _span(cls, value: object) -> object:
         if isinstance(value, str) and not value.startswith("P") and not value.isdigit():
-            from notifier.rules import parse_grace
+            from notifier.dates.rules import parse_grace
 
             return parse_grace(value)
         return value

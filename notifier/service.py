@@ -27,19 +27,19 @@ from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config, load_hook_secrets
+from notifier.compose.admin_notices import AdminNotices, next_digest
+from notifier.compose.outbox import Outbox
 from notifier.config import Settings
 from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
-from notifier.db import connect
-from notifier.delivery import DeliveryWorker, WorkerStats, backoff
+from notifier.delivery.worker import DeliveryWorker, WorkerStats, backoff
 from notifier.errors import ConfigError, NotifierError, StoreError
+from notifier.ledger.db import connect
+from notifier.ledger.store import Store
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.metrics import Metrics
-from notifier.notices import AdminNotices, next_digest
-from notifier.outbox import Outbox
-from notifier.planner import PlannedSend
-from notifier.scheduler import Timer
-from notifier.schedules import Schedule
-from notifier.store import Store
+from notifier.schedule.model import Schedule
+from notifier.schedule.planner import PlannedSend
+from notifier.timer import Timer
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from notifier.db import connect
-from notifier.store import Store
+from notifier.ledger.db import connect
+from notifier.ledger.store import Store
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_TEST_URL = "postgresql://postgres@127.0.0.1:5432/{name}"

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from notifier.config import DeliverySettings, HttpSettings, Settings
-from notifier.models import NewDelivery, State
+from notifier.ledger.models import NewDelivery, State
 from notifier.service import App
 from tests.conftest import smtp_settings, write_templates
 from tests.console_server import ConsoleServer

@@ -15,10 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.config import HttpSettings, NoticeSettings, Settings
-from notifier.holidays import WorkCalendar
-from notifier.models import State
-from notifier.notices import (
+from notifier.compose.admin_notices import (
     ADMIN_TEMPLATES,
     DIGEST_TEMPLATE,
     REJECTED_TEMPLATE,
@@ -29,7 +26,10 @@ from notifier.notices import (
     next_digest,
     snapshot,
 )
-from notifier.schedules import load_schedule
+from notifier.config import HttpSettings, NoticeSettings, Settings
+from notifier.dates.workdays import WorkCalendar
+from notifier.ledger.models import State
+from notifier.schedule.model import load_schedule
 from notifier.service import App
 from tests.conftest import ROOT, MakeSettings, smtp_settings, write_schedule
 from tests.robots import Platforms
@@ -477,7 +477,7 @@ def test_a_digest_time_that_is_not_hh_mm_is_refused_naming_the_variable(
 ) -> None:
     from click.testing import CliRunner
 
-    from notifier.cli import main
+    from notifier.cli.main import main
 
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     result = CliRunner().invoke(main, ["check"], env={"NOTIFIER_NOTICES__DIGEST_AT": value})

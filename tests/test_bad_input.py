@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifier.errors import ConfigError, HeaderError, StoreError
-from notifier.models import State
-from notifier.schedules import check_address, load_schedule
+from notifier.ledger.models import State
+from notifier.schedule.model import check_address, load_schedule
 from notifier.service import App
 from tests.conftest import MakeSettings, write_schedule
 

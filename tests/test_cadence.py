@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.cadence import Cadence, every_days, parse_cadence
+from notifier.dates.cadence import Cadence, every_days, parse_cadence
+from notifier.dates.rules import Occurrence
+from notifier.dates.workdays import WorkCalendar, WorkdayPolicy, parse_holiday_table
 from notifier.errors import ConfigError
-from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
-from notifier.planner import plan
-from notifier.rules import Occurrence
-from notifier.schedules import load_schedule
+from notifier.schedule.model import load_schedule
+from notifier.schedule.planner import plan
 from notifier.service import App
 from tests.conftest import MakeSettings, write_schedule
 

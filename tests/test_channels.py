@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from notifier.channels.base import TransportError
 from notifier.channels.payloads import ELLIPSIS
 from notifier.errors import ConfigError
-from notifier.models import State
-from notifier.planner import planned_json
+from notifier.ledger.models import State
+from notifier.schedule.planner import planned_json
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import SCHEDULE, MakeSettings, write_schedule
@@ -620,7 +620,7 @@ def test_a_referenced_channel_with_an_unset_variable_is_an_error_naming_both(
 def test_bad_channel_config_gives_an_error_naming_the_file_and_path(
     tmp_path: Path, change: tuple[str, str], expected: str
 ) -> None:
-    from notifier.schedules import load_schedule
+    from notifier.schedule.model import load_schedule
 
     text = CHAT_SCHEDULE.replace(*change).replace("CHANNEL", "g").replace("TYPE", "wecom")
     path = write_schedule(tmp_path / "schedules", text)

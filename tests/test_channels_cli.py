@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from notifier.cli import main
+from notifier.cli.main import main
 from tests.conftest import write_schedule
 from tests.robots import Platforms
 from tests.test_channels import CHAT_SCHEDULE, FEISHU_SECRET, FEISHU_TOKEN, WECOM_KEY

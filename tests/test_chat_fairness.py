@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from notifier.constants import PACED_HOLD
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import MakeSettings, write_schedule
 from tests.robots import Platforms, Robot

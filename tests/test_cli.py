@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from notifier.cli import main
+from notifier.cli.main import main
 from tests.conftest import write_schedule
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import ROOT
 from tests.console_fixtures import (

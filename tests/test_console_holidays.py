@@ -18,8 +18,8 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from notifier.message import message_parts
-from notifier.notices import ADMIN_TEMPLATES
+from notifier.compose.admin_notices import ADMIN_TEMPLATES
+from notifier.compose.message import message_parts
 from notifier.service import App
 from notifier.web import create_web_app
 from notifier.web.console import MAX_FORM_BYTES
@@ -202,7 +202,7 @@ async def test_a_save_the_check_refuses_is_taken_back_and_the_running_config_sta
 
 def test_two_files_with_a_table_for_one_year_are_an_error_naming_both(tmp_path: Path) -> None:
     from notifier.errors import ConfigError
-    from notifier.schedules import load_schedule
+    from notifier.schedule.model import load_schedule
 
     (tmp_path / "a.yaml").write_text('holidays: {"2027": {off: ["2027-01-01"]}}\n', "utf-8")
     (tmp_path / "b.yaml").write_text('holidays: {"2027": {off: ["2027-01-02"]}}\n', "utf-8")

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from notifier.console_store import ConsoleStore
+from notifier.ledger.console import ConsoleStore
+from notifier.ledger.store import Store
 from notifier.service import App
-from notifier.store import Store
 from notifier.web import create_web_app
 from notifier.web.auth import FAILED_SIGNIN_WINDOW, MAX_FAILED_SIGNINS, SESSION_COOKIE
 from tests.conftest_db import PG_ADMIN_URL

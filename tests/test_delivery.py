@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import MakeSettings, smtp_settings, write_schedule
 from tests.smtp_server import Faults, SmtpServer
@@ -142,7 +142,7 @@ async def test_the_mail_drop_writes_one_file_per_message(make_settings: MakeSett
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:
-    from notifier.delivery import backoff
+    from notifier.delivery.worker import backoff
 
     top = [backoff(n, base=5, cap=600, rand=lambda: 1.0) for n in range(1, 10)]
     assert top[:4] == [5, 10, 20, 40]

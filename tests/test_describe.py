@@ -6,16 +6,8 @@ from datetime import date, time
 
 import pytest
 
-from notifier.cadence import every_days, parse_cadence
-from notifier.describe import (
-    lunar_day_name,
-    move_reason,
-    rule_in_words,
-    span_in_words,
-    workday_source,
-)
-from notifier.holidays import WorkCalendar
-from notifier.rules import (
+from notifier.dates.cadence import every_days, parse_cadence
+from notifier.dates.rules import (
     DateSpec,
     Duration,
     Occurrence,
@@ -25,7 +17,15 @@ from notifier.rules import (
     rrule_spec,
     send_day,
 )
-from notifier.schedules import Reminder
+from notifier.dates.workdays import WorkCalendar
+from notifier.schedule.describe import (
+    lunar_day_name,
+    move_reason,
+    rule_in_words,
+    span_in_words,
+    workday_source,
+)
+from notifier.schedule.model import Reminder
 
 
 @pytest.mark.parametrize(

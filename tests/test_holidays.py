@@ -7,7 +7,12 @@ from datetime import date
 import chinese_calendar
 import pytest
 
-from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table, statutory_days_off
+from notifier.dates.workdays import (
+    WorkCalendar,
+    WorkdayPolicy,
+    parse_holiday_table,
+    statutory_days_off,
+)
 
 D = date.fromisoformat
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from notifier.compose.message import build_message, message_id
 from notifier.errors import HeaderError
-from notifier.message import build_message, message_id
 
 WHEN = datetime(2026, 4, 3, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -83,7 +83,7 @@ def test_header_values_with_line_breaks_are_rejected(field: dict[str, object]) -
 def test_encoded_words_round_trip_and_stay_within_75_characters(text: str) -> None:
     from email.header import decode_header, make_header
 
-    from notifier.message import encode_words
+    from notifier.compose.message import encode_words
 
     encoded = encode_words(text)
     assert all(len(word) <= 75 for word in encoded.split("\r\n "))

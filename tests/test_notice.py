@@ -9,10 +9,10 @@ import chinese_calendar
 import pytest
 import yaml
 
-from notifier.holidays import parse_holiday_table
-from notifier.notice import NoticeError, notice_yaml, parse_notice
-from notifier.schedules import _YamlLoader as YamlLoader
-from notifier.schedules import load_schedule
+from notifier.dates.holiday_notice import NoticeError, notice_yaml, parse_notice
+from notifier.dates.workdays import parse_holiday_table
+from notifier.schedule.model import _YamlLoader as YamlLoader
+from notifier.schedule.model import load_schedule
 
 NOTICES = Path(__file__).parent / "fixtures" / "notices"
 # Full-width punctuation, as a web copy with ASCII would print it.

@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from aiohttp.test_utils import TestClient, TestServer
 
-from notifier.planner import planned_json
+from notifier.schedule.planner import planned_json
 from notifier.service import App
 from notifier.web import create_web_app, schemas
 from notifier.web.openapi import ROUTES, openapi_spec

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from notifier.schedule.model import ChannelSpec, Mention
 
 from notifier.channels.http import masked_url, pacer
 from notifier.channels.payloads import (
@@ -21,7 +22,6 @@ from notifier.channels.payloads import (
     payload,
     size,
 )
-from notifier.schedules import ChannelSpec, Mention
 from tests.robots import feishu_problem
 
 NO_MENTION = Mention()

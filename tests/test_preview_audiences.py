@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner, Result
 
-from notifier.cli import main
+from notifier.cli.main import main
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import MakeSettings, write_schedule

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from notifier.checks import load_config
-from notifier.cli import main
-from notifier.ical import calendar_feed
-from notifier.planner import plan, planned_json
-from notifier.schedules import load_schedule
+from notifier.cli.main import main
+from notifier.schedule.ical import calendar_feed
+from notifier.schedule.model import load_schedule
+from notifier.schedule.planner import plan, planned_json
 from tests.conftest import MakeSettings, write_schedule
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from notifier.config import HttpSettings
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import SCHEDULE, MakeSettings, write_schedule
 

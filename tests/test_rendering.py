@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from notifier.compose.rendering import Renderer
 from notifier.errors import RenderError
-from notifier.rendering import Renderer
 
 
 def renderer(tmp_path: Path, subject: str, body: str, html: str | None = None) -> Renderer:

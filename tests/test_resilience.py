@@ -18,8 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from notifier.config import DeliverySettings, HttpSettings
+from notifier.ledger.models import Delivery, State
 from notifier.logs import RepeatFilter, TextFormatter
-from notifier.models import Delivery, State
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import MakeSettings

@@ -8,8 +8,7 @@ import pytest
 from lunar_python import Lunar as LunarDate
 from lunar_python import LunarMonth
 
-from notifier.holidays import WorkCalendar, WorkdayPolicy
-from notifier.rules import (
+from notifier.dates.rules import (
     Annual,
     AnnualSpan,
     DateSpec,
@@ -29,6 +28,7 @@ from notifier.rules import (
     rrule_spec,
     send_day,
 )
+from notifier.dates.workdays import WorkCalendar, WorkdayPolicy
 
 D = date.fromisoformat
 CALENDAR = WorkCalendar()

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
-from notifier.rules import (
+from notifier.dates.rules import (
     Annual,
     AnnualSpan,
     DateSpec,
@@ -28,6 +27,7 @@ from notifier.rules import (
     rrule_spec,
     send_day,
 )
+from notifier.dates.workdays import WorkCalendar, WorkdayPolicy, parse_holiday_table
 
 PROPERTY = settings(max_examples=200, deadline=None)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from notifier.checks import load_config
+from notifier.dates.rules import Duration
 from notifier.errors import ConfigError
-from notifier.rules import Duration
-from notifier.schedules import load_schedule
+from notifier.schedule.model import load_schedule
 from tests.conftest import MakeSettings, write_schedule
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from pydantic import SecretStr, ValidationError
 
-from notifier.cli import main
+from notifier.cli.main import main
 from notifier.errors import ConfigError
 from notifier.service import App
 from notifier.web import create_web_app

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import WATERMARK, App
 from tests.conftest import MakeSettings, write_schedule
 

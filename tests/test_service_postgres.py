@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import WATERMARK, App
 from tests.conftest import MakeSettings, smtp_settings
 from tests.smtp_server import SmtpServer

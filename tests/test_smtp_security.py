@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr, ValidationError
 
 from notifier.config import SmtpSettings
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import MakeSettings
 from tests.smtp_server import Sink, free_port

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from notifier.db import connect, redact_url, to_pyformat
 from notifier.errors import NotifierError, StoreError
-from notifier.models import NewDelivery, Outcome, State
-from notifier.store import HOOK_PROBE, Store, hook_row_key, load_migrations
+from notifier.ledger.db import connect, redact_url, to_pyformat
+from notifier.ledger.models import NewDelivery, Outcome, State
+from notifier.ledger.store import HOOK_PROBE, Store, hook_row_key, load_migrations
 from tests.conftest_db import open_store
 
 LATEST = max(m.version for m in load_migrations())
@@ -587,7 +587,7 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> N
 async def test_sqlite_resets_a_wal_past_its_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("notifier.db.SQLITE_WAL_LIMIT_BYTES", 100_000)
+    monkeypatch.setattr("notifier.ledger.db.SQLITE_WAL_LIMIT_BYTES", 100_000)
     path, wal = tmp_path / "limit.db", tmp_path / "limit.db-wal"
     async with open_store(f"sqlite:///{path}") as store:
         for i in range(3):

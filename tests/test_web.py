@@ -21,13 +21,13 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from notifier.checks import load_config
+from notifier.compose.rows import unsubscribe_token
 from notifier.config import HttpSettings, Settings
-from notifier.db import connect
 from notifier.errors import ConfigError
-from notifier.models import State
-from notifier.rows import unsubscribe_token
+from notifier.ledger.db import connect
+from notifier.ledger.models import State
+from notifier.ledger.store import Store
 from notifier.service import App
-from notifier.store import Store
 from notifier.web import BATCHER_KEY, create_web_app, start_http
 from notifier.web.console import is_console_route
 from tests.conftest import ROOT, MakeSettings, write_schedule
@@ -277,7 +277,7 @@ async def test_malformed_json_is_400(service: tuple[App, Client], raw: bytes, de
     _, client = service
     sig = Webhook(SECRET).sign("m", datetime.fromtimestamp(NOW, UTC), raw.decode("latin-1"))
     # The reference signer takes text; sign the exact bytes ourselves for non-UTF-8 bodies.
-    from notifier.webhooks import sign
+    from notifier.signing import sign
 
     headers = {
         "webhook-id": "m",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from notifier.webhooks import SignatureError, secret_keys, sign, verify
+from notifier.signing import SignatureError, secret_keys, sign, verify
 
 SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()

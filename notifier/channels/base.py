@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from notifier.errors import NotifierError
-from notifier.models import Delivery
+from notifier.ledger.models import Delivery
 
 
 class TransportError(NotifierError):

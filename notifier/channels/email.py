@@ -14,7 +14,7 @@ import aiosmtplib
 
 from notifier.channels.base import TransportError
 from notifier.config import SmtpSettings
-from notifier.models import Delivery
+from notifier.ledger.models import Delivery
 
 log = logging.getLogger(__name__)
 

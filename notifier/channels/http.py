@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from yarl import URL
 
 from notifier.channels.base import TransportError
-from notifier.models import Delivery
-from notifier.schedules import ChannelSpec
+from notifier.ledger.models import Delivery
+from notifier.schedule.model import ChannelSpec
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from notifier.channels.base import TransportError
-from notifier.models import Delivery
+from notifier.ledger.models import Delivery
 
 
 class MailDropChannel:

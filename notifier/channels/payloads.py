@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.schedules import ChannelSpec
+from notifier.schedule.model import ChannelSpec
 
 ELLIPSIS = "…"
 # WeCom: markdown content at most 4,096 bytes, text content at most 2,048 (UTF-8).

@@ -23,8 +23,8 @@ from notifier.channels.http import ChannelStatus, HttpChannel, StatusHook
 from notifier.channels.webhook import WebhookChannel
 from notifier.channels.wecom import WeComChannel
 from notifier.config import read_secret
-from notifier.models import Delivery
-from notifier.schedules import ChannelSpec
+from notifier.ledger.models import Delivery
+from notifier.schedule.model import ChannelSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from yarl import URL
 
 from notifier.channels.base import TransportError
 from notifier.channels.http import DEFAULT_PENALTY, HttpChannel, Verdict
-from notifier.webhooks import sign
+from notifier.signing import sign
 
 
 class WebhookChannel(HttpChannel):

@@ -2,7 +2,7 @@
 
 from notifier.web.app import bound_port, create_web_app, start_http
 from notifier.web.common import APP_KEY, ApiError, error_response
-from notifier.web.hooks import BATCHER_KEY, AcceptBatcher
+from notifier.web.intake import BATCHER_KEY, AcceptBatcher
 
 __all__ = [
     "APP_KEY",

@@ -20,13 +20,13 @@ from pydantic_core import ErrorDetails
 
 import notifier.web.schemas as schemas
 from notifier.channels.payloads import posted_text
+from notifier.compose.message import message_parts
+from notifier.compose.outbox import AudienceError, PreviewRow
+from notifier.compose.rows import CHANNEL
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError, SendError
-from notifier.message import message_parts
-from notifier.models import Delivery
-from notifier.outbox import AudienceError, PreviewRow
-from notifier.planner import next_occurrence, planned_json
-from notifier.rows import CHANNEL
+from notifier.ledger.models import Delivery
+from notifier.schedule.planner import next_occurrence, planned_json
 from notifier.service import App
 from notifier.web.common import (
     APP_KEY,

@@ -18,7 +18,7 @@ from notifier.web.api import (
 from notifier.web.common import APP_KEY, json_errors
 from notifier.web.console_routes import setup_console
 from notifier.web.feed import get_calendar
-from notifier.web.hooks import BATCHER_KEY, AcceptBatcher, post_hook
+from notifier.web.intake import BATCHER_KEY, AcceptBatcher, post_hook
 from notifier.web.ops import get_healthz, get_metrics, get_openapi, get_readyz
 from notifier.web.unsubscribe import get_unsubscribe, post_unsubscribe
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from itsdangerous import BadSignature, Signer, TimestampSigner
 
 from notifier.config import Settings
-from notifier.console_store import ConsoleStore
+from notifier.ledger.console import ConsoleStore
 
 SESSION_COOKIE = "notifier_session"
 # A working day and some: staff sign in each morning.

@@ -18,9 +18,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from notifier import __version__
-from notifier.console_store import ConsoleStore
 from notifier.constants import DB_RETRY_AFTER_SECONDS
 from notifier.errors import StoreError
+from notifier.ledger.console import ConsoleStore
 from notifier.service import App
 from notifier.web.auth import CSRF_FIELD, Auth, Session, client_address, csrf_ok
 from notifier.web.common import APP_KEY, ApiError

@@ -18,8 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.holidays import parse_holiday_table
-from notifier.notice import HolidayNotice, NoticeError, notice_yaml, parse_notice, write_table
+from notifier.dates.holiday_notice import (
+    HolidayNotice,
+    NoticeError,
+    notice_yaml,
+    parse_notice,
+    write_table,
+)
+from notifier.dates.workdays import parse_holiday_table
 from notifier.service import App
 from notifier.web.common import APP_KEY
 from notifier.web.console import Denied, audit, form, redirect, render

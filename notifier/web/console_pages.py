@@ -13,13 +13,13 @@ from aiohttp import web
 
 import notifier.web.console_views as views
 from notifier.channels.payloads import posted_text
-from notifier.console_store import RETRYABLE, DeliveryFilter, decode_cursor
-from notifier.describe import rule_in_words
+from notifier.compose.message import message_parts
+from notifier.compose.outbox import AudienceError
 from notifier.errors import RenderError, SendError
-from notifier.message import message_parts
-from notifier.models import Delivery, State
-from notifier.outbox import AudienceError
-from notifier.schedules import Audience, Event
+from notifier.ledger.console import RETRYABLE, DeliveryFilter, decode_cursor
+from notifier.ledger.models import Delivery, State
+from notifier.schedule.describe import rule_in_words
+from notifier.schedule.model import Audience, Event
 from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE
 from notifier.web.console import (
     CONSOLE_STORE_KEY,

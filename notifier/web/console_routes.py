@@ -12,7 +12,7 @@ from aiohttp import web
 
 import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
-from notifier.console_store import ConsoleStore
+from notifier.ledger.console import ConsoleStore
 from notifier.service import App
 from notifier.web.auth import Auth
 from notifier.web.console import (

@@ -15,16 +15,16 @@ from typing import Any, TypeVar
 
 import chinese_calendar
 
-from notifier.describe import (
+from notifier.dates.rules import Occurrence, occurrences, send_day
+from notifier.schedule.describe import (
     WEEKDAYS,
     holiday_name,
     move_reason,
     rule_in_words,
     workday_source,
 )
-from notifier.planner import PlannedSend, next_occurrence
-from notifier.rules import Occurrence, occurrences, send_day
-from notifier.schedules import Event
+from notifier.schedule.model import Event
+from notifier.schedule.planner import PlannedSend, next_occurrence
 from notifier.service import App
 
 # Spans that started this many days before a month are still drawn in it (a whole month,

@@ -12,7 +12,7 @@ from datetime import UTC
 
 from aiohttp import web
 
-from notifier.ical import calendar_feed
+from notifier.schedule.ical import calendar_feed
 from notifier.web.common import APP_KEY, MAX_TOKEN_LENGTH, ApiError
 
 

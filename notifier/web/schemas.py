@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from notifier.models import State
+from notifier.ledger.models import State
 from notifier.web.common import (
     DEFAULT_DELIVERIES_LIMIT,
     MAX_DATE,

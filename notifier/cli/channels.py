@@ -18,11 +18,11 @@ from notifier.channels.payloads import ChatMessage, payload, posted_text
 from notifier.channels.registry import STATUS_META, missing_variables
 from notifier.checks import load_config
 from notifier.config import Settings, read_secret
-from notifier.db import connect
 from notifier.errors import ConfigError, NotifierError, StoreError
-from notifier.models import Delivery, State
-from notifier.schedules import Schedule
-from notifier.store import Store
+from notifier.ledger.db import connect
+from notifier.ledger.models import Delivery, State
+from notifier.ledger.store import Store
+from notifier.schedule.model import Schedule
 
 TEST_TEXT = "**notifier 测试消息 test message**\n\n这是一条测试消息，收到即表示机器人配置正确。\n"
 
@@ -87,7 +87,7 @@ def channels() -> None:
 @channels.command("list")
 def list_channels() -> None:
     """列出渠道 The configured channels (URLs masked) and whether their variables are set."""
-    from notifier.cli_common import fail_config, settings_or_exit
+    from notifier.cli.common import fail_config, settings_or_exit
 
     settings = settings_or_exit()
     try:
@@ -107,7 +107,7 @@ def list_channels() -> None:
 @click.argument("channel_id")
 def test_channel(channel_id: str) -> None:
     """测试渠道 Post a short test message and report the platform's answer."""
-    from notifier.cli_common import run_async, settings_or_exit
+    from notifier.cli.common import run_async, settings_or_exit
     from notifier.service import App
 
     settings = settings_or_exit()

@@ -27,10 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.cadence import Cadence, parse_cadence
-from notifier.errors import ConfigError
-from notifier.holidays import WorkCalendar, WorkdayPolicy, parse_holiday_table
-from notifier.rules import (
+from notifier.dates.cadence import Cadence, parse_cadence
+from notifier.dates.rules import (
     AnnualSpan,
     DateSpec,
     Duration,
@@ -44,6 +42,8 @@ from notifier.rules import (
     parse_grace,
     rrule_spec,
 )
+from notifier.dates.workdays import WorkCalendar, WorkdayPolicy, parse_holiday_table
+from notifier.errors import ConfigError
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import click
 
-from notifier.notice import NoticeError, notice_yaml, parse_notice, write_table
+from notifier.dates.holiday_notice import NoticeError, notice_yaml, parse_notice, write_table
 
 
 @click.group("holidays")
@@ -49,7 +49,7 @@ def import_notice(source: TextIO, year: int | None, write_to: Path | None) -> No
 def _write_and_check(path: Path, text: str, year: int) -> None:
     # Imported here: reading a notice needs no settings, checking the result does.
     from notifier.checks import load_config
-    from notifier.cli_common import settings_or_exit
+    from notifier.cli.common import settings_or_exit
     from notifier.errors import ConfigError
 
     undo = write_table(path, text)

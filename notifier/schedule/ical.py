@@ -12,9 +12,9 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 import icalendar
 
-from notifier.planner import reminder_days
-from notifier.rules import Occurrence, occurrences
-from notifier.schedules import Event, Reminder, Schedule
+from notifier.dates.rules import Occurrence, occurrences
+from notifier.schedule.model import Event, Reminder, Schedule
+from notifier.schedule.planner import reminder_days
 
 log = logging.getLogger(__name__)
 

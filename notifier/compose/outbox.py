@@ -1,7 +1,7 @@
 """Create ledger rows: render each message once, when its row is made, and keep what is sent.
 
 Which rows, and when, is decided here; how a row looks (keys, contexts, rendered messages) is
-`notifier.rows`. Three sources make rows: the schedule (via `materialize`, called by the
+`notifier.compose.rows`. Three sources make rows: the schedule (via `materialize`, called by the
 timer), a manual send (`notifier send`, the admin API) and webhooks. Each row's key is
 deterministic, so making the same row twice is a no-op: the database's unique key, not this
 process, decides.
@@ -16,16 +16,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from notifier.compose.rendering import Renderer
+from notifier.compose.rows import RowMaker
 from notifier.config import Settings
 from notifier.constants import ENQUEUE_CHUNK, MANUAL_REMINDER
+from notifier.dates.rules import Occurrence, send_day
 from notifier.errors import RenderError, SendError
-from notifier.models import NewDelivery, State
-from notifier.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
-from notifier.rendering import Renderer
-from notifier.rows import RowMaker
-from notifier.rules import Occurrence, send_day
-from notifier.schedules import Audience, Event, Reminder, Schedule
-from notifier.store import Store
+from notifier.ledger.models import NewDelivery, State
+from notifier.ledger.store import Store
+from notifier.schedule.model import Audience, Event, Reminder, Schedule
+from notifier.schedule.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from notifier.constants import ENQUEUE_CHUNK
-from notifier.db import Database, Row, Tx
 from notifier.errors import StoreError
-from notifier.models import Delivery, NewDelivery, Outcome, State
+from notifier.ledger.db import Database, Row, Tx
+from notifier.ledger.models import Delivery, NewDelivery, Outcome, State
 
 # Keys per `IN (...)` lookup (SQLite allows 32766 variables; stay well below).
 IN_CHUNK = 500
@@ -204,7 +204,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     """The numbered `notifier/migrations/NNNN_*.sql` files, in order."""
     found: list[Migration] = []
-    for entry in resources.files("notifier.migrations").iterdir():
+    for entry in resources.files("notifier.ledger.migrations").iterdir():
         m = _MIGRATION_FILE.match(entry.name)
         if m:
             found.append(Migration(int(m.group(1)), entry.name, entry.read_text("utf-8")))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
-from notifier.holidays import WorkCalendar, WorkdayPolicy
-from notifier.rules import MAX_DURATION_N, Occurrence
+from notifier.dates.rules import MAX_DURATION_N, Occurrence
+from notifier.dates.workdays import WorkCalendar, WorkdayPolicy
 
 __all__ = ["Cadence", "every_days", "parse_cadence"]
 

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from notifier.compose.outbox import Outbox
+from notifier.compose.rendering import Renderer
+from notifier.compose.rows import CHAT_RECIPIENT, delivery_key, reminder_context, template_context
 from notifier.config import Settings
+from notifier.dates.workdays import WorkCalendar
 from notifier.errors import RenderError, StoreError
-from notifier.holidays import WorkCalendar
-from notifier.models import NewDelivery
-from notifier.outbox import Outbox
-from notifier.planner import PlannedSend, plan, plan_key
-from notifier.rendering import Renderer
-from notifier.rows import CHAT_RECIPIENT, delivery_key, reminder_context, template_context
-from notifier.schedules import Recipient, Schedule
-from notifier.store import Store
+from notifier.ledger.models import NewDelivery
+from notifier.ledger.store import Store
+from notifier.schedule.model import Recipient, Schedule
+from notifier.schedule.planner import PlannedSend, plan, plan_key
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dateutil.rrule import rruleset, rrulestr
 from lunar_python import LunarMonth, Solar
 
 from notifier.constants import SHIFT_SLACK_DAYS
-from notifier.holidays import WorkCalendar, WorkdayPolicy
+from notifier.dates.workdays import WorkCalendar, WorkdayPolicy
 
 __all__ = [
     "MAX_DURATION_N",

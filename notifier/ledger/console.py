@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.db import Database, Tx
-from notifier.models import Delivery, NewDelivery, State
-from notifier.store import DELIVERY_COLUMNS, Store, delivery_from_row, in_clause
+from notifier.ledger.db import Database, Tx
+from notifier.ledger.models import Delivery, NewDelivery, State
+from notifier.ledger.store import DELIVERY_COLUMNS, Store, delivery_from_row, in_clause
 
 # Audit actions, as stored (the console shows them in words).
 AUDIT_ACTIONS = (

@@ -15,16 +15,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from notifier import cli_channels
+import notifier.cli.channels as cli_channels
 from notifier.checks import load_config, load_hook_secrets
-from notifier.cli_common import fail_config, run_async, settings_or_exit
-from notifier.cli_holidays import holidays_group
+from notifier.cli.common import fail_config, run_async, settings_or_exit
+from notifier.cli.holidays import holidays_group
 from notifier.constants import UPCOMING_DAYS
-from notifier.delivery import WorkerStats
+from notifier.delivery.worker import WorkerStats
 from notifier.errors import ConfigError, NotifierError
+from notifier.ledger.models import State
 from notifier.logs import setup_logging
-from notifier.models import State
-from notifier.planner import plan, planned_json
+from notifier.schedule.planner import plan, planned_json
 from notifier.service import App
 from notifier.web import start_http
 
@@ -317,8 +317,8 @@ def retry(state: str) -> None:
 def migrate() -> None:
     """数据库迁移 Apply database migrations (run also does it at start)."""
     settings = settings_or_exit()
-    from notifier.db import connect
-    from notifier.store import Store
+    from notifier.ledger.db import connect
+    from notifier.ledger.store import Store
 
     async def go() -> tuple[list[int], int]:
         db = connect(settings.database_url)

@@ -46,9 +46,9 @@ from notifier.constants import (
     PACED_HOLD,
 )
 from notifier.errors import StoreError
+from notifier.ledger.models import Delivery, Outcome, State
+from notifier.ledger.store import Store
 from notifier.metrics import Metrics
-from notifier.models import Delivery, Outcome, State
-from notifier.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from typing import Literal
 import chinese_calendar
 from chinese_calendar.constants import Holiday
 
-from notifier.holidays import WorkCalendar
-from notifier.rules import (
+from notifier.dates.rules import (
     Annual,
     AnnualSpan,
     DateSpec,
@@ -27,7 +26,8 @@ from notifier.rules import (
     RRuleSpec,
     WholeMonth,
 )
-from notifier.schedules import Reminder
+from notifier.dates.workdays import WorkCalendar
+from notifier.schedule.model import Reminder
 
 __all__ = [
     "HolidayBlock",

@@ -16,9 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from notifier.errors import RenderError, SendError, StoreUnavailable
-from notifier.models import NewDelivery
-from notifier.schedules import Hook
+from notifier.ledger.models import NewDelivery
+from notifier.schedule.model import Hook
 from notifier.service import App
+from notifier.signing import SignatureError, verify
 from notifier.web.common import (
     APP_KEY,
     BATCH_IDLE_SPINS,
@@ -30,7 +31,6 @@ from notifier.web.common import (
     parse_json,
     render_problem,
 )
-from notifier.webhooks import SignatureError, verify
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from notifier.cadence import every_days
 from notifier.constants import SHIFT_SLACK_DAYS
-from notifier.holidays import WorkCalendar
-from notifier.rules import Duration, Occurrence, lead_margin, occurrences, send_day
-from notifier.schedules import Event, Reminder, Schedule
+from notifier.dates.cadence import every_days
+from notifier.dates.rules import Duration, Occurrence, lead_margin, occurrences, send_day
+from notifier.dates.workdays import WorkCalendar
+from notifier.schedule.model import Event, Reminder, Schedule
 
 # Spans (a publicity week, a month, a one-off range) are assumed to last at most this long;
 # an `after` reminder of an occurrence that started earlier than this is not looked for.

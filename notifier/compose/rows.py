@@ -15,14 +15,16 @@ from datetime import date, datetime
 from typing import Any
 
 from notifier.channels.payloads import ChatMessage, chat_text, payload
+from notifier.compose.message import build_message, domain_of, message_id
+from notifier.compose.rendering import Rendered, Renderer
+from notifier.compose.tokens import open_address, seal_address
 from notifier.config import Settings
 from notifier.constants import HOOK_REMINDER, MANUAL_REMINDER
+from notifier.dates.rules import Occurrence
 from notifier.errors import SendError
-from notifier.message import build_message, domain_of, message_id
-from notifier.models import NewDelivery, State
-from notifier.rendering import Rendered, Renderer
-from notifier.rules import Occurrence
-from notifier.schedules import (
+from notifier.ledger.models import NewDelivery, State
+from notifier.ledger.store import hook_row_key
+from notifier.schedule.model import (
     Audience,
     Event,
     Hook,
@@ -31,8 +33,6 @@ from notifier.schedules import (
     Schedule,
     check_address,
 )
-from notifier.store import hook_row_key
-from notifier.tokens import open_address, seal_address
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ class RowMaker:
     def notice_row(
         self, *, key: str, rendered: Rendered, recipient: Recipient, kind: str, due: datetime
     ) -> NewDelivery:
-        """A row of one of the service's own notices to its admins (`notifier.notices`)."""
+        """A row of one of the service's own notices to its admins (`compose.admin_notices`)."""
         return self._row(
             key=key,
             rendered=rendered,

@@ -1,0 +1,1 @@
+"""The pure calendar: official workdays, date rules, cadence, the holiday notice reader."""

@@ -1,0 +1,1 @@
+"""The database: connections, migrations, the store and the console's queries."""
