@@ -31,7 +31,8 @@ from notifier.compose.admin_notices import AdminNotices, next_digest
 from notifier.compose.outbox import Outbox
 from notifier.config import Settings
 from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
-from notifier.delivery.worker import DeliveryWorker, WorkerStats, backoff
+from notifier.delivery.weather import backoff
+from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.ledger.db import connect
 from notifier.ledger.store import Store

@@ -142,7 +142,7 @@ async def test_the_mail_drop_writes_one_file_per_message(make_settings: MakeSett
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:
-    from notifier.delivery.worker import backoff
+    from notifier.delivery.weather import backoff
 
     top = [backoff(n, base=5, cap=600, rand=lambda: 1.0) for n in range(1, 10)]
     assert top[:4] == [5, 10, 20, 40]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from notifier.schedule.model import ChannelSpec, Mention
 
 from notifier.channels.http import masked_url, pacer
 from notifier.channels.payloads import (
@@ -22,6 +21,7 @@ from notifier.channels.payloads import (
     payload,
     size,
 )
+from notifier.schedule.model import ChannelSpec, Mention
 from tests.robots import feishu_problem
 
 NO_MENTION = Mention()

@@ -1,26 +1,16 @@
-"""The delivery worker: claim due rows with a lease, send them, record each outcome.
+"""The delivery worker: claim due rows with a lease, queue them, send each on a lane.
 
 Order of effects, so that a kill at any point loses nothing: the claim is committed before
-the send; the outcome is committed right after it (group commit: whatever finished while the
-previous commit ran goes in the next one), and a lane starts its next send only once its last
-outcome is committed. A kill between an SMTP 250 and that commit leaves the row `sending`; when
-its lease expires it is sent again with the same Message-ID. That is the only duplicate
-possible: at most one per lane (connection) at the kill, even while the database is down.
+the send; the outcome is committed right after it (`recorder.GroupCommit`), and a lane starts
+its next send only once its last outcome is committed. A kill between an SMTP 250 and that
+commit leaves the row `sending`; when its lease expires it is sent again with the same
+Message-ID. That is the only duplicate possible: at most one per lane (connection) at the
+kill, even while the database is down.
 
 A live worker renews the leases of the rows it holds (`_heartbeat`), so leases are short and
 sends are not: a send is bounded by the channel's own timeout, a lease by nothing but the
-worker's life. Database errors are weather: every loop here backs off and tries again.
-
-A fair worker (the chat worker: many robots, each with its own pace) claims a paced robot's
-row only when that robot's pace has room, and holds at most `PACED_HOLD` of its rows at once;
-the other rows of its backlog stay in the ledger. So one robot's backlog of 200 at 20 a minute
-neither fills the claim nor sits in every lane waiting on its pace, and another robot's row
-due meanwhile is claimed by the next claim and finds a free lane. The lanes stay as they are
-(one queue; the pace is still taken right before the send, so sends stay spaced by it), and
-the fairness lives in the claim (`Store.claim(per_channel=...)`): smaller than queues per
-channel in the worker, and rows a worker does not send soon are not hidden from the others.
-The worker wakes for the claim when a robot it left out has room again: when one of its held
-rows is done (`_unhold`), or when its pace's gap has run out (a timer, never a poll loop).
+worker's life. Database errors are weather (`weather.DbWeather`): every loop here backs off
+and tries again. The chat worker is fair between robots (`fairness.FairPacing`).
 """
 
 from __future__ import annotations
@@ -29,7 +19,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -37,14 +26,10 @@ from aiolimiter import AsyncLimiter
 
 from notifier.channels.base import Channel, TransportError
 from notifier.config import DeliverySettings
-from notifier.constants import (
-    DB_RETRY_BASE_SECONDS,
-    DB_RETRY_CAP_SECONDS,
-    LANE_CANCEL_RETRY_SECONDS,
-    LEASE_RENEW_FRACTION,
-    PACE_ROUNDING_SECONDS,
-    PACED_HOLD,
-)
+from notifier.constants import LANE_CANCEL_RETRY_SECONDS, LEASE_RENEW_FRACTION, PACED_HOLD
+from notifier.delivery.fairness import FairPacing, Router
+from notifier.delivery.recorder import GroupCommit
+from notifier.delivery.weather import DbWeather, backoff
 from notifier.errors import StoreError
 from notifier.ledger.models import Delivery, Outcome, State
 from notifier.ledger.store import Store
@@ -53,13 +38,7 @@ from notifier.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-def backoff(attempt: int, *, base: float, cap: float, rand: Callable[[], float]) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog): spreads retry storms."""
-    return float(rand() * min(cap, base * 2.0 ** max(0, attempt - 1)))
-
-
-# A row's channel and the pace that channel keeps (None: no pace), chosen per row.
-Router = Callable[[Delivery], tuple[Channel, AsyncLimiter | None]]
+__all__ = ["DeliveryWorker", "Router", "WorkerStats"]
 
 
 @dataclass
@@ -97,11 +76,7 @@ class DeliveryWorker:
         # Fair between channels (the chat worker; see the module docstring). The email worker
         # serves one channel, and keeps its tuned claim.
         self.fair = fair
-        self._seen: dict[str, Delivery] = {}  # a row of each channel claimed, to route by name
-        self._paced_at: dict[str, tuple[AsyncLimiter, float]] = {}  # last pace taken (loop time)
-        self._capped: set[str] = set()  # left out of the last claim for their held rows
-        self._pace_bound: set[str] = set()  # left out of the last claim: their pace is full
-        self._pace_wait: float | None = None  # seconds until the first of those has room
+        self.pacing = FairPacing(router)
         self.settings = settings
         self.concurrency = concurrency
         # Rate limiting lives here, not in the channel: the lease check below must come after
@@ -112,26 +87,18 @@ class DeliveryWorker:
         self.rand = rand
         self.stats = WorkerStats()
         self._wake = asyncio.Event()
-        self._results: list[Outcome] = []
-        self._results_ready = asyncio.Event()
+        self.weather = DbWeather(rand)
+        self.recorder = GroupCommit(store=store, weather=self.weather, clock=clock)
         # Claimed rows not yet finished (queued for a lane, or being sent), by id.
         self._held: dict[int, Delivery] = {}
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._lanes: list[asyncio.Task[None]] = []
         self._low = asyncio.Event()  # held <= capacity // 2: time to claim more
         self._idle = asyncio.Event()  # nothing held
-        self._closing = False
-        # One future per outcome in `_results`, resolved once it is committed.
-        self._waiters: list[asyncio.Future[None]] = []
-        self._committing: asyncio.Future[None] | None = None  # a commit is running
-        self._give_up_at: float | None = None  # closing: stop retrying a failed record then
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._renewed = asyncio.Event()  # replaced after each renewal; lanes wait on it
         self._lost: set[int] = set()  # held rows whose lease another worker now has
         self._recording: set[int] = set()  # sent (or failed), outcome not yet committed
-        #: The last database error of the worker's loops while it lasts, None once it works.
-        self.db_error: str | None = None
-        self._db_failures = 0
 
     @property
     def capacity(self) -> int:
@@ -148,28 +115,10 @@ class DeliveryWorker:
         survivable."""
         return self.settings.lease_seconds * LEASE_RENEW_FRACTION
 
-    # --- database weather ---
-
-    def _db_down(self, what: str, exc: StoreError) -> float:
-        """Note a database error; return how long to wait before trying again."""
-        self._db_failures += 1
-        self.db_error = str(exc)
-        log.warning(
-            "database unavailable; retrying",
-            extra={"action": "db_retry", "during": what, "error": str(exc)},
-        )
-        return backoff(
-            self._db_failures, base=DB_RETRY_BASE_SECONDS, cap=DB_RETRY_CAP_SECONDS, rand=self.rand
-        )
-
-    def _db_up(self) -> None:
-        if self.db_error is not None:
-            log.info(
-                "database back",
-                extra={"action": "db_back", "failures": self._db_failures},
-            )
-        self.db_error = None
-        self._db_failures = 0
+    @property
+    def db_error(self) -> str | None:
+        """The last database error of the worker's loops while it lasts, None once it works."""
+        return self.weather.error
 
     # --- one message ---
 
@@ -234,7 +183,7 @@ class DeliveryWorker:
         channel, pace = self.router(row) if self.router is not None else (self.channel, None)
         if pace is not None:
             await pace.acquire()
-            self._paced_at[row.channel] = (pace, asyncio.get_running_loop().time())
+            self.pacing.took(row.channel, pace)
         if self._limiter is not None:
             await self._limiter.acquire()
         leased = await self._leased(row)
@@ -248,29 +197,9 @@ class DeliveryWorker:
         self._unhold(row)
         self._recording.add(row.id)
         try:
-            await self._submit(outcome)
+            await self.recorder.submit(outcome)
         finally:
             self._recording.discard(row.id)
-
-    async def _submit(self, outcome: Outcome) -> None:
-        """Record an outcome; return once it is committed. A lane's next send starts only
-        then, so a kill leaves at most one unrecorded 250 per lane.
-
-        Group commit without a hop to another task: a lane that finds no commit running
-        commits everything finished so far; lanes finishing meanwhile wait for that commit,
-        and the first of them to wake commits the next batch.
-        """
-        done = asyncio.get_running_loop().create_future()
-        self._results.append(outcome)
-        self._waiters.append(done)
-        # One loop iteration, so that lanes whose 250 came in the same one share the commit:
-        # without it SQLite committed once per message (bench/delivery.py: 2.6x slower).
-        await asyncio.sleep(0)
-        while not done.done():
-            if self._committing is not None:
-                await asyncio.shield(self._committing)
-            else:
-                await self._commit_pending()
 
     def _count(self, row: Delivery, outcome: Outcome, started: float) -> None:
         st = self.stats
@@ -297,73 +226,7 @@ class DeliveryWorker:
             if outcome.state is State.SENT:
                 self.metrics.observe_lateness(outcome.at - row.due_at)
 
-    # --- the loop ---
-
-    async def _recorder(self) -> None:
-        """Commit outcomes as they come: each commit takes everything finished meanwhile.
-
-        Never cancelled mid-commit: `_stop_recorder` asks it to finish instead.
-        """
-        while not (self._closing and not self._results):
-            await self._results_ready.wait()
-            self._results_ready.clear()
-            await self._flush()
-
-    async def _stop_recorder(self, recorder: asyncio.Task[None], within: float | None) -> None:
-        self._closing = True
-        self._give_up_at = None if within is None else self.clock() + within
-        self._results_ready.set()
-        await recorder
-
-    async def _flush(self) -> None:
-        while self._results:
-            if self._committing is not None:
-                await asyncio.shield(self._committing)
-            else:
-                await self._commit_pending()
-
-    async def _commit_pending(self) -> None:
-        """Commit the outcomes queued now (one commit at a time) and resolve their waiters;
-        through a database outage, retry until it is back (at shutdown, until `_give_up_at`)."""
-        batch, self._results = self._results, []
-        waiters, self._waiters = self._waiters, []
-        committing = self._committing = asyncio.get_running_loop().create_future()
-        try:
-            while not await self._record(batch):
-                if self._closing and self._give_up_at is not None:
-                    if self.clock() > self._give_up_at:
-                        log.error(
-                            "outcomes not recorded at shutdown (database unavailable);"
-                            " these rows will be sent again when their lease runs out",
-                            extra={"action": "record_abandoned", "count": len(batch)},
-                        )
-                        break
-        except BaseException:
-            # The committing lane was cancelled (shutdown): the recorder's last flush takes
-            # the batch; recording it twice is harmless (updates guarded by state).
-            self._results = batch + self._results
-            self._waiters = waiters + self._waiters
-            self._results_ready.set()
-            raise
-        finally:
-            self._committing = None
-            committing.set_result(None)
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _record(self, batch: list[Outcome]) -> bool:
-        """Commit one batch of outcomes; on a database error wait (backoff) and say False.
-
-        The batch is kept and tried again: losing it would resend sent mail.
-        """
-        try:
-            await self.store.record(batch)
-        except StoreError as exc:
-            await asyncio.sleep(self._db_down("record", exc))
-            return False
-        self._db_up()
-        return True
+    # --- the claim ---
 
     async def _skip_unsubscribed(self, rows: list[Delivery], now: float) -> list[Delivery]:
         external = [r.recipient for r in rows if r.external]
@@ -394,7 +257,7 @@ class DeliveryWorker:
                 lease_seconds=self.settings.lease_seconds,
                 kind=self.kind,
                 per_channel=PACED_HOLD,
-                rooms=self._rooms(room),
+                rooms=self.pacing.rooms(self._held.values(), room),
             )
         else:
             rows = await self.store.claim(
@@ -403,7 +266,7 @@ class DeliveryWorker:
         rows = await self._skip_unsubscribed(rows, now) if rows else rows
         for row in rows:
             if self.fair:
-                self._seen.setdefault(row.channel, row)
+                self.pacing.saw(row)
             if row.id in self._recording:
                 continue  # sent here; the recorder's commit (guarded by state) settles it
             # Our own claim whose lease ran out while the database was away: the row is
@@ -417,59 +280,12 @@ class DeliveryWorker:
             self._idle.clear()
         return rows
 
-    def _rooms(self, room: int) -> dict[str, int]:
-        """How many rows of each channel seen the next claim may take; a channel not seen yet
-        gets `PACED_HOLD` (it may be paced), until its first row says what it is.
-
-        A paced channel: none while it holds `PACED_HOLD` rows (`_capped`: woken by
-        `_unhold`) or while its pace is full (`_pace_bound`: woken by `_pace_wait`); an
-        unpaced one: any number. Routed afresh each time, so a reload's new pace counts.
-        """
-        assert self.router is not None, "a fair worker routes its rows"
-        held = Counter(r.channel for r in self._held.values())
-        clock = asyncio.get_running_loop().time()
-        rooms: dict[str, int] = {}
-        capped: set[str] = set()
-        bound: dict[str, float] = {}
-        for name, sample in self._seen.items():
-            _, pace = self.router(sample)
-            if pace is None:
-                rooms[name] = room
-            elif held[name] >= PACED_HOLD:
-                rooms[name] = 0
-                capped.add(name)
-            elif not pace.has_capacity():
-                rooms[name] = 0
-                bound[name] = self._room_in(name, pace, clock)
-            else:
-                rooms[name] = PACED_HOLD - held[name]
-        # Set before the claim's await: a row done meanwhile finds its channel here.
-        self._capped, self._pace_bound = capped, set(bound)
-        self._pace_wait = min(bound.values(), default=None)
-        return rooms
-
-    def _room_in(self, name: str, pace: AsyncLimiter, clock: float) -> float:
-        """Seconds until a full pace has room again: one drip of its bucket after our last
-        take; a drip from now if someone else took it (then it has room within a drip)."""
-        drip = pace.time_period / pace.max_rate
-        taken = self._paced_at.get(name)
-        if taken is not None and taken[0] is pace:
-            wait = taken[1] + drip - clock
-            if wait > 0:
-                return wait + PACE_ROUNDING_SECONDS
-        return max(drip, PACE_ROUNDING_SECONDS)
-
     def _unhold(self, row: Delivery) -> None:
         """The row is no longer held. If its channel was left out of the last claim for the
         rows it held, it has room now: claim again."""
         self._held.pop(row.id, None)
-        if row.channel in self._capped:
-            self._capped.discard(row.channel)
+        if self.pacing.released(row.channel):
             self._wake.set()
-
-    def _left_out(self) -> set[str]:
-        """The channels the last claim left out for now (their rows may well be due)."""
-        return self._capped | self._pace_bound
 
     # --- leases that follow the work ---
 
@@ -487,9 +303,9 @@ class DeliveryWorker:
                 rows, now=self.clock(), lease_seconds=self.settings.lease_seconds
             )
         except StoreError as exc:
-            self._db_down("renew", exc)
+            self.weather.down("renew", exc)
             return
-        self._db_up()
+        self.weather.up()
         lost = 0
         for row in rows:
             if self._held.get(row.id) is not row:
@@ -529,8 +345,7 @@ class DeliveryWorker:
                 # hand-back, which would claim the row again at once, in a loop).
                 log.exception("send crashed", extra={"action": "send_crashed", "delivery": row.id})
                 now = self.clock()
-                self._results.append(self._outcome(row, TransportError("internal error"), now))
-                self._results_ready.set()
+                self.recorder.add(self._outcome(row, TransportError("internal error"), now))
             # Cancelled mid-send (shutdown), the row stays held and is handed back.
             self._unhold(row)
             self._lost.discard(row.id)
@@ -538,7 +353,7 @@ class DeliveryWorker:
 
     def _start_lanes(self) -> None:
         self._idle.set()
-        self._capped, self._pace_bound, self._pace_wait = set(), set(), None
+        self.pacing.reset()
         self._lanes = [
             asyncio.create_task(self._lane(), name=f"notifier-lane-{i}")
             for i in range(self.concurrency)
@@ -611,13 +426,12 @@ class DeliveryWorker:
             )
 
     async def _idle_wait(self, now: float) -> None:
-        left_out = self._left_out()
-        nxt = await self.store.next_due_at(kind=self.kind, exclude=left_out)
+        nxt = await self.store.next_due_at(kind=self.kind, exclude=self.pacing.left_out())
         timeout = self.settings.poll_interval
         if nxt is not None:
             timeout = max(0.0, min(timeout, nxt - now))
-        if self._pace_bound and self._pace_wait is not None:
-            timeout = min(timeout, self._pace_wait)
+        if self.pacing.wait is not None:
+            timeout = min(timeout, self.pacing.wait)
         if timeout > 0:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -641,8 +455,7 @@ class DeliveryWorker:
         Claimed rows not yet started are handed back at once; sends still running after
         `drain_timeout` are cancelled and handed back (pending).
         """
-        self._closing = False
-        recorder = asyncio.create_task(self._recorder(), name="notifier-recorder")
+        self.recorder.start()
         self._start_lanes()
         try:
             while not stop.is_set():
@@ -652,16 +465,16 @@ class DeliveryWorker:
                 now = self.clock()
                 try:
                     claimed = await self._claim(now)
-                    self._db_up()
+                    self.weather.up()
                     if claimed:
                         continue
                     await self._first(self._idle_wait(now), stop.wait())
                 except StoreError as exc:
                     # Weather: wait and try again; the service never ends on its own.
-                    await self._first(asyncio.sleep(self._db_down("claim", exc)), stop.wait())
+                    await self._first(asyncio.sleep(self.weather.down("claim", exc)), stop.wait())
         finally:
             await self._stop_lanes(drain_timeout)
-            await self._stop_recorder(recorder, drain_timeout)
+            await self.recorder.stop(drain_timeout)
 
     async def _due_now(self, now: float) -> bool:
         """Is any row of the worker's kind claimable at `now`, left out or not?"""
@@ -674,8 +487,7 @@ class DeliveryWorker:
         Returns the counts of this burst alone.
         """
         self.stats = WorkerStats()
-        self._closing = False
-        recorder = asyncio.create_task(self._recorder())
+        self.recorder.start()
         self._start_lanes()
         try:
             while True:
@@ -685,7 +497,7 @@ class DeliveryWorker:
                 now = self.clock()
                 if await self._claim(now):
                     continue
-                pace_wait = self._pace_wait if self._pace_bound else None
+                pace_wait = self.pacing.wait
                 if not self._held:
                     # Done, unless a paced robot's next row is due: claim it once its pace
                     # has room (nothing else can come of waiting).
@@ -701,5 +513,5 @@ class DeliveryWorker:
                 self._wake.clear()
         finally:
             await self._stop_lanes(None)
-            await self._stop_recorder(recorder, self.settings.lease_seconds)
+            await self.recorder.stop(self.settings.lease_seconds)
         return self.stats
