@@ -15,8 +15,9 @@ import pytest
 
 from notifier.errors import NotifierError, StoreError
 from notifier.ledger.db import connect, redact_url, to_pyformat
+from notifier.ledger.migrate import load_migrations
 from notifier.ledger.models import NewDelivery, Outcome, State
-from notifier.ledger.store import HOOK_PROBE, Store, hook_row_key, load_migrations
+from notifier.ledger.store import HOOK_PROBE, Store, hook_row_key
 from tests.conftest_db import open_store
 
 LATEST = max(m.version for m in load_migrations())

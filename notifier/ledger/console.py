@@ -17,7 +17,8 @@ from typing import Any
 
 from notifier.ledger.db import Database, Tx
 from notifier.ledger.models import Delivery, NewDelivery, State
-from notifier.ledger.store import DELIVERY_COLUMNS, Store, delivery_from_row, in_clause
+from notifier.ledger.sql import DELIVERY_COLUMNS
+from notifier.ledger.store import Store, delivery_from_row, in_clause
 
 # Audit actions, as stored (the console shows them in words).
 AUDIT_ACTIONS = (
