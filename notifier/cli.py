@@ -64,7 +64,7 @@ def main() -> None:
 def run() -> None:
     """启动服务 Run the service: timer, delivery, HTTP side, config watcher."""
     settings = settings_or_exit()
-    setup_logging(settings.log_format, settings.log_level)
+    setup_logging(settings.log_format, settings.log_level, settings.tz)
 
     async def service() -> None:
         stop = asyncio.Event()
@@ -241,7 +241,7 @@ async def _deliver_with_progress(app: App, total: int, console: Console) -> Work
 def send(event: str, reminder: str | None, on: date | None, again: bool) -> None:
     """立即发送 Send now to the event's audience; a second run sends nothing new."""
     settings = settings_or_exit()
-    setup_logging(settings.log_format, "WARNING")
+    setup_logging(settings.log_format, "WARNING", settings.tz)
 
     async def go() -> None:
         async with App(settings) as app:
