@@ -83,7 +83,7 @@ def run() -> None:
 
 @main.command()
 def check() -> None:
-    """校验日程与模板 Validate schedules and templates (exit 1 with every error)."""
+    """校验日程与模板 Validate schedules and templates (exit 1 on errors, 2 on a bad setting)."""
     settings = settings_or_exit()
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
