@@ -15,17 +15,22 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
+# The names a `LogRecord` holds itself: `extra=` may not use them (logging raises KeyError for
+# "message", "asctime" and every attribute of a record), and they are not printed as extras.
+# "taskName" is an attribute from Python 3.12 on.
+RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    return {k: v for k, v in vars(record).items() if k not in RESERVED}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line; `ts` is ISO 8601 in UTC with its offset (+00:00)."""
+
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -40,8 +45,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """A readable line whose time carries its offset (`2026-12-06 19:56:16+08:00`).
+
+    The time is in `tz` (the service's time zone, that of the send times in the messages), or
+    the machine's own zone if none is given; the offset says which, so a line is never read as
+    local time when it is UTC, or the reverse.
+    """
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        super().__init__()
+        self.tz = tz
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created).strftime("%Y-%m-%d %H:%M:%S")
+        when = datetime.fromtimestamp(record.created, self.tz).astimezone(self.tz)
+        ts = when.isoformat(sep=" ", timespec="seconds")
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         line = f"{ts} {record.levelname:<7} {record.getMessage()}"
         if extras:
@@ -151,9 +168,13 @@ def flush_repeats() -> None:
                     handler.handle(record)
 
 
-def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
+def setup_logging(fmt: str = "text", level: str = "INFO", tz: tzinfo | None = None) -> None:
+    """Make the root logger write `fmt` lines to stderr at `level`, text times in `tz`.
+
+    Replaces every handler the root logger had: a process logs one way.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(tz))
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings
+from notifier.logs import setup_logging
 from tests.conftest_db import db_url, pg_url, sqlite_url, store
 from tests.smtp_server import Faults, SmtpServer
 
@@ -53,6 +55,32 @@ hooks:
     template: visit-notice
     audience: staff
 """
+
+
+def log_as_the_service(fmt: str | None = None) -> None:
+    """Configure logging as `notifier run` does: `setup_logging` with the settings' format
+    (NOTIFIER_LOG_FORMAT, or `fmt`), level and time zone.
+
+    `setup_logging` replaces the root logger's handlers, as a fresh process wants; pytest's own
+    (caplog, the captured-log report) are put back beside it.
+    """
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    root = logging.getLogger()
+    pytest_handlers = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    setup_logging(fmt or settings.log_format, settings.log_level, settings.tz)
+    root.handlers.extend(pytest_handlers)
+
+
+@pytest.fixture(autouse=True)
+def service_logging() -> None:
+    """Every test logs through the service's own handler and formatter, so that every
+    `extra=` is made into a record and formatted (a reserved name there raises KeyError only
+    when the record is made, which the default WARNING level skipped for `log.info`).
+
+    Per test, not per session: the CLI tests run `notifier send` in-process, which sets
+    logging up again at WARNING on CliRunner's stream; later tests would log nothing.
+    """
+    log_as_the_service()
 
 
 def write_templates(directory: Path) -> Path:

@@ -23,8 +23,9 @@ def settings_or_exit() -> Settings:
         return Settings()
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
-            name = "NOTIFIER_" + "__".join(str(p).upper() for p in e["loc"])
-            click.echo(f"配置错误 setting error {name}: {e['msg']}", err=True)
+            # A check across settings has no location; its message names the variables.
+            name = " NOTIFIER_" + "__".join(str(p).upper() for p in e["loc"]) if e["loc"] else ""
+            click.echo(f"配置错误 setting error{name}: {e['msg']}", err=True)
         sys.exit(2)
 
 

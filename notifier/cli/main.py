@@ -64,7 +64,7 @@ def main() -> None:
 def run() -> None:
     """启动服务 Run the service: timer, delivery, HTTP side, config watcher."""
     settings = settings_or_exit()
-    setup_logging(settings.log_format, settings.log_level)
+    setup_logging(settings.log_format, settings.log_level, settings.tz)
 
     async def service() -> None:
         stop = asyncio.Event()
@@ -83,7 +83,7 @@ def run() -> None:
 
 @main.command()
 def check() -> None:
-    """校验日程与模板 Validate schedules and templates (exit 1 with every error)."""
+    """校验日程与模板 Validate schedules and templates (exit 1 on errors, 2 on a bad setting)."""
     settings = settings_or_exit()
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
@@ -241,7 +241,7 @@ async def _deliver_with_progress(app: App, total: int, console: Console) -> Work
 def send(event: str, reminder: str | None, on: date | None, again: bool) -> None:
     """立即发送 Send now to the event's audience; a second run sends nothing new."""
     settings = settings_or_exit()
-    setup_logging(settings.log_format, "WARNING")
+    setup_logging(settings.log_format, "WARNING", settings.tz)
 
     async def go() -> None:
         async with App(settings) as app:

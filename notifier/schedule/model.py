@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -146,6 +147,8 @@ class RawEvent(_Raw):
     grace: timedelta | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     reminders: list[RawReminder] = Field(min_length=1)
+    # Each reminder's index in the file, when the event was kept without its faulty ones.
+    _positions: tuple[int, ...] | None = PrivateAttr(default=None)
 
     @field_validator("date", mode="before")
     @classmethod
@@ -195,6 +198,11 @@ class RawEvent(_Raw):
         if self.rrule is not None:
             rrule_spec(self.rrule, self.duration or 1)
         return self
+
+    def numbered_reminders(self) -> list[tuple[int, RawReminder]]:
+        """Each reminder with its index in the file, for the error paths."""
+        positions = self._positions or range(len(self.reminders))
+        return list(zip(positions, self.reminders, strict=True))
 
     def specs(self) -> list[DateSpec]:
         if self.date is not None:
@@ -356,6 +364,9 @@ def _parse_file(path: Path, data: dict[str, Any], errors: list[str]) -> ParsedFi
             parsed.events.append((i, RawEvent.model_validate(item)))
         except ValidationError as exc:
             errors.extend(_pydantic_errors(path, exc, ("events", i)))
+            sound = _without_faulty_reminders(path, i, item, exc, errors)
+            if sound is not None:
+                parsed.events.append((i, sound))
     for i, item in enumerate(top.hooks):
         try:
             parsed.hooks.append((i, RawHook.model_validate(item)))
@@ -370,6 +381,39 @@ def _parse_file(path: Path, data: dict[str, Any], errors: list[str]) -> ParsedFi
         except ValidationError as exc:
             errors.extend(_pydantic_errors(path, exc, ("channels", name)))
     return parsed
+
+
+def _without_faulty_reminders(
+    path: Path, i: int, item: object, exc: ValidationError, errors: list[str]
+) -> RawEvent | None:
+    """The event less the reminders `exc` finds fault with, if only reminders are at fault.
+
+    The checks that need a parsed event (`every:` on a one-day event, audiences, ids) then
+    still see its other reminders, and the event's own checks run: one bad `before:` hides
+    no other error. None if the event's own keys are wrong (its dates are then unknown) or
+    no reminder is sound.
+    """
+    if not isinstance(item, dict):
+        return None
+    locs = [e["loc"] for e in exc.errors()]
+    reminders = item.get("reminders")
+    if not isinstance(reminders, list) or not all(
+        len(loc) > 1 and loc[0] == "reminders" and isinstance(loc[1], int) for loc in locs
+    ):
+        return None
+    faulty = {loc[1] for loc in locs}
+    keep = tuple(j for j in range(len(reminders)) if j not in faulty)
+    # With none left, a stand-in reminder lets the event's own checks run (and is dropped).
+    sound = [reminders[j] for j in keep] or [{"on": "start"}]
+    try:
+        event = RawEvent.model_validate({**item, "reminders": sound})
+    except ValidationError as again:  # the event's own checks, which the fault kept from running
+        errors.extend(_pydantic_errors(path, again, ("events", i)))
+        return None
+    if not keep:
+        return None
+    event._positions = keep
+    return event
 
 
 # --- the validated, resolved schedule ---
@@ -682,7 +726,7 @@ def load_schedule(directory: Path) -> Schedule:
                 continue
             reminders: list[Reminder] = []
             seen: set[str] = set()
-            for j, rem in enumerate(ev.reminders):
+            for j, rem in ev.numbered_reminders():
                 kind, value = _trigger(rem)
                 rid = rem.id or _reminder_id(kind, value, rem.every)
                 if rem.every is not None and not _has_span(ev.specs()):

@@ -282,7 +282,7 @@ async def post_send(request: web.Request) -> web.Response:
         app.worker.wake()
     log.info(
         "manual send",
-        extra={"action": "api_send", "event": event_id, "created": created, "audience": size},
+        extra={"action": "api_send", "event": event_id, "rows_created": created, "audience": size},
     )
     return answer(schemas.SendResult(created=created, audience=size))
 

@@ -289,7 +289,7 @@ async def post_send_now(request: web.Request) -> web.Response:
     )
     log.info(
         "console send now",
-        extra={"action": "console_send", "event": event.id, "created": created},
+        extra={"action": "console_send", "event": event.id, "rows_created": created},
     )
     raise redirect("/deliveries", event=event.id, notice=f"sent:{created}:{size}")
 
