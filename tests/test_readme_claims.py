@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner, Result
 
-from notifier.cli import main
+from notifier.cli.main import main
 from notifier.errors import ConfigError
-from notifier.schedules import load_schedule
+from notifier.schedule.model import load_schedule
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import MakeSettings, write_schedule
