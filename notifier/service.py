@@ -28,7 +28,7 @@ from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config, load_hook_secrets
 from notifier.compose.admin_notices import AdminNotices, next_digest
-from notifier.compose.outbox import Outbox
+from notifier.compose.outbox import Outbox, Unmade
 from notifier.config import Settings
 from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
 from notifier.delivery.weather import backoff
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # Sends older than this are never caught up nor recorded missed, however long the downtime.
 MAX_CATCH_UP = timedelta(days=366)
 WATERMARK = "materialized_until"
+# A pass this long after an unmade send's grace ends records it missed (the grace is
+# inclusive: a send exactly at its end is still tried).
+UNMADE_AFTER = timedelta(seconds=1)
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
 # the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
 CHAT_LANES = 8
@@ -118,6 +121,8 @@ class App:
         self._want_replan = False
         #: The planner's last database error while it lasts (see `db_problem`).
         self.plan_error: str | None = None
+        #: Sends the last planning pass could not make, by plan key (/readyz, console).
+        self.unmade: dict[str, Unmade] = {}
         # When the running config was last (re)loaded: shown by the console.
         self.loaded_at = clock()
         self.reload_failed_at: float | None = None
@@ -277,13 +282,17 @@ class App:
             since = min(since, float(mark))
         since = max(since, now - MAX_CATCH_UP.total_seconds())
         result = await self.outbox.materialize(now, since=since)
+        self.unmade = {u.plan_key: u for u in result.unmade}
         until = now + self.settings.prepare_ahead.total_seconds()
-        if mark is None or float(mark) < until:
-            await self.store.set_meta(WATERMARK, repr(until))
+        # A send that could not be made is not done: the mark stays at it, so that the
+        # passes after its grace still look at it and record it missed.
+        done = min([until, *(u.send_at.timestamp() for u in result.unmade)])
+        if mark is None or float(mark) < done or (result.unmade and float(mark) > done):
+            await self.store.set_meta(WATERMARK, repr(done))
         if result.pending:
             self.worker.wake()
             self.chat_worker.wake()
-        await self.notices.daily_digest(now)
+        await self.notices.daily_digest(now, unmade=result.unmade)
 
     def plan_soon(self, *, replan: bool = False) -> None:
         """Prepare (or replan) now in the background, retrying through database faults.
@@ -328,6 +337,10 @@ class App:
         workers = [w for w in (self._worker, self._chat_worker) if w is not None]
         return next((w.db_error for w in workers if w.db_error), None) or self.plan_error
 
+    def unmade_sends(self) -> list[Unmade]:
+        """The sends the last planning pass could not make, by send time (/readyz, console)."""
+        return sorted(self.unmade.values(), key=lambda u: (u.send_at, u.plan_key))
+
     async def _timer_prepare(self) -> None:
         self.plan_soon()
 
@@ -352,6 +365,8 @@ class App:
         ahead = self.settings.prepare_ahead
         sends = self.upcoming(now, now + PLAN_HORIZON)
         times = [max(now, p.send_at - ahead) for p in sends]
+        # A send that cannot be made is recorded missed as soon as its grace has passed.
+        times += [max(now, u.gives_up_at + UNMADE_AFTER) for u in self.unmade.values()]
         extra: dict[str, object] = {"action": "timer_set"}
         if self.schedule.admins:  # the digest at its time, not at the next hourly pass
             digest = next_digest(now, self.settings.notices.digest_at)

@@ -1,5 +1,5 @@
 """The service's own notices to its admins (the `admins:` audience): moved send dates, a daily
-digest of failed deliveries, and rejected reloads.
+digest of failed deliveries and of sends that could not be made, and rejected reloads.
 
 Each notice is a ledger row like any other, with a key derived from what it reports, so one
 change gives one notice however many restarts or instances see it: the database's unique
@@ -22,9 +22,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from notifier.compose.outbox import Outbox
+from notifier.compose.outbox import Outbox, Unmade
 from notifier.compose.rendering import Renderer
-from notifier.compose.rows import CHAT_RECIPIENT, delivery_key, reminder_context, template_context
+from notifier.compose.rows import (
+    CHAT_RECIPIENT,
+    UNMADE_PREFIX,
+    delivery_key,
+    reminder_context,
+    template_context,
+)
 from notifier.config import Settings
 from notifier.dates.workdays import WorkCalendar
 from notifier.errors import RenderError, StoreError
@@ -223,6 +229,19 @@ def sample_payloads(today: date) -> dict[str, dict[str, Any]]:
             ],
             "total": 1,
             "more": 0,
+            "unmade": [
+                {
+                    "event": "security-day",
+                    "title": "全民国家安全教育日",
+                    "reminder": "on-start",
+                    "label": "当天",
+                    "send_at": f"{today.isoformat()} 09:00",
+                    "gives_up_at": f"{(today + timedelta(days=1)).isoformat()} 09:00",
+                    "error": "reminder: 'dict object' has no attribute 'room'",
+                    "state": "retrying",
+                    "rows": "",
+                }
+            ],
         },
         REJECTED_TEMPLATE: {
             "files": ["schedules/a.yaml"],
@@ -385,9 +404,11 @@ class AdminNotices:
             )
             return 0
 
-    async def daily_digest(self, now: float) -> int:
+    async def daily_digest(self, now: float, *, unmade: Sequence[Unmade] = ()) -> int:
         """After `notices.digest_at` (local), the previous local day's deliveries that ended
-        failed or dead; nothing when there were none. Once a day: the key is the day."""
+        failed or dead, and the sends that could not be made: those the previous day
+        recorded missed for it, and `unmade` (the planner's, still tried until their grace
+        ends). Nothing when there was none of either. Once a day: the key is the day."""
         if not self.outbox.schedule.admins:
             return 0
         tz = self.settings.tz
@@ -406,8 +427,31 @@ class AdminNotices:
                 " AND updated_at >= :start AND updated_at < :end ORDER BY updated_at, id",
                 {"start": start, "end": end},
             )
+            # Rows recorded missed with a reason are sends that could not be made (a missed
+            # send from downtime has none); one line per send, not per recipient.
+            gone = await self.store.db.fetchall(
+                "SELECT event_id, occurrence, reminder_id, COUNT(*), MIN(due_at),"
+                " MIN(last_error) FROM deliveries WHERE state = 'missed'"
+                " AND last_error IS NOT NULL AND updated_at >= :start AND updated_at < :end"
+                " GROUP BY event_id, occurrence, reminder_id ORDER BY MIN(due_at), event_id",
+                {"start": start, "end": end},
+            )
+            sends = [{**u.as_payload(), "state": "retrying", "rows": ""} for u in unmade] + [
+                {
+                    "event": str(r[0]),
+                    "title": self._title(str(r[0])),
+                    "reminder": str(r[2]),
+                    "label": "",
+                    "send_at": datetime.fromtimestamp(float(r[4]), tz).strftime("%Y-%m-%d %H:%M"),
+                    "gives_up_at": "",
+                    "error": str(r[5] or "").removeprefix(UNMADE_PREFIX),
+                    "state": "missed",
+                    "rows": str(int(r[3])),
+                }
+                for r in gone
+            ]
             made = 0
-            if rows:
+            if rows or sends:
                 listed = [
                     {
                         "id": int(r[0]),
@@ -426,6 +470,7 @@ class AdminNotices:
                     "deliveries": listed,
                     "total": len(rows),
                     "more": max(0, len(rows) - DIGEST_LIMIT),
+                    "unmade": sends[:DIGEST_LIMIT],
                 }
                 made = await self._send(DIGEST_TEMPLATE, f"digest/{day.isoformat()}", payload, now)
             await self.store.set_meta(DIGEST_META, day.isoformat())
@@ -436,6 +481,10 @@ class AdminNotices:
             )
             return 0
         return made
+
+    def _title(self, event_id: str) -> str:
+        event = self.outbox.schedule.events.get(event_id)
+        return event.title if event is not None else ""
 
     async def _send(self, template: str, name: str, payload: Mapping[str, Any], now: float) -> int:
         """Enqueue one notice per admin address and one per admin chat group, due now; the

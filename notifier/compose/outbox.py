@@ -10,6 +10,7 @@ process, decides.
 from __future__ import annotations
 
 import asyncio
+import csv
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from notifier.compose.rendering import Renderer
-from notifier.compose.rows import RowMaker
+from notifier.compose.rows import UNMADE_PREFIX, RowMaker
 from notifier.config import Settings
 from notifier.constants import ENQUEUE_CHUNK, MANUAL_REMINDER
 from notifier.dates.rules import Occurrence, send_day
-from notifier.errors import RenderError, SendError
+from notifier.errors import NotifierError, SendError
 from notifier.ledger.models import NewDelivery, State
 from notifier.ledger.store import Store
 from notifier.schedule.model import Audience, Event, Reminder, Schedule
@@ -64,12 +65,115 @@ class PreviewRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Unmade:
+    """A planned send none of whose rows could be made (its template fails for this send,
+    its audience cannot be read). Nothing of it is in the ledger yet: each pass tries it
+    again (a reload may have fixed it), and once `gives_up_at` has passed it is recorded
+    `missed`, one row per recipient with the reason."""
+
+    plan_key: str
+    event_id: str
+    title: str
+    reminder_id: str
+    reminder_label: str
+    send_at: datetime
+    gives_up_at: datetime  # send_at + the event's grace
+    error: str
+
+    def describe(self) -> str:
+        """One line for /readyz: which send and until when it is tried. Not why: /readyz
+        answers anyone, and the reason may quote a recipient's data (the console and the
+        log have it)."""
+        return (
+            f"event '{self.event_id}' reminder '{self.reminder_id}' at "
+            f"{self.send_at:%Y-%m-%d %H:%M}: cannot be made (无法生成), recorded missed after "
+            f"{self.gives_up_at:%Y-%m-%d %H:%M}; the reason is in the console and the log"
+        )
+
+    def as_payload(self) -> dict[str, str]:
+        """What the admins' digest and the console show of it."""
+        return {
+            "event": self.event_id,
+            "title": self.title,
+            "reminder": self.reminder_id,
+            "label": self.reminder_label,
+            "send_at": f"{self.send_at:%Y-%m-%d %H:%M}",
+            "gives_up_at": f"{self.gives_up_at:%Y-%m-%d %H:%M}",
+            "error": self.error,
+        }
+
+
+class UnmadeError(NotifierError):
+    """No row of a planned send could be made; the message says why (the first failure)."""
+
+
+# A send whose first rows all fail has a broken template or audience, not bad recipients:
+# after this many failures and no row made, the rest is not rendered (a 100,000-row
+# audience would otherwise render, and fail, every row at each pass until its grace ends).
+UNMADE_PROBE = 100
+# What reading an audience may raise at send time (its CSV removed or changed since loaded).
+_READ_ERRORS = (OSError, UnicodeDecodeError, csv.Error)
+
+
+class _Guarded:
+    """A plan's rows as `rows_for(isolate=True)` makes them, with its unmade rows (no
+    message, `last_error` set) held back until some row is made: a plan of which no row
+    can be made raises UnmadeError before anything reaches the ledger, so that it can be
+    tried again. Counts the unmade rows passed on."""
+
+    def __init__(self, rows: Iterable[NewDelivery], plan: str) -> None:
+        self._rows = rows
+        self._plan = plan
+        self.unmade = 0
+
+    def _unmade(self, row: NewDelivery) -> NewDelivery:
+        self.unmade += 1
+        log.warning(
+            "a recipient's message cannot be made; the others go out",
+            extra={
+                "action": "row_unmade",
+                "plan": self._plan,
+                "recipient": row.recipient,
+                "error": row.last_error,
+            },
+        )
+        return row
+
+    def __iter__(self) -> Iterator[NewDelivery]:
+        rows = iter(self._rows)
+        held: list[NewDelivery] = []
+        try:
+            for row in rows:
+                if row.last_error is None:
+                    yield from map(self._unmade, held)
+                    yield row
+                    break
+                held.append(row)
+                if len(held) >= UNMADE_PROBE:
+                    raise UnmadeError(_reason(held[0]))
+            else:
+                if held:
+                    raise UnmadeError(_reason(held[0]))
+                return
+            for row in rows:
+                yield row if row.last_error is None else self._unmade(row)
+        except _READ_ERRORS as exc:
+            raise UnmadeError(f"cannot read the audience: {exc}") from exc
+
+
+def _reason(row: NewDelivery) -> str:
+    return (row.last_error or "").removeprefix(UNMADE_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
 class Materialized:
     """What one `materialize` call did."""
 
     plans: int
     pending: int
     missed: int
+    failed: int = 0  # rows of recipients whose message could not be made
+    unmade: tuple[Unmade, ...] = ()  # sends none of whose rows could be made, still in grace
 
 
 class Outbox(RowMaker):
@@ -142,7 +246,8 @@ class Outbox(RowMaker):
         graces = [self.grace_of(e) for e in self.schedule.events.values()] or [self.settings.grace]
         start = since if since is not None else now - max(graces).total_seconds()
         until = datetime.fromtimestamp(now, tz) + self.settings.prepare_ahead
-        plans = pending = missed = 0
+        plans = pending = missed = failed = 0
+        unmade: list[Unmade] = []
         for send in self.planned(datetime.fromtimestamp(start, tz), until):
             if await self.store.plan_done(send.plan_key):
                 continue
@@ -150,38 +255,76 @@ class Outbox(RowMaker):
                 await self.store.mark_plan_done(send.plan_key, now=now)
                 continue
             late = now - send.send_at.timestamp()
-            state = (
-                State.MISSED if late > self.grace_of(send.event).total_seconds() else State.PENDING
-            )
-            rows = itertools.chain.from_iterable(
-                self.rows_for(
-                    prefix=send.plan_key,
-                    event=send.event,
-                    occurrence=send.occurrence,
-                    reminder=send.reminder,
-                    reminder_id=send.reminder.id,
-                    template=send.reminder.template,
-                    audience=self.schedule.audiences[name],
-                    send_date=send.send_date,
-                    due=send.send_at,
-                    source="schedule",
-                    state=state,
-                    position=(send.index, send.count),
-                )
-                for name in send.reminder.all_audiences
+            grace = self.grace_of(send.event)
+            state = State.MISSED if late > grace.total_seconds() else State.PENDING
+            rows = _Guarded(
+                itertools.chain.from_iterable(
+                    self.rows_for(
+                        prefix=send.plan_key,
+                        event=send.event,
+                        occurrence=send.occurrence,
+                        reminder=send.reminder,
+                        reminder_id=send.reminder.id,
+                        template=send.reminder.template,
+                        audience=self.schedule.audiences[name],
+                        send_date=send.send_date,
+                        due=send.send_at,
+                        source="schedule",
+                        state=state,
+                        position=(send.index, send.count),
+                        isolate=True,
+                    )
+                    for name in send.reminder.all_audiences
+                ),
+                send.plan_key,
             )
             try:
                 made = await self._enqueue_stream(rows, now)
-            except RenderError as exc:
-                # `notifier check` catches these before start; a row that cannot render is
-                # logged and retried at the next materialize rather than half-sent.
-                log.error(
-                    "render failed",
-                    extra={"action": "render_failed", "plan": send.plan_key, "error": str(exc)},
+            except UnmadeError as exc:
+                if state is State.PENDING:
+                    # `notifier check` renders each template once; this send's own context
+                    # (its day, its series position) may still fail. Nothing is in the
+                    # ledger: the next pass tries again, until the grace ends.
+                    lost = Unmade(
+                        plan_key=send.plan_key,
+                        event_id=send.event.id,
+                        title=send.event.title,
+                        reminder_id=send.reminder.id,
+                        reminder_label=send.reminder.label,
+                        send_at=send.send_at,
+                        gives_up_at=send.send_at + grace,
+                        error=str(exc),
+                    )
+                    unmade.append(lost)
+                    log.error(
+                        "send cannot be made; tried again at the next pass",
+                        extra={
+                            "action": "plan_unmade",
+                            "plan": send.plan_key,
+                            "error": str(exc),
+                            "until": lost.gives_up_at.isoformat(),
+                        },
+                    )
+                    continue
+                made = await self._record_unmade(send, str(exc), now)
+                await self.store.mark_plan_done(send.plan_key, now=now)
+                plans += 1
+                missed += made
+                log.warning(
+                    "send missed beyond grace: it could not be made",
+                    extra={
+                        "action": "missed",
+                        "plan": send.plan_key,
+                        "rows": made,
+                        "error": str(exc),
+                    },
                 )
                 continue
             await self.store.mark_plan_done(send.plan_key, now=now)
             plans += 1
+            if state is State.PENDING:
+                failed += rows.unmade
+                made = max(0, made - rows.unmade)
             if state is State.MISSED:
                 missed += made
                 log.warning(
@@ -192,9 +335,33 @@ class Outbox(RowMaker):
                 pending += made
                 log.info(
                     "send prepared",
-                    extra={"action": "prepared", "plan": send.plan_key, "rows": made},
+                    extra={
+                        "action": "prepared",
+                        "plan": send.plan_key,
+                        "rows": made,
+                        "unmade": rows.unmade,
+                    },
                 )
-        return Materialized(plans, pending, missed)
+        return Materialized(plans, pending, missed, failed, tuple(unmade))
+
+    async def _record_unmade(self, send: PlannedSend, error: str, now: float) -> int:
+        """Record a send none of whose rows could be made as `missed`, one row per recipient
+        (rendering nothing), the reason in each row's `last_error`."""
+        rows = itertools.chain.from_iterable(
+            self.unmade_rows(
+                prefix=send.plan_key,
+                event=send.event,
+                occurrence=send.occurrence,
+                reminder_id=send.reminder.id,
+                audience=self.schedule.audiences[name],
+                due=send.send_at,
+                source="schedule",
+                state=State.MISSED,
+                error=error,
+            )
+            for name in send.reminder.all_audiences
+        )
+        return await self._enqueue_stream(rows, now)
 
     async def _replaced_done(self, send: PlannedSend) -> bool:
         """True if a reminder this one replaces already made this send (an upgrade that

@@ -7,6 +7,7 @@ rows to make and enqueues them.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 import logging
@@ -21,7 +22,7 @@ from notifier.compose.tokens import open_address, seal_address
 from notifier.config import Settings
 from notifier.constants import HOOK_REMINDER, MANUAL_REMINDER
 from notifier.dates.rules import Occurrence
-from notifier.errors import SendError
+from notifier.errors import RenderError, SendError
 from notifier.ledger.models import NewDelivery, State
 from notifier.ledger.store import hook_row_key
 from notifier.schedule.model import (
@@ -37,6 +38,8 @@ from notifier.schedule.model import (
 log = logging.getLogger(__name__)
 
 CHANNEL = "email"
+# How `last_error` begins on a row whose message could not be made (it has none).
+UNMADE_PREFIX = "cannot be made (无法生成): "
 
 
 def delivery_key(prefix: str, email: str) -> str:
@@ -263,32 +266,53 @@ class RowMaker:
         state: State = State.PENDING,
         only: str | None = None,
         position: tuple[int, int] = (1, 1),
+        isolate: bool = False,
     ) -> Iterator[NewDelivery]:
         """Render one row per recipient, streaming (an audience may be a 100,000-row CSV).
 
-        A chat audience gets one row: the message to its group.
+        A chat audience gets one row: the message to its group. A row that cannot be made
+        raises RenderError; with `isolate` (the schedule's sends) it comes out instead as an
+        unmade row (`unmade_row`: no message, the reason in `last_error`), so that one bad
+        recipient does not hold back the others.
         """
         rem_ctx = reminder_context(reminder, reminder_id, send_date, position)
         if audience.chat is not None:
             if only is not None and only != audience.chat:
                 return  # an address is never a group: only the channel names its one row
-            yield self._chat_row(
-                prefix=prefix,
-                event=event,
-                occurrence=occurrence,
-                reminder=rem_ctx,
-                reminder_id=reminder_id,
-                template=template,
-                channel_id=audience.chat,
-                send_date=send_date,
-                due=due,
-                source=source,
-                state=state,
-            )
+            try:
+                yield self._chat_row(
+                    prefix=prefix,
+                    event=event,
+                    occurrence=occurrence,
+                    reminder=rem_ctx,
+                    reminder_id=reminder_id,
+                    template=template,
+                    channel_id=audience.chat,
+                    send_date=send_date,
+                    due=due,
+                    source=source,
+                    state=state,
+                )
+            except RenderError as exc:
+                if not isolate:
+                    raise
+                yield self.unmade_row(
+                    key=chat_key(prefix, audience.chat),
+                    recipient=audience.chat,
+                    channel=audience.chat,
+                    event_id=event.id,
+                    occurrence=occurrence.start.isoformat(),
+                    reminder_id=reminder_id,
+                    due=due,
+                    source=source,
+                    state=state,
+                    error=str(exc),
+                )
             return
         for recipient in audience.recipients():
             if only is not None and recipient.email.lower() != only.lower():
                 continue
+            key = delivery_key(prefix, recipient.email)
             ctx = self.context(
                 event=event,
                 occurrence=occurrence,
@@ -297,18 +321,119 @@ class RowMaker:
                 recipient=recipient,
                 external=audience.external,
             )
-            yield self._row(
-                key=delivery_key(prefix, recipient.email),
-                rendered=self.renderer.render(template, ctx),
-                recipient=recipient,
-                event_id=event.id,
-                occurrence=occurrence.start.isoformat(),
-                reminder_id=reminder_id,
-                due=due,
-                source=source,
-                external=audience.external,
-                state=state,
-                unsubscribe_url=ctx["unsubscribe_url"],
+            try:
+                row = self._row(
+                    key=key,
+                    rendered=self.renderer.render(template, ctx),
+                    recipient=recipient,
+                    event_id=event.id,
+                    occurrence=occurrence.start.isoformat(),
+                    reminder_id=reminder_id,
+                    due=due,
+                    source=source,
+                    external=audience.external,
+                    state=state,
+                    unsubscribe_url=ctx["unsubscribe_url"],
+                )
+            except RenderError as exc:
+                if not isolate:
+                    raise
+                row = self.unmade_row(
+                    key=key,
+                    recipient=recipient.email,
+                    channel=CHANNEL,
+                    event_id=event.id,
+                    occurrence=occurrence.start.isoformat(),
+                    reminder_id=reminder_id,
+                    due=due,
+                    source=source,
+                    state=state,
+                    error=str(exc),
+                    external=audience.external,
+                )
+            yield row
+
+    def unmade_row(
+        self,
+        *,
+        key: str,
+        recipient: str,
+        channel: str,
+        event_id: str,
+        occurrence: str,
+        reminder_id: str,
+        due: datetime,
+        source: str,
+        state: State,
+        error: str,
+        external: bool = False,
+    ) -> NewDelivery:
+        """The ledger row of a recipient whose message could not be made: no message (the
+        worker never sends one: `delivery`), `failed` where the send was due (`missed` past
+        its grace), and why in `last_error`, for the console and the admins' digest."""
+        return NewDelivery(
+            key=key,
+            event_id=event_id,
+            occurrence=occurrence,
+            reminder_id=reminder_id,
+            recipient=recipient,
+            channel=channel,
+            due_at=due.timestamp(),
+            message_id=message_id(key, self._domain),
+            subject="",
+            message="",
+            source=source,
+            state=State.MISSED if state is State.MISSED else State.FAILED,
+            external=external,
+            last_error=f"{UNMADE_PREFIX}{error}",
+        )
+
+    def unmade_rows(
+        self,
+        *,
+        prefix: str,
+        event: Event,
+        occurrence: Occurrence,
+        reminder_id: str,
+        audience: Audience,
+        due: datetime,
+        source: str,
+        state: State,
+        error: str,
+    ) -> Iterator[NewDelivery]:
+        """An unmade row for every recipient of `audience`, rendering nothing: how a send
+        none of whose rows could be made is recorded once it is given up (`missed`).
+
+        An audience that cannot be read either (its CSV gone) gets one row in its name.
+        """
+        common: dict[str, Any] = {
+            "event_id": event.id,
+            "occurrence": occurrence.start.isoformat(),
+            "reminder_id": reminder_id,
+            "due": due,
+            "source": source,
+            "state": state,
+            "error": error,
+        }
+        if audience.chat is not None:
+            key = chat_key(prefix, audience.chat)
+            yield self.unmade_row(key=key, recipient=audience.chat, channel=audience.chat, **common)
+            return
+        try:
+            for recipient in audience.recipients():
+                yield self.unmade_row(
+                    key=delivery_key(prefix, recipient.email),
+                    recipient=recipient.email,
+                    channel=CHANNEL,
+                    external=audience.external,
+                    **common,
+                )
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            yield self.unmade_row(
+                key=f"{prefix}/{audience.name}/audience",
+                recipient=audience.name,
+                channel=CHANNEL,
+                **{**common, "error": f"{error}; audience '{audience.name}': {exc}"},
             )
 
     def chat_message(

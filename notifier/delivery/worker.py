@@ -167,6 +167,10 @@ class DeliveryWorker:
         """One send, bounded as a whole by the channel's own timeout (aiosmtplib's is per
         socket operation). Any exception is a failed attempt, retried with backoff and dead
         after the bounds: never a hand-back that could loop."""
+        if not row.message:
+            # A row whose message could not be made (`rows.unmade_row`), put back in the
+            # queue by a retry or a resend: there is nothing to send, and never an empty mail.
+            return TransportError(row.last_error or "no message to send", permanent=True)
         limit = channel.send_timeout
         try:
             async with asyncio.timeout(limit):

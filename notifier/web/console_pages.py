@@ -105,6 +105,7 @@ async def get_overview(request: web.Request) -> web.Response:
             "failed_days": FAILED_DAYS,
             "errors": app.config_errors,
             "warnings": app.warnings,
+            "unmade": [u.as_payload() for u in app.unmade_sends()],
             "loaded_at": app.loaded_at,
             "years": views.workday_years(app, today),
             "accepts": await store.hook_accepts(since=start, until=end),

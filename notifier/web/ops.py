@@ -37,6 +37,8 @@ async def get_readyz(request: web.Request) -> web.Response:
             " running the last good one"
         )
     reasons.extend(app.channels.problems())
+    # A send the planner cannot make sends nothing: someone must fix its template or audience.
+    reasons.extend(u.describe() for u in app.unmade_sends())
     if reasons:
         return error_response(
             503,
