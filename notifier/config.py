@@ -1,8 +1,9 @@
 """Service settings, read once from the environment and `.env` (pydantic-settings).
 
 Built in the CLI and passed down; nothing in the package reads the environment on its own,
-except hook secrets, whose variable names the schedules declare (`secret_env`): those are read
-by `read_hook_secrets` at start and at each reload.
+except the variables the schedules name: hook secrets (`secret_env`) and chat channels' URLs
+and keys (`url_env`, `secret_env`). Those are read by `read_hook_secrets` and `read_secret`
+at start, at each reload and on SIGHUP.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from tests.waiting import wait_until
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 TZ = ZoneInfo("Asia/Shanghai")
@@ -46,20 +48,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(
-    predicate: Callable[[], T], *, within: float, interval: float = 0.05, what: str = "condition"
-) -> T:
-    """Poll until `predicate()` is truthy; return its value or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def tail(path: Path, lines: int = 30) -> str:

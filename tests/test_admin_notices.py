@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import time as clock_time
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -34,17 +33,10 @@ from notifier.service import App
 from tests.conftest import ROOT, MakeSettings, smtp_settings, write_schedule
 from tests.robots import Platforms
 from tests.smtp_server import Faults, SmtpServer
+from tests.waiting import wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 ADMIN = "xinxi@fao.example.com"
-
-
-async def wait_for(predicate: Callable[[], bool], within: float = 8.0) -> None:
-    deadline = clock_time.monotonic() + within
-    while not predicate():
-        if clock_time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def at(text: str) -> float:

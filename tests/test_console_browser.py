@@ -7,7 +7,6 @@ section at 1280x800 and 390x844 are kept under var/screenshots/.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.console_fixtures import (
     start_console,
 )
 from tests.smtp_server import SmtpServer
+from tests.waiting import wait_until
 
 __all__ = ["hook_secret_env"]
 
@@ -138,14 +138,6 @@ def sign_in(page: Page, console: Console, token: str) -> None:
     page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_selector("nav[aria-label]")
-
-
-def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def no_sideways_scroll(page: Page) -> bool:
@@ -269,7 +261,11 @@ def test_send_now_shows_the_audience_size_and_reaches_the_smtp_server(
         assert page.inner_text(".audience-size") == "2"
         page.click("button.danger")
         assert "已创建 2 条发送" in page.inner_text(".notice")
-        wait_for(lambda: len(console.smtp.sink.messages) >= 2, "two messages at the SMTP server")  # type: ignore[union-attr]
+        wait_until(
+            lambda: len(console.smtp.sink.messages) >= 2,
+            within=WAIT_SECONDS,
+            what="two messages at the SMTP server",
+        )  # type: ignore[union-attr]
         got = sorted(m["To"].addresses[0].addr_spec for m in console.smtp.sink.messages)
         assert got == STAFF
         page.goto(console.url + "/audit")

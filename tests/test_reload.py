@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,16 +10,9 @@ from notifier.config import HttpSettings
 from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import SCHEDULE, MakeSettings, write_schedule
+from tests.waiting import wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
-
-
-async def wait_for(predicate: Callable[[], bool], within: float = 8.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def soon_event(event_id: str, seconds: float) -> str:

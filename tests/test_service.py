@@ -14,21 +14,13 @@ import pytest
 from notifier.ledger.models import State
 from notifier.service import WATERMARK, App
 from tests.conftest import MakeSettings, write_schedule
+from tests.waiting import wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 
 
 def at(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=TZ).timestamp()
-
-
-async def wait_for(predicate: object, within: float = 5.0) -> None:
-    """Poll a condition with a deadline instead of sleeping a fixed time."""
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def states(app: App) -> dict[str, State]:

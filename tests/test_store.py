@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from notifier.ledger.migrate import load_migrations
 from notifier.ledger.models import NewDelivery, Outcome, State
 from notifier.ledger.store import HOOK_PROBE, Store, hook_row_key
 from tests.conftest_db import open_store
+from tests.waiting import wait_for
 
 LATEST = max(m.version for m in load_migrations())
 # The versions present: other branches' numbers may be missing from this one (gaps are fine).
@@ -564,15 +563,6 @@ async def test_sqlite_creates_the_directory_of_its_file(tmp_path: Path) -> None:
     assert path.exists()
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
 async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> None:
     path, wal = tmp_path / "ckpt.db", tmp_path / "ckpt.db-wal"
     async with open_store(f"sqlite:///{path}") as store:
@@ -581,7 +571,7 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> N
             await store.enqueue([new(f"k{i}-{j}", message="x" * 2000) for j in range(500)], now=T0)
         # The commits only appended to the WAL; the rows reach the database file while it is
         # open (SQLite's own checkpoint is off on the service's connection).
-        assert await wait_for(lambda: path.stat().st_size > size_before + 1_000_000)
+        await wait_for(lambda: path.stat().st_size > size_before + 1_000_000, 10.0)
     assert not await asyncio.to_thread(wal.exists)  # the last close copied the rest, removed it
 
 
@@ -593,7 +583,7 @@ async def test_sqlite_resets_a_wal_past_its_limit(
     async with open_store(f"sqlite:///{path}") as store:
         for i in range(3):
             await store.enqueue([new(f"k{i}-{j}", message="x" * 2000) for j in range(500)], now=T0)
-        assert await wait_for(lambda: wal.stat().st_size == 0)  # copied back and truncated
+        await wait_for(lambda: wal.stat().st_size == 0, 10.0)  # copied back and truncated
         await store.enqueue([new("after")], now=T0)  # writes go on after the reset
         assert len(await store.list_deliveries(limit=5000)) == 1501
 

@@ -1,4 +1,5 @@
-"""The channel contract (one base, one error type: healthchecks' `Transport` model)."""
+"""The channel contract: one Protocol every channel meets, one error type (after healthchecks'
+`Transport`, whose caller decides retry or give-up from `permanent`)."""
 
 from __future__ import annotations
 

@@ -118,11 +118,6 @@ class ChannelRegistry:
             on_status=self._on_status,
         )
 
-    def get(self, name: str) -> Channel:
-        if name == EMAIL:
-            return self.email
-        return self.chats.get(name) or UnknownChannel(name)
-
     def route(self, row: Delivery) -> tuple[Channel, AsyncLimiter | None]:
         """The row's channel and the pace it must keep (None: none)."""
         if row.channel == EMAIL:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,14 +290,6 @@ class ConsoleStore:
         rows = rows[:limit]
         cursor = encode_cursor(rows[-1].due_at, rows[-1].id) if more and rows else None
         return Page(rows, cursor)
-
-    async def count_recent(self, states: Sequence[State], *, since: float) -> int:
-        clause, params = in_clause("s", [str(s) for s in states])
-        row = await self.db.fetchone(
-            f"SELECT COUNT(*) FROM deliveries WHERE state IN {clause} AND due_at >= :since",
-            {**params, "since": since},
-        )
-        return int(row[0]) if row else 0
 
     async def hook_accepts(self, *, since: float, until: float) -> int:
         """Webhooks accepted in the window: their row 0 (due when accepted) counts each."""
