@@ -23,12 +23,12 @@ from notifier.channels.http import ChannelStatus, HttpChannel, StatusHook
 from notifier.channels.webhook import WebhookChannel
 from notifier.channels.wecom import WeComChannel
 from notifier.config import read_secret
+from notifier.keys import EMAIL
 from notifier.ledger.models import Delivery
 from notifier.schedule.model import ChannelSpec
 
 log = logging.getLogger(__name__)
 
-EMAIL = "email"
 STATUS_META = "channel_status:"  # + channel id, in the meta table
 
 KINDS: dict[str, type[HttpChannel]] = {

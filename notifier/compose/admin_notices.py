@@ -27,17 +27,17 @@ from notifier.compose.rendering import Renderer
 from notifier.compose.rows import (
     CHAT_RECIPIENT,
     UNMADE_PREFIX,
-    delivery_key,
     reminder_context,
     template_context,
 )
 from notifier.config import Settings
 from notifier.dates.workdays import WorkCalendar
 from notifier.errors import RenderError, StoreError
+from notifier.keys import admin_prefix, email_key, plan_key, series_key
 from notifier.ledger.models import NewDelivery
 from notifier.ledger.store import Store
 from notifier.schedule.model import Recipient, Schedule
-from notifier.schedule.planner import PlannedSend, plan, plan_key
+from notifier.schedule.planner import PlannedSend, plan
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class MovedSend:
     def plan_key(self) -> str:
         """The plan this send was (or would have been) made under, before the change."""
         key = plan_key(self.event_id, self.occurrence, self.reminder_id)
-        return f"{key}@{self.old.isoformat()}" if self.series and self.old else key
+        return series_key(key, self.old) if self.series and self.old else key
 
     def as_payload(self) -> dict[str, str]:
         return {
@@ -493,7 +493,7 @@ class AdminNotices:
         if not schedule.admins:
             return 0
         local = datetime.fromtimestamp(now, self.settings.tz)
-        prefix = f"admin:{name}"
+        prefix = admin_prefix(name)
         rows: list[NewDelivery] = []
         addresses: set[str] = set()
         groups: list[str] = []
@@ -510,7 +510,7 @@ class AdminNotices:
                 ctx = _context(self.settings, template, payload, recipient, local.date())
                 rows.append(
                     self.outbox.notice_row(
-                        key=delivery_key(prefix, recipient.email),
+                        key=email_key(prefix, recipient.email),
                         rendered=self.outbox.renderer.render(template, ctx),
                         recipient=recipient,
                         kind=template,

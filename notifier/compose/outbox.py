@@ -23,10 +23,11 @@ from notifier.config import Settings
 from notifier.constants import ENQUEUE_CHUNK, MANUAL_REMINDER
 from notifier.dates.rules import Occurrence, send_day
 from notifier.errors import NotifierError, SendError
+from notifier.keys import again_reminder_id, plan_key
 from notifier.ledger.models import NewDelivery, State
 from notifier.ledger.store import Store
 from notifier.schedule.model import Audience, Event, Reminder, Schedule
-from notifier.schedule.planner import PlannedSend, next_occurrence, occurrence_on, plan, plan_key
+from notifier.schedule.planner import PlannedSend, next_occurrence, occurrence_on, plan
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,7 @@ class Outbox(RowMaker):
         rid = reminder.id if reminder else MANUAL_REMINDER
         names = self._chosen(base.all_audiences, audience_name, rid)
         if again:
-            rid = f"{rid}~{int(now * 1000)}"
+            rid = again_reminder_id(rid, now)
         audience = self.schedule.audiences[names[0]]
         rows = itertools.chain.from_iterable(
             self.rows_for(

@@ -23,8 +23,8 @@ from notifier.config import Settings
 from notifier.constants import HOOK_REMINDER, MANUAL_REMINDER
 from notifier.dates.rules import Occurrence
 from notifier.errors import RenderError, SendError
+from notifier.keys import EMAIL, admin_prefix, chat_key, email_key, hook_row_key
 from notifier.ledger.models import NewDelivery, State
-from notifier.ledger.store import hook_row_key
 from notifier.schedule.model import (
     Audience,
     Event,
@@ -37,22 +37,12 @@ from notifier.schedule.model import (
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "email"
 # How `last_error` begins on a row whose message could not be made (it has none).
 UNMADE_PREFIX = "cannot be made (无法生成): "
 
 
-def delivery_key(prefix: str, email: str) -> str:
-    return f"{prefix}/{email.lower()}/{CHANNEL}"
-
-
 # What templates see as `recipient` in a message to a chat group.
 CHAT_RECIPIENT = Recipient("", "各位同事")
-
-
-def chat_key(prefix: str, channel_id: str) -> str:
-    """A chat row's key: one row per (plan, channel); ids hold no '@', so no email key clashes."""
-    return f"{prefix}/{channel_id}/chat"
 
 
 def unsubscribe_token(secret: bytes, email: str) -> str:
@@ -240,7 +230,7 @@ class RowMaker:
             occurrence=occurrence,
             reminder_id=reminder_id,
             recipient=recipient.email,
-            channel=CHANNEL,
+            channel=EMAIL,
             due_at=due.timestamp(),
             message_id=msg_id,
             subject=rendered.subject,
@@ -312,7 +302,7 @@ class RowMaker:
         for recipient in audience.recipients():
             if only is not None and recipient.email.lower() != only.lower():
                 continue
-            key = delivery_key(prefix, recipient.email)
+            key = email_key(prefix, recipient.email)
             ctx = self.context(
                 event=event,
                 occurrence=occurrence,
@@ -341,7 +331,7 @@ class RowMaker:
                 row = self.unmade_row(
                     key=key,
                     recipient=recipient.email,
-                    channel=CHANNEL,
+                    channel=EMAIL,
                     event_id=event.id,
                     occurrence=occurrence.start.isoformat(),
                     reminder_id=reminder_id,
@@ -422,9 +412,9 @@ class RowMaker:
         try:
             for recipient in audience.recipients():
                 yield self.unmade_row(
-                    key=delivery_key(prefix, recipient.email),
+                    key=email_key(prefix, recipient.email),
                     recipient=recipient.email,
-                    channel=CHANNEL,
+                    channel=EMAIL,
                     external=audience.external,
                     **common,
                 )
@@ -432,7 +422,7 @@ class RowMaker:
             yield self.unmade_row(
                 key=f"{prefix}/{audience.name}/audience",
                 recipient=audience.name,
-                channel=CHANNEL,
+                channel=EMAIL,
                 **{**common, "error": f"{error}; audience '{audience.name}': {exc}"},
             )
 
@@ -525,7 +515,7 @@ class RowMaker:
             key=key,
             rendered=rendered,
             recipient=recipient,
-            event_id=f"admin:{kind}",
+            event_id=admin_prefix(kind),
             occurrence="",
             reminder_id=kind,
             due=due,
@@ -550,7 +540,7 @@ class RowMaker:
             key=key,
             subject=rendered.subject,
             text=text if text is not None else chat_text(rendered.subject, rendered.text),
-            event_id=f"admin:{template}",
+            event_id=admin_prefix(template),
             event_title=rendered.subject,
             occurrence="",
             start="",

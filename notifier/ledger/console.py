@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from notifier.keys import HOOK_RECEIPT_LIKE, resend_key
 from notifier.ledger.db import Database, Tx
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.sql import DELIVERY_COLUMNS
@@ -295,8 +296,8 @@ class ConsoleStore:
         """Webhooks accepted in the window: their row 0 (due when accepted) counts each."""
         row = await self.db.fetchone(
             "SELECT COUNT(*) FROM deliveries WHERE due_at >= :since AND due_at < :until"
-            " AND source = 'hook' AND key LIKE '%/0'",
-            {"since": since, "until": until},
+            " AND source = 'hook' AND key LIKE :receipt",
+            {"since": since, "until": until, "receipt": HOOK_RECEIPT_LIKE},
         )
         return int(row[0]) if row else 0
 
@@ -326,7 +327,7 @@ class ConsoleStore:
         """
         if row.state not in RETRYABLE:
             return None
-        key = f"{row.key}~resend-{int(now * 1000)}"
+        key = resend_key(row.key, now)
         new = NewDelivery(
             key=key,
             event_id=row.event_id,

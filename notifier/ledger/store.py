@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from notifier.constants import ENQUEUE_CHUNK
 from notifier.errors import StoreError
+from notifier.keys import hook_row_key
 from notifier.ledger.db import Database, Row, Tx
 from notifier.ledger.migrate import migrate, schema_version
 from notifier.ledger.models import Delivery, NewDelivery, Outcome, State
@@ -58,17 +59,6 @@ def _receipts_sql(count: int) -> str:
         f"INSERT INTO hook_receipts (hook_id, webhook_id, deliveries, created_at) VALUES {values}"
         " ON CONFLICT (hook_id, webhook_id) DO NOTHING RETURNING hook_id, webhook_id"
     )
-
-
-def hook_row_key(hook_id: str, webhook_id: str, position: int) -> str:
-    """The key of a webhook's row `position` (0, 1, ... in recipient order).
-
-    The row at position 0 is the webhook's receipt: a redelivery finds it by key whatever its
-    content, so no receipt is written beside the rows. One key per (hook, webhook-id,
-    position): hook ids hold no '/' and the position is digits, so the webhook-id is what lies
-    between the first and the last '/'.
-    """
-    return f"hook:{hook_id}/{webhook_id}/{position:d}"
 
 
 class _RowsExist(Exception):

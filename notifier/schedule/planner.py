@@ -10,6 +10,7 @@ from notifier.constants import SHIFT_SLACK_DAYS
 from notifier.dates.cadence import every_days
 from notifier.dates.rules import Duration, Occurrence, lead_margin, occurrences, send_day
 from notifier.dates.workdays import WorkCalendar
+from notifier.keys import plan_key, series_key
 from notifier.schedule.model import Event, Reminder, Schedule
 
 # Spans (a publicity week, a month, a one-off range) are assumed to last at most this long;
@@ -40,7 +41,7 @@ class PlannedSend:
     def plan_key(self) -> str:
         """Unchanged for one-off reminders; an `every:` reminder's sends add their day."""
         key = plan_key(self.event.id, self.occurrence.start, self.reminder.id)
-        return key if self.reminder.every is None else f"{key}@{self.send_date.isoformat()}"
+        return key if self.reminder.every is None else series_key(key, self.send_date)
 
     @property
     def replaced_keys(self) -> tuple[str, ...]:
@@ -52,17 +53,12 @@ class PlannedSend:
             if self.reminder.every is None or self.index == 1:
                 keys.append(key)
             if self.reminder.every is not None:
-                keys.append(f"{key}@{self.send_date.isoformat()}")
+                keys.append(series_key(key, self.send_date))
         return tuple(keys)
 
     @property
     def days_until(self) -> int:
         return (self.occurrence.start - self.send_date).days
-
-
-def plan_key(event_id: str, start: date, reminder_id: str) -> str:
-    """The ledger's name for a planned send; delivery keys extend it with recipient and channel."""
-    return f"{event_id}/{start.isoformat()}/{reminder_id}"
 
 
 def _margins(event: Event) -> tuple[int, int]:

@@ -22,9 +22,9 @@ import notifier.web.schemas as schemas
 from notifier.channels.payloads import posted_text
 from notifier.compose.message import message_parts
 from notifier.compose.outbox import AudienceError, PreviewRow
-from notifier.compose.rows import CHANNEL
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError, SendError
+from notifier.keys import EMAIL
 from notifier.ledger.models import Delivery
 from notifier.schedule.planner import next_occurrence, planned_json
 from notifier.service import App
@@ -233,7 +233,7 @@ async def post_preview(request: web.Request) -> web.Response:
     row = found.row
     if row is None:
         raise _no_recipient(app, found, req.recipient)
-    if row.channel == CHANNEL:
+    if row.channel == EMAIL:
         subject, text, body_html = message_parts(row.message)
         body = None
     else:
