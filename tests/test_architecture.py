@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and the edges (web, cli) never imported from below.
+"""The package's import graph: the wings' layering, no cycles, and the edges (web, cli) never
+imported from below.
 
 Read statically from the source (every `import`, at module level or inside a function), so a
 cycle hidden behind a late import counts too; then each module is imported alone in a fresh
@@ -17,6 +18,35 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "notifier"
 # Only these may import the edges: each other (cli starts web) and the edges themselves.
 EDGES = ("notifier.web", "notifier.cli")
+
+# The wings, bottom up, and what each may import besides itself. The data flows
+# dates -> schedule -> compose -> ledger -> delivery -> channels; imports run the other way
+# where a producer writes to the ledger (compose) or a consumer reads it (delivery).
+#   base      constants, errors, keys, logs, metrics, signing, timer: used everywhere
+#   dates     the pure calendar (knows nothing of the config)
+#   config    the service's settings
+#   schedule  the config files: types, loader, planner, rule in words, feeds
+#   ledger    the database; knows no config, no schedule: rows in, rows out
+#   channels  ways out, each behind the one Channel contract
+#   compose   templates, MIME, rows, the outbox, admin notices: the producers
+#   delivery  the worker: the consumer
+#   app       checks, planning, service: the App that wires the rest
+#   web, cli  the edges
+BASE = {"notifier", "constants", "errors", "keys", "logs", "metrics", "signing", "timer"}
+APP = {"checks", "planning", "service"}
+ALLOWED: dict[str, set[str]] = {
+    "base": {"base"},
+    "dates": {"base"},
+    "config": {"dates", "base"},
+    "schedule": {"config", "dates", "base"},
+    "ledger": {"base"},
+    "channels": {"schedule", "ledger", "config", "base"},
+    "compose": {"channels", "schedule", "ledger", "config", "dates", "base"},
+    "delivery": {"channels", "ledger", "config", "base"},
+}
+ALLOWED["app"] = {"app", *ALLOWED, *set().union(*ALLOWED.values())}
+ALLOWED["web"] = ALLOWED["app"] | {"app"}
+ALLOWED["cli"] = ALLOWED["web"] | {"web"}
 
 
 def module_name(path: Path) -> str:
@@ -90,6 +120,38 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def is_edge(name: str) -> bool:
     return any(name == e or name.startswith(e + ".") for e in EDGES)
+
+
+def wing(name: str) -> str:
+    """The wing of a module (`notifier.ledger.store` -> ledger, `notifier.keys` -> base)."""
+    parts = name.split(".")
+    top = parts[1] if len(parts) > 1 else "notifier"
+    if top in BASE:
+        return "base"
+    if top in APP:
+        return "app"
+    return top
+
+
+def test_every_module_stands_in_a_wing() -> None:
+    assert {wing(name) for name in graph()} <= set(ALLOWED)
+
+
+def test_each_wing_imports_only_the_wings_below_it() -> None:
+    offenders = sorted(
+        f"{name} -> {dep}"
+        for name, deps in graph().items()
+        for dep in deps
+        if wing(dep) != wing(name) and wing(dep) not in ALLOWED[wing(name)]
+    )
+    assert offenders == []
+
+
+def test_the_layering_is_not_vacuous() -> None:
+    """The rule bites: a ledger module importing the schedule would be refused."""
+    assert "schedule" not in ALLOWED["ledger"] and "compose" not in ALLOWED["delivery"]
+    assert "web" not in ALLOWED["app"] and "cli" not in ALLOWED["web"]
+    assert wing("notifier.ledger.store") == "ledger" and wing("notifier.cli.main") == "cli"
 
 
 def test_the_cycle_finder_finds_cycles() -> None:
