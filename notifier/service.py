@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -27,29 +26,22 @@ from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config, load_hook_secrets
-from notifier.compose.admin_notices import AdminNotices, next_digest
+from notifier.compose.admin_notices import AdminNotices
 from notifier.compose.outbox import Outbox, Unmade
 from notifier.config import Settings
-from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
-from notifier.delivery.weather import backoff
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.ledger.db import connect
 from notifier.ledger.store import Store
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.metrics import Metrics
+from notifier.planning import PlanningLoop
 from notifier.schedule.model import Schedule
 from notifier.schedule.planner import PlannedSend
 from notifier.timer import Timer
 
 log = logging.getLogger(__name__)
 
-# Sends older than this are never caught up nor recorded missed, however long the downtime.
-MAX_CATCH_UP = timedelta(days=366)
-WATERMARK = "materialized_until"
-# A pass this long after an unmade send's grace ends records it missed (the grace is
-# inclusive: a send exactly at its end is still tried).
-UNMADE_AFTER = timedelta(seconds=1)
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
 # the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
 CHAT_LANES = 8
@@ -108,6 +100,7 @@ class App:
         self._channels: ChannelRegistry | None = None
         self._timer: Timer | None = None
         self._notices: AdminNotices | None = None
+        self._planning: PlanningLoop | None = None
         self.warnings: list[str] = []
         # Hook secrets by variable name, read at start and at each reload (never per request).
         self.hook_secrets: dict[str, SecretStr] = {}
@@ -115,14 +108,6 @@ class App:
         self.config_errors: list[str] = []
         self.started_at = clock()
         self._reloads: set[asyncio.Task[None]] = set()
-        # Planning (prepare/replan) runs one at a time and retries through database faults.
-        self._plan_task: asyncio.Task[None] | None = None
-        self._plan_again = False
-        self._want_replan = False
-        #: The planner's last database error while it lasts (see `db_problem`).
-        self.plan_error: str | None = None
-        #: Sends the last planning pass could not make, by plan key (/readyz, console).
-        self.unmade: dict[str, Unmade] = {}
         # When the running config was last (re)loaded: shown by the console.
         self.loaded_at = clock()
         self.reload_failed_at: float | None = None
@@ -175,15 +160,29 @@ class App:
             clock=self.clock,
         )
         self._notices = AdminNotices(
-            settings=s, store=self._store, outbox=self._outbox, wake=self._wake_workers
+            settings=s, store=self._store, outbox=self._outbox, wake=self.wake_workers
+        )
+        self._planning = PlanningLoop(
+            settings=s,
+            store=self._store,
+            outbox=self._outbox,
+            notices=self._notices,
+            wake=self.wake_workers,
+            clock=self.clock,
         )
         await self._open_channels(schedule, channel)
 
-    def _wake_workers(self) -> None:
-        """New rows are due now: an admin notice goes to email and chat groups alike."""
+    def wake_workers(self) -> None:
+        """New rows are due now: look at once, email and chat alike (not at the next poll)."""
         self.worker.wake()
         if self._chat_worker is not None:
             self._chat_worker.wake()
+
+    @property
+    def planning(self) -> PlanningLoop:
+        if self._planning is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._planning
 
     @property
     def notices(self) -> AdminNotices:
@@ -270,76 +269,32 @@ class App:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), self.settings.tz)
 
-    # --- planning ---
+    # --- planning (planning.py) ---
 
     async def prepare(self) -> None:
-        """Make the rows due soon (and catch up after downtime), then wake the worker."""
-        now = self.clock()
-        mark = await self.store.get_meta(WATERMARK)
-        graces = [self.outbox.grace_of(e) for e in self.schedule.events.values()]
-        since = now - max(graces or [self.settings.grace]).total_seconds()
-        if mark is not None:
-            since = min(since, float(mark))
-        since = max(since, now - MAX_CATCH_UP.total_seconds())
-        result = await self.outbox.materialize(now, since=since)
-        self.unmade = {u.plan_key: u for u in result.unmade}
-        until = now + self.settings.prepare_ahead.total_seconds()
-        # A send that could not be made is not done: the mark stays at it, so that the
-        # passes after its grace still look at it and record it missed.
-        done = min([until, *(u.send_at.timestamp() for u in result.unmade)])
-        if mark is None or float(mark) < done or (result.unmade and float(mark) > done):
-            await self.store.set_meta(WATERMARK, repr(done))
-        if result.pending:
-            self.worker.wake()
-            self.chat_worker.wake()
-        await self.notices.daily_digest(now, unmade=result.unmade)
+        """Make the rows due soon (and catch up after downtime), then wake the workers."""
+        await self.planning.prepare()
+
+    async def replan(self) -> None:
+        """Materialize what is due, and set the timer for the sends of the coming days."""
+        await self.planning.replan()
 
     def plan_soon(self, *, replan: bool = False) -> None:
-        """Prepare (or replan) now in the background, retrying through database faults.
+        """Prepare (or replan) in the background, retrying through database faults."""
+        self.planning.soon(replan=replan)
 
-        One planning task at a time: a request while one runs makes it go round once more
-        (prepare is idempotent and reads the clock each time), so an outage never piles up
-        timer jobs.
-        """
-        self._want_replan = self._want_replan or replan
-        if self._plan_task is None or self._plan_task.done():
-            self._plan_task = asyncio.create_task(self._plan_loop(), name="notifier-plan")
-        else:
-            self._plan_again = True
+    def upcoming(self, since: datetime, until: datetime) -> list[PlannedSend]:
+        return self.planning.upcoming(since, until)
 
-    async def _plan_loop(self) -> None:
-        failures = 0
-        while True:
-            replan, self._want_replan = self._want_replan, False
-            self._plan_again = False
-            try:
-                await (self.replan() if replan else self.prepare())
-            except StoreError as exc:
-                failures += 1
-                self.plan_error = str(exc)
-                self._want_replan = self._want_replan or replan
-                log.warning(
-                    "database unavailable; planning retries",
-                    extra={"action": "db_retry", "during": "plan", "error": str(exc)},
-                )
-                base, cap = DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS
-                await asyncio.sleep(backoff(failures, base=base, cap=cap, rand=random.random))
-                continue
-            if self.plan_error is not None:
-                log.info("planning resumed", extra={"action": "db_back", "failures": failures})
-            self.plan_error = None
-            failures = 0
-            if not (self._plan_again or self._want_replan):
-                return
+    def unmade_sends(self) -> list[Unmade]:
+        """The sends the last planning pass could not make, by send time (/readyz, console)."""
+        return self.planning.unmade_sends()
 
     def db_problem(self) -> str | None:
         """What the worker or the planner last met from the database while it lasts."""
         workers = [w for w in (self._worker, self._chat_worker) if w is not None]
-        return next((w.db_error for w in workers if w.db_error), None) or self.plan_error
-
-    def unmade_sends(self) -> list[Unmade]:
-        """The sends the last planning pass could not make, by send time (/readyz, console)."""
-        return sorted(self.unmade.values(), key=lambda u: (u.send_at, u.plan_key))
+        planning = self._planning.error if self._planning is not None else None
+        return next((w.db_error for w in workers if w.db_error), None) or planning
 
     async def _timer_prepare(self) -> None:
         self.plan_soon()
@@ -352,38 +307,6 @@ class App:
         while True:
             await asyncio.sleep(REPEAT_WINDOW_SECONDS)
             flush_repeats()
-
-    def upcoming(self, since: datetime, until: datetime) -> list[PlannedSend]:
-        return self.outbox.planned(since, until)
-
-    async def replan(self) -> None:
-        """Materialize what is due, and set the timer for the sends of the coming days."""
-        await self.prepare()
-        if self._timer is None:
-            return
-        now = self.now()
-        ahead = self.settings.prepare_ahead
-        sends = self.upcoming(now, now + PLAN_HORIZON)
-        times = [max(now, p.send_at - ahead) for p in sends]
-        # A send that cannot be made is recorded missed as soon as its grace has passed.
-        times += [max(now, u.gives_up_at + UNMADE_AFTER) for u in self.unmade.values()]
-        extra: dict[str, object] = {"action": "timer_set"}
-        if self.schedule.admins:  # the digest at its time, not at the next hourly pass
-            digest = next_digest(now, self.settings.notices.digest_at)
-            times.append(digest)
-            extra["digest"] = digest.isoformat()
-        extra["jobs"] = self._timer.reschedule(times)
-        log.info("timer set", extra=extra)
-
-    def log_next(self, count: int = 5) -> None:
-        """Say at start what comes next, so staff see the calendar was understood."""
-        now = self.now()
-        for p in self.upcoming(now, now + timedelta(days=366))[:count]:
-            log.info(
-                f"下一次发送 next: {p.send_at:%Y-%m-%d %H:%M} {p.event.title} "
-                f"({p.reminder.label}, {', '.join(p.reminder.all_audiences)})",
-                extra={"action": "planned", "plan": p.plan_key},
-            )
 
     # --- reload ---
 
@@ -473,6 +396,7 @@ class App:
             prepare=self._timer_prepare, replan=self._timer_replan, tz=s.tz, metrics=self.metrics
         )
         self._timer.start()
+        self.planning.timer = self._timer
         log.info(
             "notifier started",
             extra={
@@ -502,7 +426,7 @@ class App:
                     extra={"action": "db_retry", "during": "plan", "error": str(exc)},
                 )
                 self.plan_soon(replan=True)
-            self.log_next()
+            self.planning.log_next()
             tasks.append(asyncio.create_task(self._summarise_logs(), name="notifier-logs"))
             if s.http.enabled and serve is not None:
                 runner = await serve(self)
@@ -518,8 +442,7 @@ class App:
             self._timer.shutdown()
             if runner is not None:
                 await runner.cleanup()
-            if self._plan_task is not None:
-                tasks.append(self._plan_task)
+            await self.planning.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

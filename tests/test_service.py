@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from notifier.ledger.models import State
-from notifier.service import WATERMARK, App
+from notifier.planning import WATERMARK
+from notifier.service import App
 from tests.conftest import MakeSettings, write_schedule
 from tests.waiting import wait_for
 

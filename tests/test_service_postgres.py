@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from notifier.ledger.models import State
-from notifier.service import WATERMARK, App
+from notifier.planning import WATERMARK
+from notifier.service import App
 from tests.conftest import MakeSettings, smtp_settings
 from tests.smtp_server import SmtpServer
 from tests.test_service import at
