@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint check bench venv dev clean
+.PHONY: run test test-deps lint check bench venv dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check notifier
 	$(BIN)/mypy
 
-test: lint
+# What the tests need outside the venv: Debian's chromium and CJK fonts, dovecot-imapd, and
+# PostgreSQL running. scripts/test-deps installs (as root) or starts what is missing, saying
+# what it does, and fails loudly when it cannot; with everything there it only looks.
+test-deps:
+	@bash scripts/test-deps
+
+test: test-deps lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     mail_from: str = "notifier@localhost"
     org_name: str = "notifier 提醒服务"
     mail_drop_dir: Path = Path("var/mail")
+    # The base of unsubscribe links. Unset, it follows the HTTP listener (see below), so that
+    # moving NOTIFIER_HTTP__PORT does not leave the links pointing at the old port.
     public_url: str = "http://127.0.0.1:8080"
     admin_token: SecretStr | None = None
     # The calendar feed's own read-only token (`/calendar.ics?token=...`). A token in a URL
@@ -176,6 +178,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _public_url_follows_http(self) -> Settings:
+        if "public_url" not in self.model_fields_set:
+            self.public_url = listener_url(self.http)
+        return self
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -183,6 +191,18 @@ class Settings(BaseSettings):
     @property
     def uses_mail_drop(self) -> bool:
         return not self.smtp.host
+
+
+# Hosts that mean "every address": a link cannot name them, so it names this machine.
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def listener_url(http: HttpSettings) -> str:
+    """`http://HOST:PORT` of the HTTP listener, the default NOTIFIER_PUBLIC_URL."""
+    host = "127.0.0.1" if http.host in _WILDCARD_HOSTS else http.host
+    if ":" in host:  # an IPv6 address is bracketed in a URL
+        host = f"[{host}]"
+    return f"http://{host}:{http.port}"
 
 
 def read_secret(env_name: str, env_file: Path = Path(".env")) -> SecretStr | None:

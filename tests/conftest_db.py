@@ -1,8 +1,9 @@
 """Database fixtures (a pytest plugin: `pytest_plugins = ["tests.conftest_db"]`).
 
 - `sqlite_url`: a fresh SQLite file in tmp_path (not created until opened).
-- `pg_url`: a fresh PostgreSQL database per test, dropped afterwards; skips LOUDLY if the
-  server on 127.0.0.1:5432 is down.
+- `pg_url`: a fresh PostgreSQL database per test, dropped afterwards. A server that does not
+  answer FAILS the test (never a skip: `make test` starts PostgreSQL through scripts/test-deps,
+  so a down server is a fault to see). To run without PostgreSQL, deselect: `-m "not postgres"`.
 - `db_url`: parametrised over both; `store`: a migrated `Store` on `db_url`.
 - `open_store(url)`: an async context manager for a second (or third) Store on the same URL.
 """
@@ -23,8 +24,9 @@ from notifier.ledger.store import Store
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_TEST_URL = "postgresql://postgres@127.0.0.1:5432/{name}"
 PG_DOWN = (
-    "PostgreSQL NOT AVAILABLE at 127.0.0.1:5432 (user postgres): PostgreSQL tests SKIPPED. "
-    "Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+    "!!! PostgreSQL NOT AVAILABLE (user postgres on 127.0.0.1:5432): this test FAILS. "
+    "Start it with scripts/test-deps (`make test` runs it), or leave PostgreSQL out on "
+    "purpose: pytest -m 'not postgres' !!!"
 )
 
 # Checked once per session: a down server should cost one connect timeout, not one per test.
@@ -33,14 +35,14 @@ _pg_error: list[str] = []
 
 async def _admin() -> psycopg.AsyncConnection[tuple[object, ...]]:
     if _pg_error:
-        pytest.skip(f"{PG_DOWN} ({_pg_error[0]})")
+        pytest.fail(f"{PG_DOWN} ({_pg_error[0]})", pytrace=False)
     try:
         return await psycopg.AsyncConnection.connect(
             PG_ADMIN_URL, autocommit=True, connect_timeout=3
         )
     except psycopg.Error as exc:
         _pg_error.append(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-        pytest.skip(f"{PG_DOWN} ({_pg_error[0]})")
+        pytest.fail(f"{PG_DOWN} ({_pg_error[0]})", pytrace=False)
 
 
 @pytest.fixture

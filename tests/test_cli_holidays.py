@@ -65,3 +65,95 @@ def test_write_keeps_nothing_when_check_fails(cli, config_dirs) -> None:  # type
     assert f"check failed, {target} not saved" in result.output
     assert "b.yaml: events[0].date" in result.output
     assert not target.exists()
+
+
+def made_up_notice(year: str) -> str:
+    """A notice for any year, without weekdays (so that no weekday check stops it first)."""
+    return (
+        f"国务院办公厅关于{year}年部分节假日安排的通知\n"
+        "一、元旦：1月1日放假，共1天。\n"
+        "二、春节：2月5日至11日放假调休，共7天。1月31日上班。\n"
+    )
+
+
+@pytest.mark.parametrize("year", ["9999", "0001", "1999", "2101"])
+def test_a_year_outside_2000_to_2100_in_the_text_is_refused_and_nothing_is_written(  # type: ignore[no-untyped-def]
+    cli, config_dirs, year: str
+) -> None:
+    schedules, _ = config_dirs
+    target = schedules / f"holidays-{year}.yaml"
+    result = cli("holidays", "import", "-", "--write", str(target), stdin=made_up_notice(year))
+    assert result.exit_code == 1
+    assert f"the year {int(year)} is outside 2000..2100" in result.output
+    assert not target.exists()
+
+
+def test_a_year_outside_2000_to_2100_given_with_year_is_refused(cli) -> None:  # type: ignore[no-untyped-def]
+    text = made_up_notice("2027").replace("2027年", "")
+    assert cli("holidays", "import", "-", "--year", "2027", stdin=text).exit_code == 0
+    result = cli("holidays", "import", "-", "--year", "12027", stdin=text)
+    assert result.exit_code == 1 and "the year 12027 is outside 2000..2100" in result.output
+
+
+def test_write_refuses_to_overwrite_a_file_holding_more_than_that_years_table(  # type: ignore[no-untyped-def]
+    cli, config_dirs
+) -> None:
+    schedules, _ = config_dirs
+    target = schedules / "holidays-2026.yaml"
+    mine = (
+        'holidays:\n  "2026":\n    off: ["2026-01-01"]\n'
+        "events:\n  - {id: kept, title: 保留的事件, date: '05-04', reminders: [{on: start}]}\n"
+    )
+    target.write_text(mine, encoding="utf-8")
+    result = cli("holidays", "import", str(NOTICES / "2026.txt"), "--write", str(target))
+    assert result.exit_code == 1
+    assert f"{target} 已存在且含有 2026 年节假日表以外的内容，未覆盖" in result.output
+    assert target.read_text(encoding="utf-8") == mine  # the event is still there
+    # Another year's table, and text that is not YAML, are refused the same way.
+    for other in ('holidays:\n  "2025":\n    off: ["2025-01-01"]\n', "events: [\n"):
+        target.write_text(other, encoding="utf-8")
+        result = cli("holidays", "import", str(NOTICES / "2026.txt"), "--write", str(target))
+        assert result.exit_code == 1 and "未覆盖" in result.output
+        assert target.read_text(encoding="utf-8") == other
+
+
+def test_write_replaces_a_file_holding_only_that_years_table(cli, config_dirs) -> None:  # type: ignore[no-untyped-def]
+    schedules, _ = config_dirs
+    target = schedules / "holidays-2026.yaml"
+    target.write_text('holidays:\n  2026:\n    off: ["2026-01-01"]\n', encoding="utf-8")
+    result = cli("holidays", "import", str(NOTICES / "2026.txt"), "--write", str(target))
+    assert result.exit_code == 0, result.output
+    again = cli("holidays", "import", str(NOTICES / "2026.txt"), "--write", str(target))
+    assert again.exit_code == 0, again.output
+    assert '"2026-02-15..2026-02-23"' in target.read_text(encoding="utf-8")
+
+
+def test_write_never_writes_through_a_symlink(cli, config_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    schedules, _ = config_dirs
+    outside = tmp_path / "outside.yaml"
+    outside.write_text('holidays:\n  "2026":\n    off: ["2026-01-01"]\n', encoding="utf-8")
+    target = schedules / "holidays-2026.yaml"
+    target.symlink_to(outside)
+    result = cli("holidays", "import", str(NOTICES / "2026.txt"), "--write", str(target))
+    assert result.exit_code == 1
+    assert f"{target} 是符号链接，不写入" in result.output
+    assert outside.read_text(encoding="utf-8") == 'holidays:\n  "2026":\n    off: ["2026-01-01"]\n'
+    assert target.is_symlink()
+
+
+def test_a_check_that_fails_on_a_gbk_template_takes_the_file_back(cli, config_dirs) -> None:  # type: ignore[no-untyped-def]
+    schedules, templates = config_dirs
+    (templates / "reminder" / "body.txt").write_bytes("请于{{ event.start }}前报送。".encode("gbk"))
+    target = schedules / "holidays-2026.yaml"
+    result = cli("holidays", "import", str(NOTICES / "2026.txt"), "--write", str(target))
+    assert result.exit_code == 1
+    assert f"{target} not saved" in result.output
+    assert not target.exists()
+
+
+def test_a_gbk_notice_file_is_refused_naming_it(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gbk = tmp_path / "通知.txt"
+    gbk.write_bytes((NOTICES / "2026.txt").read_text(encoding="utf-8").encode("gbk"))
+    result = cli("holidays", "import", str(gbk))
+    assert result.exit_code == 1
+    assert f"cannot import {gbk}: 不是 UTF-8 文本 not UTF-8 text" in result.output

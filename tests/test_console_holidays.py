@@ -211,3 +211,81 @@ def test_two_files_with_a_table_for_one_year_are_an_error_naming_both(tmp_path: 
     (error,) = caught.value.errors
     assert error.startswith(f"{tmp_path / 'b.yaml'}: holidays.2027: the 2027 table is given again")
     assert str(tmp_path / "a.yaml") in error
+
+
+@pytest.mark.parametrize("year", ["9999", "0001"])
+async def test_a_year_outside_2000_to_2100_in_the_text_is_a_422_page_and_nothing_is_saved(
+    client: tuple[App, Client], year: str
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    text = NOTICE_2027.replace("2027年", f"{year}年")
+    text = re.sub(r"（周.）", "", text)  # no weekday check stops it first
+    for action in ("preview", "save"):
+        resp = await c.post(
+            f"/config/holidays/{action}",
+            data={"csrf": csrf, "notice": text},
+            allow_redirects=False,
+        )
+        body = await resp.text()
+        assert resp.status == 422 and resp.content_type == "text/html", (action, body[:300])
+        assert f"the year {int(year)} is outside 2000..2100" in body
+    assert sorted(p.name for p in app.settings.schedules_dir.glob("holidays-*")) == []
+
+
+async def test_a_holidays_file_holding_other_content_is_not_overwritten(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    path = app.settings.schedules_dir / "holidays-2027.yaml"
+    mine = (
+        "events:\n"
+        "  - {id: kept-event, title: 保留的事件, date: '05-04', reminders: [{before: 3 days}]}\n"
+    )
+    path.write_text(mine, encoding="utf-8")
+    assert app.reload()
+    csrf = await signed_in(c)
+    preview = await c.post("/config/holidays/preview", data={"csrf": csrf, "notice": NOTICE_2027})
+    page = await preview.text()
+    assert preview.status == 200
+    assert f"{path} 已存在且含有 2027 年节假日表以外的内容，未覆盖" in page
+    assert "/config/holidays/save" not in page  # no save button for a save that is refused
+    resp = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
+    body = await resp.text()
+    assert resp.status == 409 and "未覆盖" in body and str(path) in body
+    assert path.read_text(encoding="utf-8") == mine
+    assert "kept-event" in app.schedule.events
+    assert not app.schedule.calendar.has_official_data(2027)
+
+
+async def test_a_symlink_at_the_holidays_file_is_never_written_through(
+    client: tuple[App, Client], tmp_path: Path
+) -> None:
+    app, c = client
+    outside = tmp_path / "outside" / "other-system.yaml"
+    outside.parent.mkdir()
+    outside.write_text("# 其他系统的文件 another system's file\n", encoding="utf-8")
+    link = app.settings.schedules_dir / "holidays-2027.yaml"
+    link.symlink_to(outside)
+    csrf = await signed_in(c)
+    resp = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
+    body = await resp.text()
+    assert resp.status == 409 and "是符号链接，不写入" in body
+    assert outside.read_text(encoding="utf-8") == "# 其他系统的文件 another system's file\n"
+    assert link.is_symlink()
+
+
+async def test_a_check_that_meets_a_gbk_template_takes_the_file_back_with_a_422_page(
+    client: tuple[App, Client],
+) -> None:
+    """Whatever the check raises, the saved file is removed again and the page says why."""
+    app, c = client
+    body_txt = app.settings.templates_dir / "reminder" / "body.txt"
+    body_txt.write_bytes("请于{{ event.start }}前报送。".encode("gbk"))
+    csrf = await signed_in(c)
+    resp = await c.post("/config/holidays/save", data={"csrf": csrf, "notice": NOTICE_2027})
+    body = await resp.text()
+    assert resp.status == 422 and resp.content_type == "text/html"
+    assert "未保存" in body
+    assert not (app.settings.schedules_dir / "holidays-2027.yaml").exists()
+    assert not app.schedule.calendar.has_official_data(2027)  # the last good config runs

@@ -67,10 +67,10 @@ def pg_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(
-            f"!!! PostgreSQL at 127.0.0.1:5432 is UNREACHABLE, the 3-instance test did NOT run: "
-            f"{exc}. Start it with `pg_ctlcluster --skip-systemctl-redirect "
-            f"$(ls /etc/postgresql) main start` (.ci/run does). !!!"
+        pytest.fail(
+            f"!!! PostgreSQL at 127.0.0.1:5432 is UNREACHABLE, the 3-instance test FAILS: "
+            f"{exc}. Start it with scripts/test-deps (`make test` runs it). !!!",
+            pytrace=False,
         )
     name = f"notifier_multi_{uuid.uuid4().hex[:12]}"
     with admin:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 
-from notifier.dates.holiday_notice import NoticeError, notice_yaml, parse_notice, write_table
+from notifier.dates.holiday_notice import (
+    NoticeError,
+    TableFileError,
+    notice_yaml,
+    parse_notice,
+    write_table,
+)
 
 
 @click.group("holidays")
@@ -18,7 +24,7 @@ def holidays_group() -> None:
 
 
 @holidays_group.command("import")
-@click.argument("source", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--year", type=int, help="the year, if the text does not name it")
 @click.option(
     "--write",
@@ -26,7 +32,7 @@ def holidays_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="save the table to this file (e.g. schedules/holidays-2027.yaml), then run check",
 )
-def import_notice(source: TextIO, year: int | None, write_to: Path | None) -> None:
+def import_notice(source: BinaryIO, year: int | None, write_to: Path | None) -> None:
     """读取国务院节假日安排通知 Read the notice (FILE, or - for stdin) and print its table.
 
     The table is printed as YAML for schedules/; with --write it is saved and `notifier check`
@@ -35,7 +41,17 @@ def import_notice(source: TextIO, year: int | None, write_to: Path | None) -> No
     """
     name = getattr(source, "name", "-")
     try:
-        notice = parse_notice(source.read(), year=year)
+        # Decoded here rather than by click: a GBK file is a clear refusal, not a traceback.
+        text = source.read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        click.echo(
+            f"无法导入 cannot import {name}: 不是 UTF-8 文本 not UTF-8 text (byte {exc.start}); "
+            "save it as UTF-8 (另存为 UTF-8)",
+            err=True,
+        )
+        sys.exit(1)
+    try:
+        notice = parse_notice(text, year=year)
     except NoticeError as exc:
         click.echo(f"无法导入 cannot import {name}: {exc}", err=True)
         sys.exit(1)
@@ -52,18 +68,35 @@ def _write_and_check(path: Path, text: str, year: int) -> None:
     from notifier.cli.common import settings_or_exit
     from notifier.errors import ConfigError
 
-    undo = write_table(path, text)
-    settings = settings_or_exit()
+    settings = settings_or_exit()  # before writing: a bad setting leaves no file behind
+    try:
+        undo = write_table(path, text, year=year)
+    except TableFileError as exc:
+        click.echo(f"未保存 not saved: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"未保存 not saved: 写入 {path} 失败 writing failed: {exc}", err=True)
+        sys.exit(1)
+    checked = False
     try:
         schedule, _, warnings = load_config(settings, now=datetime.now(settings.tz))
+        checked = True
     except ConfigError as exc:
-        undo()
         click.echo(
             f"检查未通过，未保存 check failed, {path} not saved ({len(exc.errors)}):", err=True
         )
         for line in exc.errors:
             click.echo(f"  {line}", err=True)
         sys.exit(1)
+    except Exception as exc:  # any failure of the check: the file must not stay behind
+        click.echo(
+            f"检查出错，未保存 the check failed, {path} not saved: {type(exc).__name__}: {exc}",
+            err=True,
+        )
+        sys.exit(1)
+    finally:
+        if not checked:
+            undo()
     for line in warnings:
         click.echo(f"警告 warning: {line}", err=True)
     inside = path.resolve().is_relative_to(settings.schedules_dir.resolve())

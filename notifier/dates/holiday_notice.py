@@ -1,6 +1,7 @@
 """Read the State Council's holiday notice (国务院办公厅关于20XX年部分节假日安排的通知) into a
-`holidays:` table. Pure, text in and table out, apart from `write_table`, which saves the
-table for both the CLI and the console and can take the save back.
+`holidays:` table. Pure, text in and table out, apart from `write_table` (and its check,
+`table_file_problem`), which saves the table for both the CLI and the console and can take
+the save back.
 
 The notice is one sentence group per holiday, e.g.
 "二、春节：2月15日（农历腊月二十八、周日）至23日（农历正月初七、周一）放假调休，共9天。2月14日（周六）、
@@ -13,6 +14,7 @@ refusal names the line.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -20,7 +22,23 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-__all__ = ["Holiday", "HolidayNotice", "NoticeError", "notice_yaml", "parse_notice"]
+import yaml
+
+__all__ = [
+    "NOTICE_YEARS",
+    "Holiday",
+    "HolidayNotice",
+    "NoticeError",
+    "TableFileError",
+    "notice_yaml",
+    "parse_notice",
+    "table_file_problem",
+    "write_table",
+]
+
+# The years a notice may be for (the console's year field has always taken these): a year far
+# off is a typo in the title ("9999", "0001") and must not become a table.
+NOTICE_YEARS = range(2000, 2101)
 
 _NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
 _NAME = "|".join(_NAMES)
@@ -209,6 +227,11 @@ def parse_notice(text: str, *, year: int | None = None) -> HolidayNotice:
             "the notice does not name its year (no '国务院办公厅关于20XX年部分节假日安排的通知'): "
             "give it with --year"
         )
+    if year not in NOTICE_YEARS:
+        raise NoticeError(
+            f"年份 {year} 不在 {NOTICE_YEARS[0]}–{NOTICE_YEARS[-1]} 之间 the year {year} is "
+            f"outside {NOTICE_YEARS[0]}..{NOTICE_YEARS[-1]}: check the notice's title or --year"
+        )
     originals = text.splitlines()
     if len(originals) != len(lines):  # NFKC never joins lines, but keep the messages right
         originals = lines
@@ -263,17 +286,72 @@ def notice_yaml(notice: HolidayNotice, *, source: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def write_table(path: Path, text: str) -> Callable[[], None]:
+class TableFileError(Exception):
+    """The import may not write its file: it holds other content, or is a link."""
+
+
+def table_file_problem(path: Path, year: int, *, within: Path | None = None) -> str | None:
+    """Why the import must not write `path` (None: it may).
+
+    The import replaces only a file it could have written itself: absent, empty, or holding
+    nothing but a `holidays:` table for `year`; anything else (an event, another year's table)
+    would vanish. It never writes through a link, and with `within` the file must be in that
+    directory.
+    """
+    if path.is_symlink():
+        return f"{path} 是符号链接，不写入 is a symbolic link: the import does not write through it"
+    if within is not None and not path.resolve().is_relative_to(within.resolve()):
+        return f"{path} 不在 {within} 中 is outside {within}"
+    if not path.exists():
+        return None
+    refused = (
+        f"{path} 已存在且含有 {year} 年节假日表以外的内容，未覆盖 exists and holds more than "
+        f"the {year} holidays table: not overwritten (move or remove it first)"
+    )
+    if not path.is_file():
+        return refused
+    if path.stat().st_nlink > 1:  # the same file is also elsewhere: writing would change it there
+        return f"{path} 有其他硬链接，不写入 has other hard links: not overwritten"
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return refused
+    if data is None and not text.strip():
+        return None
+    if not isinstance(data, dict) or set(data) != {"holidays"}:
+        return refused
+    table = data["holidays"]
+    if not isinstance(table, dict) or set(map(str, table)) != {str(year)}:
+        return refused
+    return None
+
+
+def _write(path: Path, data: bytes) -> None:
+    # O_NOFOLLOW: a link put in place after the check is refused (ELOOP), not written through.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def write_table(
+    path: Path, text: str, *, year: int, within: Path | None = None
+) -> Callable[[], None]:
     """Save an imported table at `path`; the function returned takes the save back (the file
-    as it was, or no file), for when the check refuses the result. Raises OSError."""
-    previous = path.read_text(encoding="utf-8") if path.is_file() else None
+    as it was, or no file), for when the check refuses the result.
+
+    Raises TableFileError (see `table_file_problem`), or OSError."""
+    problem = table_file_problem(path, year, within=within)
+    if problem is not None:
+        raise TableFileError(problem)
+    previous = path.read_bytes() if path.exists() else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    _write(path, text.encode("utf-8"))
 
     def undo() -> None:
         if previous is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_text(previous, encoding="utf-8")
+            _write(path, previous)
 
     return undo

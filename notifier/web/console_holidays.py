@@ -4,14 +4,15 @@ The same reading as `notifier holidays import`, for people who do not use a term
 the notice, see its table and the sends it would move, then save it as
 `schedules/holidays-<year>.yaml`. Saving reloads at once, so the admins' "moved sends" notice
 goes out as for any reload; a file the check refuses is removed again and the running config
-stays as it was.
+stays as it was, whatever the check meets (an error naming a file, or one it did not expect).
+A file at that name that holds more than the year's table, or a link, is never written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,13 @@ from typing import Any
 from aiohttp import web
 
 from notifier.dates.holiday_notice import (
+    NOTICE_YEARS,
     HolidayNotice,
     NoticeError,
+    TableFileError,
     notice_yaml,
     parse_notice,
+    table_file_problem,
     write_table,
 )
 from notifier.dates.workdays import parse_holiday_table
@@ -33,7 +37,6 @@ from notifier.web.console import Denied, audit, form, redirect, render
 log = logging.getLogger(__name__)
 
 MAX_NOTICE_CHARS = 5_000  # a notice is about 700 characters; the form limit is 16 KB
-_YEARS = range(2000, 2101)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +46,19 @@ class Target:
     path: Path
     replaces: bool  # the file holds this year's table already (it is replaced)
     blocked_by: Path | None  # another file has the year's table: saving would give it twice
+    refused: str | None = None  # the file at `path` may not be written (other content, a link)
 
 
 def _target(app: App, year: int) -> Target:
-    path = app.settings.schedules_dir / f"holidays-{year}.yaml"
+    schedules = app.settings.schedules_dir
+    path = schedules / f"holidays-{year}.yaml"
+    refused = table_file_problem(path, year, within=schedules)
     current = app.schedule.holiday_files.get(year)
     if current is None:
-        return Target(path, False, None)
+        return Target(path, False, None, refused)
     if current.resolve() == path.resolve():
-        return Target(path, True, None)
-    return Target(path, False, current)
+        return Target(path, True, None, refused)
+    return Target(path, False, current, refused)
 
 
 class _Refused(Exception):
@@ -73,7 +79,7 @@ def _parse(values: Mapping[str, str]) -> tuple[str, HolidayNotice]:
     raw_year = values.get("year", "").strip()
     year = None
     if raw_year:
-        if not raw_year.isdigit() or int(raw_year) not in _YEARS:
+        if not raw_year.isdigit() or int(raw_year) not in NOTICE_YEARS:
             raise _Refused("年份应为四位数字，如 2027。The year is four digits, such as 2027.")
         year = int(raw_year)
     try:
@@ -134,6 +140,8 @@ async def post_holidays_save(request: web.Request) -> web.Response:
     except _Refused as exc:
         raise Denied(422, "无法导入 Cannot import", exc.reason) from None
     target = _target(app, notice.year)
+    if target.refused is not None:
+        raise Denied(409, "无法保存 Cannot save", target.refused)
     if target.blocked_by is not None:
         raise Denied(
             409,
@@ -143,15 +151,30 @@ async def post_holidays_save(request: web.Request) -> web.Response:
         )
     path = target.path
     try:
-        undo = write_table(path, notice_yaml(notice, source="console"))
+        text = notice_yaml(notice, source="console")
+        undo = write_table(path, text, year=notice.year, within=app.settings.schedules_dir)
+    except TableFileError as exc:
+        raise Denied(409, "无法保存 Cannot save", str(exc)) from None
     except OSError as exc:
         raise Denied(
             507, "无法保存 Cannot save", f"写入 {path} 失败 writing failed: {exc.strerror}"
         ) from None
-    if not await app.reload_now():
+    try:
+        loaded = await app.reload_now()
+    except Exception as exc:  # whatever the check meets, the file is taken back: never a 500
+        log.exception(
+            "holiday import: the check failed",
+            extra={"action": "holidays_import_failed", "year": notice.year, "file": str(path)},
+        )
+        _take_back(app, undo)
+        raise Denied(
+            422,
+            "检查出错，未保存 The check failed, not saved",
+            f"{type(exc).__name__}: {exc}",
+        ) from None
+    if not loaded:
         errors = list(app.config_errors)
-        undo()
-        app.reload()  # back to the files as they were: the refused state is not kept
+        _take_back(app, undo)
         raise Denied(
             422,
             "检查未通过，未保存 Check failed, not saved",
@@ -163,3 +186,12 @@ async def post_holidays_save(request: web.Request) -> web.Response:
         extra={"action": "holidays_imported", "year": notice.year, "file": str(path)},
     )
     raise redirect("/config", notice="holidays-imported", year=str(notice.year))
+
+
+def _take_back(app: App, undo: Callable[[], None]) -> None:
+    """The files as they were before the save, and the config reloaded from them."""
+    undo()
+    try:
+        app.reload()  # the refused state is not kept
+    except Exception:  # the same failure again: the running config stays, the log has it
+        log.exception("reload after the take-back failed", extra={"action": "reload_failed"})
