@@ -15,7 +15,7 @@ from typing import Literal
 import chinese_calendar
 from chinese_calendar.constants import Holiday
 
-from notifier.holidays import WorkCalendar
+from notifier.holidays import WorkCalendar, year_source
 from notifier.rules import (
     Annual,
     AnnualSpan,
@@ -300,8 +300,4 @@ def move_reason(
 def workday_source(year: int, calendar: WorkCalendar) -> WorkdaySource:
     """Where `year`'s workdays come from: the built-in official data, a config `holidays:`
     table, or a guess: Monday-Friday less the statutory holidays (provisional)."""
-    try:
-        chinese_calendar.is_workday(date(year, 6, 1))
-    except NotImplementedError:
-        return "config" if calendar.has_official_data(year) else "provisional"
-    return "official"
+    return year_source(year, calendar).kind

@@ -26,7 +26,7 @@ from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.registry import STATUS_META, ChannelRegistry
-from notifier.checks import load_config, load_hook_secrets
+from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.config import Settings
 from notifier.constants import DB_RETRY_BASE_SECONDS, DB_RETRY_CAP_SECONDS, PLAN_HORIZON
 from notifier.db import connect
@@ -471,6 +471,11 @@ class App:
                 f"未配置 SMTP，邮件写入本地目录 {s.mail_drop_dir}/new "
                 f"(no SMTP host set: mail goes to the local mail drop)",
                 extra={"action": "mail_drop", "dir": str(s.mail_drop_dir)},
+            )
+        for source in workday_sources(self.schedule, self.now().date()):
+            log.info(
+                f"workday data {source.year}: {source.in_words()}",
+                extra={"action": "workday_data", "year": source.year, "source": source.kind},
             )
         for line in self.warnings:
             log.warning(line, extra={"action": "config_warning"})
