@@ -7,7 +7,7 @@ missing template or variable is found here, not at 09:00 on the day.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -17,6 +17,7 @@ from notifier.compose.admin_notices import check_admin_templates
 from notifier.compose.rendering import Renderer
 from notifier.compose.rows import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
+from notifier.dates.workdays import OFFICIAL_DATA, YearSource, statutory_holidays, year_source
 from notifier.errors import ConfigError, RenderError
 from notifier.schedule.model import ChannelSpec, Recipient, Schedule, load_schedule
 from notifier.schedule.planner import PlannedSend, next_occurrence, plan
@@ -77,10 +78,12 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
     if errors:
         raise ConfigError(errors)
 
+    warnings.extend(workday_warnings(schedule, today))
     horizon_end = now + HOLIDAY_HORIZON
     sends = plan(schedule, now, horizon_end, settings.tz)
     days = [p.send_date for p in sends]
-    for year in sorted(schedule.calendar.missing_years(days)):
+    # This year's gap is said loudly above, once.
+    for year in sorted(schedule.calendar.missing_years(days) - {today.year}):
         warnings.append(
             f"no official workday data for {year}: workdays fall back to Monday-Friday "
             "less the statutory holidays (元旦, 春节, 清明, 劳动节, 端午, 中秋, 国庆) "
@@ -92,6 +95,60 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
     if errors:
         raise ConfigError(errors)
     return schedule, renderer, warnings
+
+
+def workday_sources(schedule: Schedule, today: date) -> list[YearSource]:
+    """Where each year's workdays come from: last year to next, and every year with a table."""
+    years = {today.year - 1, today.year, today.year + 1} | set(schedule.holiday_files)
+    return [year_source(y, schedule.calendar, schedule.holiday_files) for y in sorted(years)]
+
+
+def workday_warnings(schedule: Schedule, today: date) -> list[str]:
+    """This year without data (the installed package predates its notice, and no table gives
+    it), and tables of years without installed data that leave out a statutory holiday or
+    work one."""
+    calendar = schedule.calendar
+    out: list[str] = []
+    if not calendar.has_official_data(today.year):
+        out.append(
+            f"本年度放假安排未知 NO WORKDAY DATA FOR {today.year}: the installed {OFFICIAL_DATA} "
+            f"knows no day of {today.year} (it predates the notice for {today.year}) and no "
+            f"`holidays:` table gives it, so every workday of {today.year} is a guess: "
+            "Monday-Friday less the statutory holidays, without the notice's bridge days and "
+            "make-up workdays (调休). Upgrade chinese-calendar, or import the notice: "
+            f"`notifier holidays import 通知.txt --write schedules/holidays-{today.year}.yaml` "
+            "(请升级 chinese-calendar 或导入国务院通知)"
+        )
+    for year, days in sorted(calendar.tables.items()):
+        if year_source(year, calendar).kind == "official":
+            continue  # the installed data keeps what the table leaves out
+        where = f"{schedule.holiday_files.get(year, 'schedules')}: holidays.{year}"
+        law = statutory_holidays(year)
+        missing: dict[str, list[date]] = {}
+        for day, name in law.items():
+            if day not in days:
+                missing.setdefault(name, []).append(day)
+        if missing:
+            named = "; ".join(f"{name} {_days_in_words(ds)}" for name, ds in missing.items())
+            out.append(
+                f"{where}: the table lists no day of {named} (表中缺少这些法定节假日): they "
+                "stay days off by law, date by date, but the bridge days and make-up workdays "
+                f"around them are unknown: import the notice for {year} "
+                "(`notifier holidays import`)"
+            )
+        for day, name in law.items():
+            if days.get(day) is True:
+                out.append(
+                    f"{where}: {day} ({name}) is a statutory holiday, but the table makes it a "
+                    "workday (法定节假日被列为上班日)"
+                )
+    return out
+
+
+def _days_in_words(days: Sequence[date]) -> str:
+    if len(days) > 1 and (days[-1] - days[0]).days == len(days) - 1:
+        return f"{days[0]}..{days[-1]}"
+    return ", ".join(d.isoformat() for d in days)
 
 
 def provisional_summary(sends: Sequence[PlannedSend]) -> list[str]:

@@ -25,7 +25,7 @@ from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
 from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.registry import STATUS_META, ChannelRegistry
-from notifier.checks import load_config, load_hook_secrets
+from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.compose.admin_notices import AdminNotices
 from notifier.compose.outbox import Outbox, Unmade
 from notifier.config import Settings
@@ -411,6 +411,11 @@ class App:
                 f"未配置 SMTP，邮件写入本地目录 {s.mail_drop_dir}/new "
                 f"(no SMTP host set: mail goes to the local mail drop)",
                 extra={"action": "mail_drop", "dir": str(s.mail_drop_dir)},
+            )
+        for source in workday_sources(self.schedule, self.now().date()):
+            log.info(
+                f"workday data {source.year}: {source.in_words()}",
+                extra={"action": "workday_data", "year": source.year, "source": source.kind},
             )
         for line in self.warnings:
             log.warning(line, extra={"action": "config_warning"})

@@ -99,9 +99,37 @@ def test_the_statutory_holidays_are_days_off_in_every_year_the_official_data_kno
     assert [d for d in sorted(days) if chinese_calendar.is_workday(d)] == []
 
 
-def test_a_config_table_describes_its_year_in_full_so_the_law_is_not_added() -> None:
-    calendar = WorkCalendar(*parse_holiday_table({"2027": {"off": ["2027-01-02"]}}))
-    assert calendar.is_workday(D("2027-02-08"))  # the table says nothing: Monday-Friday
+def test_a_partial_table_overrides_date_by_date_and_keeps_the_holidays_it_leaves_out() -> None:
+    """A hand-written 2027 table without 端午, 中秋 and 国庆 no longer makes them workdays."""
+    table = {"2027": {"off": ["2027-01-01", "2027-02-05..2027-02-11"], "work": ["2027-02-20"]}}
+    calendar = WorkCalendar(*parse_holiday_table(table))
+    assert calendar.has_official_data(2027)
+    for day in ("2027-06-09", "2027-09-15", "2027-10-01", "2027-02-08"):
+        assert not calendar.is_workday(D(day)), day
+    assert calendar.is_workday(D("2027-02-20"))  # the table's make-up Saturday
+    assert calendar.is_workday(D("2027-06-08"))  # what nobody lists: Monday-Friday
+
+
+def test_the_table_of_a_year_sets_the_december_before_over_installed_data_and_tables() -> None:
+    """The notice for N sets days of December N-1: its table overrides N-1's, whether that year
+    comes from the installed data or from its own table."""
+    tables = {2027: {D("2026-12-31"): False, D("2027-01-01"): False}}
+    calendar = WorkCalendar(tables=tables)
+    assert chinese_calendar.is_workday(D("2026-12-31"))  # installed: a Thursday at work
+    assert not calendar.is_workday(D("2026-12-31"))
+    both = WorkCalendar(tables={2026: {D("2026-12-31"): True}, **tables})
+    assert not both.is_workday(D("2026-12-31"))
+    assert both.has_official_data(2026) and not WorkCalendar(tables=tables).has_official_data(2028)
+    replaced = both.with_table(2027, {D("2027-01-01"): False})
+    assert replaced.is_workday(D("2026-12-31"))  # the new 2027 table no longer lists it
+
+
+def test_a_table_may_list_the_december_before_its_year() -> None:
+    overrides, years = parse_holiday_table(
+        {"2019": {"off": ["2018-12-30..2019-01-01"], "work": ["2018-12-29"]}}
+    )
+    assert years == {2019}
+    assert overrides[D("2018-12-29")] is True and overrides[D("2018-12-31")] is False
 
 
 TABLE_2027 = {
@@ -236,7 +264,7 @@ def test_parse_holiday_table_accepts_what_yaml_produces() -> None:
         ({"2027": {"off": ["2027-02-30"]}}, "'2027-02-30' is not a date"),
         ({"2027": {"off": ["27-1-1"]}}, "'27-1-1' is not a date"),
         ({"2027": {"off": ["2027-01-01..2027-1-3"]}}, "'2027-1-3' is not a date"),
-        ({"2027": {"off": ["2026-12-31"]}}, "'2026-12-31' is not in year 2027"),
+        ({"2027": {"off": ["2026-11-30"]}}, "'2026-11-30' is not in year 2027 \\(nor in the De"),
         ({"2027": {"off": ["2027-12-31..2028-01-01"]}}, "is not in year 2027"),
         ({"2027": {"off": ["2027-01-03..2027-01-01"]}}, "ends before it starts"),
         ({"2027": {"holiday": ["2027-01-01"]}}, "'holiday' is not 'off' or 'work'"),

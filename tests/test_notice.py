@@ -129,3 +129,72 @@ def test_a_notice_without_its_title_needs_the_year() -> None:
     assert parse_notice(body, year=2027).table() == {"2027": {"off": ["2027-01-01"], "work": []}}
     with pytest.raises(NoticeError, match=r"line 1 .*1月1日 is a 周五, but the notice says 周四"):
         parse_notice(body.replace("周五", "周四"), year=2027)
+
+
+def test_a_clause_the_reader_does_not_know_is_refused_naming_it_never_skipped() -> None:
+    text = (
+        "国务院办公厅关于2016年部分节假日安排的通知\n"
+        "四、劳动节：5月1日放假，5月2日（星期一）另行安排。\n"
+    )
+    with pytest.raises(NoticeError, match=r"line 2 .*cannot read '5月2日\(星期一\)另行安排'"):
+        parse_notice(text)
+
+
+def test_a_weekday_off_in_lieu_bu_xiu_is_a_day_off() -> None:
+    notice = parse_notice(
+        "国务院办公厅关于2016年部分节假日安排的通知\n四、劳动节：5月1日放假，5月2日（星期一）补休。\n"
+    )
+    assert notice.table() == {"2016": {"off": ["2016-05-01..2016-05-02"], "work": []}}
+
+
+def test_the_days_of_the_previous_december_are_in_the_table_and_said_in_the_file() -> None:
+    text = (
+        "国务院办公厅关于2019年部分节假日安排的通知\n"
+        "一、元旦：2018年12月30日至2019年1月1日放假调休，共3天。2018年12月29日（星期六）上班。\n"
+    )
+    notice = parse_notice(text)
+    assert notice.table() == {"2019": {"off": ["2018-12-30..2019-01-01"], "work": ["2018-12-29"]}}
+    written = notice_yaml(notice)
+    assert "2018年12月的日期由本通知设定，逐日覆盖2018年的数据" in written
+    assert "add it to the 2018 table" not in written
+
+
+def test_a_december_date_without_its_year_in_the_new_year_item_is_the_december_before() -> None:
+    text = (
+        "国务院办公厅关于2008年部分节假日安排的通知\n"
+        "一、元旦：12月30日至1月1日放假，共3天。12月29日（星期六）上班。\n"
+    )
+    notice = parse_notice(text)
+    assert notice.table() == {"2008": {"off": ["2007-12-30..2008-01-01"], "work": ["2007-12-29"]}}
+
+
+def test_a_date_outside_the_notices_year_and_the_december_before_is_refused() -> None:
+    text = (
+        "国务院办公厅关于2026年部分节假日安排的通知\n"
+        "七、国庆节：10月1日至7日放假调休，共7天。2027年1月9日（周六）上班。\n"
+    )
+    with pytest.raises(NoticeError, match=r"line 2 .*2027-01-09 is outside 2026"):
+        parse_notice(text)
+
+
+def test_an_item_broken_over_lines_is_read_whole_and_a_stray_dated_line_is_refused() -> None:
+    title = "国务院办公厅关于2009年部分节假日安排的通知\n"
+    broken = (
+        "一、元旦：1月1日至3日放假，共3天。\n"
+        "其中，1月1日（星期四、新年）为法定节假日，1月3日（星期六）为公休日。\n"
+        "1月4日（星期日）公休日调至1月2日（星期五）。\n\n"
+        "国务院办公厅\n2008年12月10日\n"
+    )
+    notice = parse_notice(title + broken)
+    assert notice.table() == {"2009": {"off": ["2009-01-01..2009-01-03"], "work": ["2009-01-04"]}}
+    stray = broken.replace("国务院办公厅\n", "另：2009年5月31日（星期日）上班。\n")
+    with pytest.raises(NoticeError, match=r"line 6 .*days outside a numbered holiday item"):
+        parse_notice(title + stray)
+
+
+def test_advice_is_kept_but_sets_no_day_off() -> None:
+    notice = parse_notice(read("2024.txt"))
+    spring = next(h for h in notice.holidays if h.name == "春节")
+    assert spring.advice == ("2024-02-09: 鼓励各单位结合带薪年休假等制度落实,安排职工在除夕休息",)
+    assert date(2024, 2, 9) not in spring.off
+    assert "advice, not a day off: 2024-02-09" in notice_yaml(notice)

@@ -16,7 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import notifier.cli.channels as cli_channels
-from notifier.checks import load_config, load_hook_secrets
+from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.cli.common import fail_config, run_async, settings_or_exit
 from notifier.cli.holidays import holidays_group
 from notifier.constants import UPCOMING_DAYS
@@ -98,6 +98,8 @@ def check() -> None:
         click.echo(f"渠道错误 channel error: {line}", err=True)
     if problems:
         sys.exit(1)
+    for source in workday_sources(schedule, datetime.now(settings.tz).date()):
+        click.echo(f"工作日数据 workday data {source.year}: {source.in_words()}")
     click.echo(
         f"配置有效 OK: {len(schedule.events)} events, "
         f"{len(schedule.audiences)} audiences, {len(schedule.hooks)} hooks, "

@@ -3,13 +3,19 @@
 `table_file_problem`), which saves the table for both the CLI and the console and can take
 the save back.
 
-The notice is one sentence group per holiday, e.g.
-"二、春节：2月15日（农历腊月二十八、周日）至23日（农历正月初七、周一）放假调休，共9天。2月14日（周六）、
-2月28日（周六）上班。" Copies print it with full-width or ASCII punctuation; both read the same
-(NFKC folds full-width forms). What is checked, so that a typo is refused rather than planned:
-every date exists, a weekday written beside a date is that date's weekday, "共N天" matches the
-range, a range does not end before it starts, and no day is both off and a workday. Each
-refusal names the line.
+The notice is one numbered item per holiday, e.g. "二、春节：2月15日（农历腊月二十八、周日）至
+23日（农历正月初七、周一）放假调休，共9天。2月14日（周六）、2月28日（周六）上班。" Every
+phrasing the notices have used since 2007 reads: ranges with 至, —, －, ~; an end day (or
+any later day) without its month; 补休; 与周末连休; 不调休; the old "其中，…为法定节假日，…照常
+公休，…公休日调至…" sentences; a 元旦 that begins in the previous December. Copies print it
+with full-width or ASCII punctuation; both read the same (NFKC folds full-width forms).
+
+Each item is cut into clauses (at "，", "；", "。" outside parentheses), and every clause is
+either one of the known kinds or the import is refused naming it: a clause is never skipped,
+so an unknown phrasing cannot silently lose a day off. Also checked, so that a typo is refused
+rather than planned: every date exists, a weekday written beside a date is that date's weekday,
+"共N天" matches the range, a range does not end before it starts, no day is both off and a
+workday, and every date lies in the notice's year or the December before it.
 """
 
 from __future__ import annotations
@@ -40,28 +46,74 @@ __all__ = [
 # off is a typo in the title ("9999", "0001") and must not become a table.
 NOTICE_YEARS = range(2000, 2101)
 
-_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
-_NAME = "|".join(_NAMES)
+# The holiday names as the notices write them (2007-2008: "“五一”", "“十一”", "“五一”国际劳动节").
+_NAME = (
+    r"元旦|春节|清明节|(?:[“\"]五一[”\"])?国际劳动节|[“\"]五一[”\"]|劳动节|端午节|中秋节|国庆节"
+    r"|[“\"]十一[”\"]"
+)
+_CANONICAL = {"五一": "劳动节", "国际劳动节": "劳动节", "十一": "国庆节"}
+_CANONICAL["五一国际劳动节"] = "劳动节"
 _ITEM = re.compile(
-    rf"([一二三四五六七八九十]+)\s*[、.,]\s*((?:{_NAME})(?:\s*[、,和与及]\s*(?:{_NAME}))*)\s*:"
+    rf"([一二三四五六七八九十]+)\s*[、.,]\s*((?:{_NAME})(?:\s*[、,和与及]\s*(?:{_NAME}))*)"
+    r"\s*(?::\s*|(?=\d))"
 )
 _YEAR_TITLE = re.compile(r"(\d{4})\s*年\s*部分节假日安排")
 _YEAR_BODY = re.compile(r"现将\s*(\d{4})\s*年")
+# A line after a holiday item that goes on with it (a copy that breaks the item's sentences
+# onto lines of their own), and one that dates days outside any item: refused, not skipped.
+_GOES_ON = re.compile(r"\s*(?:其中|将|\d{1,2}\s*月\s*\d{1,2}\s*日|\d{1,2}\s*日)")
+_DATED_DAYS = re.compile(r"\d{1,2}\s*月\s*\d{1,2}\s*日.*(?:放假|上班|补休|调至|公休)")
+# The notice's closing paragraph, when a copy runs it on from the last item's line.
+_CLOSING = re.compile(r"节假日期间")
 
 
 def _date_re(prefix: str) -> str:
     return (
-        rf"(?:(?P<{prefix}y>\d{{4}})\s*年\s*)?(?:(?P<{prefix}m>\d{{1,2}})\s*月\s*)?"
-        rf"(?P<{prefix}d>\d{{1,2}})\s*日(?:\s*\((?P<{prefix}a>[^)]*)\))?"
+        rf"(?:(?P<{prefix}y>\d{{4}})年)?(?:(?P<{prefix}m>\d{{1,2}})月)?"
+        rf"(?P<{prefix}d>\d{{1,2}})日(?:\((?P<{prefix}a>[^()]*)\))?"
     )
 
 
-_OFF = re.compile(_date_re("s") + r"(?:\s*(?:至|到|-|~)\s*" + _date_re("e") + r")?\s*放假")
+# A range: the notices write 至 (and 到), older ones a dash: —, －, -, ~ (after NFKC).
+_RANGE_SEP = r"(?:至|到|—+|–|-|~|〜|−)"
+_SPAN = re.compile(_date_re("s") + rf"(?:{_RANGE_SEP}" + _date_re("e") + ")?")
 _DAY = re.compile(_date_re("w"))
-_COUNT = re.compile(r"(?:共|放假)\s*(\d+)\s*天")
 _WEEKDAY = re.compile(r"(?:周|星期|礼拜)([一二三四五六日天])")
 _WEEKDAYS = "一二三四五六日"
-_SENTENCE_END = re.compile(r"[。.;；]")
+_NUMBER = r"(\d+|[一二两三四五六七八九十]+)"
+_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)} | {"两": 2}
+# A list of days or ranges ("2月14日（周六）、2月28日（周六）") stands as "L" in the clause's shape.
+_LIST_JOIN = ("、", "和")
+
+
+def _kinds() -> list[tuple[str, re.Pattern[str]]]:
+    """Every kind of clause the notices use, as the clause's shape with its lists as "L"."""
+    names = r"(?:国庆节|中秋节|春节|元旦|清明节|劳动节|端午节)"
+    return [
+        # "1月1日至3日放假调休" "5月1日放假" "1月1日放假1天" "1月1日至3日放假公休"
+        ("off", re.compile(rf"(?:其中)?L(?:放假|调休放假)(?:调休|公休)?(?:{_NUMBER}天)?")),
+        ("count", re.compile(rf"共{_NUMBER}天")),
+        # "2月14日（周六）、2月28日（周六）上班"
+        ("work", re.compile(r"(?:其中)?L(?:正常|照常)?上班")),
+        # "5月2日（星期一）补休": a weekday off for a holiday on a weekend.
+        ("off", re.compile(r"L补休")),
+        # 2007-2009: "2月9日（星期六）、2月10日（星期日）照常公休", "1月3日（星期六）为公休日"
+        ("off", re.compile(r"(?:其中)?L(?:照常公休|为公休日)")),
+        # "其中，1月1日为法定节假日", "…为国庆节法定节假日", 2007: "…为法定假日"
+        ("off", re.compile(rf"(?:其中)?L为{names}?法定节?假日")),
+        # "12月29日（星期六）公休日调至12月31日（星期一）", "将…两个公休日分别调至…",
+        # "10月3日（星期六）公休日及中秋节分别调至…": the weekend days move onto the days
+        # after 调至.
+        (
+            "shift",
+            re.compile(rf"(?:其中)?将?L(?:[两二三四五六七]个)?公休日(?:及{names})?(?:分别)?调至L"),
+        ),
+        # Add no day: the days off are given by the range itself.
+        ("none", re.compile(r"其中|与周末连休|不调休")),
+    ]
+
+
+_CLAUSES = _kinds()
 
 
 class NoticeError(ValueError):
@@ -70,26 +122,33 @@ class NoticeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Holiday:
-    """One line of the notice: a holiday's days off and its make-up workdays (调休上班)."""
+    """One item of the notice: a holiday's days off and its make-up workdays (调休上班).
+
+    `advice` keeps what the notice encourages without setting a day (2024: "鼓励各单位…安排职工
+    在除夕（2月9日）休息"): read, and shown, but no day off.
+    """
 
     name: str
     line: int
     off: tuple[date, ...]
     work: tuple[date, ...]
+    advice: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class HolidayNotice:
     year: int
     holidays: tuple[Holiday, ...]
-    # Days the notice dates in another year (e.g. "2022年12月31日" in the 2023 notice): not in
-    # this year's table, listed so that nobody loses them.
+    # Days the notice sets in the December before its year (the 2019 notice: "2018年12月30日至
+    # 2019年1月1日放假调休…2018年12月29日（星期六）上班"). They are in the table: the notice for
+    # year N is what sets them, and they override year N-1's days date by date.
     elsewhere: tuple[tuple[date, bool, str], ...] = field(default=())
 
     def table(self) -> dict[str, dict[str, list[str]]]:
-        """`{"2027": {"off": [...], "work": [...]}}`, ranges folded ("A..B"), sorted."""
-        off = sorted({d for h in self.holidays for d in h.off if d.year == self.year})
-        work = sorted({d for h in self.holidays for d in h.work if d.year == self.year})
+        """`{"2027": {"off": [...], "work": [...]}}`, ranges folded ("A..B"), sorted; with the
+        days of the previous December that the notice sets."""
+        off = sorted({d for h in self.holidays for d in h.off})
+        work = sorted({d for h in self.holidays for d in h.work})
         return {str(self.year): {"off": _fold(off), "work": _fold(work)}}
 
 
@@ -125,90 +184,215 @@ def _find_year(text: str) -> int | None:
     return years.pop() if years else None
 
 
+def _canonical(names: str) -> str:
+    out: list[str] = []
+    for name in re.split(r"\s*[、,和与及]\s*", names):
+        bare = re.sub(r"[“”\"]", "", name)
+        canonical = _CANONICAL.get(bare, bare)
+        if canonical not in out:
+            out.append(canonical)
+    return "、".join(out)
+
+
 def _segments(lines: list[str]) -> list[tuple[int, str, str]]:
-    """(line number, holiday names, text) of each numbered holiday item."""
+    """(line number, holiday names, text) of each numbered holiday item, with the lines that
+    go on with it. Raises NoticeError for a line that dates days outside any item."""
     out: list[tuple[int, str, str]] = []
     for number, line in enumerate(lines, start=1):
         starts = list(_ITEM.finditer(line))
+        if not starts:
+            if not out or not line.strip():
+                continue
+            if _GOES_ON.match(line):
+                last = out[-1]
+                out[-1] = (last[0], last[1], f"{last[2]}{line}")
+            elif _DATED_DAYS.search(line):
+                raise NoticeError(
+                    f"line {number} ({line.strip()[:70]}): days outside a numbered holiday item "
+                    "(不在编号的节日条目中): expected '一、元旦：…'"
+                )
+            continue
         for i, match in enumerate(starts):
             end = starts[i + 1].start() if i + 1 < len(starts) else len(line)
-            names = re.sub(r"\s*[,和与及]\s*", "、", match.group(2))
-            out.append((number, names, line[match.end() : end]))
+            text = line[match.end() : end]
+            closing = _CLOSING.search(text)
+            if closing is not None:
+                text = text[: closing.start()]
+            out.append((number, _canonical(match.group(2)), text))
     return out
 
 
+def _split(text: str, separators: str) -> list[str]:
+    """`text` cut at `separators` outside parentheses, empty pieces dropped."""
+    pieces: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for char in text:
+        depth += char == "("
+        depth -= char == ")" and depth > 0
+        if depth == 0 and char in separators:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    pieces.append("".join(current))
+    return [p for p in pieces if p]
+
+
+def _number(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    if text == "十":
+        return 10
+    tens, _, units = text.partition("十")
+    if "十" in text:
+        return _NUMERALS.get(tens, 1) * 10 + _NUMERALS.get(units, 0)
+    return _NUMERALS[text]
+
+
 class _Line:
-    """Reads the dates of one holiday line, refusing with the line's number and text."""
+    """Reads the clauses of one holiday item, refusing with the line's number and text."""
 
     def __init__(self, number: int, names: str, text: str, year: int, original: str) -> None:
-        self.number, self.names, self.text, self.year = number, names, text.strip(), year
+        self.number, self.names, self.year = number, names, year
+        self.text = re.sub(r"\s+", "", text)
         self.original = original.strip()
+        # The 元旦 item is the one that reaches into the December before the year.
+        self.new_year = "元旦" in names.split("、")
+        self.last: date | None = None  # the last date read: the month of a bare "3日"
+        self.off: list[date] = []
+        self.work: list[date] = []
+        self.shifted: list[date] = []  # weekend days moved by 公休日调至
+        self.advice: list[str] = []
+        self.counted: list[date] | None = None  # the days of the last 放假 clause
 
     def fail(self, problem: str) -> NoticeError:
         return NoticeError(f"line {self.number} ({self.original[:70]}): {problem}")
 
-    def day(self, match: re.Match[str], prefix: str, month: int | None) -> date:
+    def day(self, match: re.Match[str], prefix: str) -> date:
         y, m, d = (match.group(prefix + k) for k in "ymd")
-        year = int(y) if y else self.year
-        month_n = int(m) if m else month
-        if month_n is None:
+        if y and not m:
+            raise self.fail(f"{y}年{d}日: no month given")
+        if m:
+            month = int(m)
+            # A December date of the 元旦 item is the December before (the 2008 notice:
+            # "1月1日（星期二）为法定节假日，12月30日（星期日）为公休日").
+            year = int(y) if y else self.year - 1 if self.new_year and month == 12 else self.year
+        elif self.last is not None:
+            year, month = self.last.year, self.last.month
+        else:
             raise self.fail(f"{d}日: no month given")
         try:
-            day = date(year, month_n, int(d))
+            day = date(year, month, int(d))
         except ValueError:
-            raise self.fail(f"{year}年{month_n}月{d}日 does not exist (日期不存在)") from None
+            raise self.fail(f"{year}年{month}月{d}日 does not exist (日期不存在)") from None
         note = match.group(prefix + "a")
         written = _WEEKDAY.search(note) if note else None
         if written is not None:
             said = _WEEKDAYS.index("日" if written.group(1) == "天" else written.group(1))
             if said != day.weekday():
                 raise self.fail(
-                    f"{month_n}月{day.day}日 is a 周{_WEEKDAYS[day.weekday()]}, but the notice "
+                    f"{month}月{day.day}日 is a 周{_WEEKDAYS[day.weekday()]}, but the notice "
                     f"says 周{_WEEKDAYS[said]} (日期与星期不符)"
                 )
+        if not date(self.year - 1, 12, 1) <= day <= date(self.year, 12, 31):
+            raise self.fail(
+                f"{day} is outside {self.year} and the December before it (不在本年度通知范围内)"
+            )
+        self.last = day
         return day
 
-    def read(self) -> Holiday:
-        off: list[date] = []
-        work: list[date] = []
-        for sentence in _SENTENCE_END.split(self.text):
-            if "放假" in sentence:
-                off.extend(self._off(sentence))
-            if "上班" in sentence:
-                month: int | None = None
-                for match in _DAY.finditer(sentence.partition("上班")[0]):
-                    day = self.day(match, "w", month)
-                    month = day.month
-                    work.append(day)
-        if not off:
-            raise self.fail("no days off found (expected '…日放假…')")
-        both = sorted(set(off) & set(work))
-        if both:
-            raise self.fail(f"{both[0]} is both a day off and a workday")
-        return Holiday(self.names, self.number, tuple(off), tuple(work))
-
-    def _off(self, sentence: str) -> list[date]:
-        match = _OFF.search(sentence)
-        if match is None:
-            raise self.fail("cannot read the days off (expected '…月…日至…日放假')")
-        first = self.day(match, "s", None)
-        last = self.day(match, "e", first.month) if match.group("ed") else first
+    def span(self, match: re.Match[str]) -> list[date]:
+        first = self.day(match, "s")
+        last = self.day(match, "e") if match.group("ed") else first
         if last < first:
             raise self.fail(f"the range ends ({last}) before it starts ({first})")
-        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-        count = _COUNT.search(sentence[match.end() - 2 :])
-        if count is not None and int(count.group(1)) != len(days):
+        return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+    def shape(self, clause: str) -> tuple[str, list[list[date]]]:
+        """The clause with each list of days and ranges as "L", and the lists' days."""
+        pieces: list[str] = []
+        lists: list[list[date]] = []
+        pos = 0
+        for match in _SPAN.finditer(clause):
+            between = clause[pos : match.start()]
+            days = self.span(match)
+            if lists and pieces[-1] == "L" and between in _LIST_JOIN:
+                lists[-1].extend(days)
+            else:
+                pieces += [between, "L"]
+                lists.append(days)
+            pos = match.end()
+        pieces.append(clause[pos:])
+        return "".join(pieces), lists
+
+    def read(self) -> Holiday:
+        for sentence in _split(self.text, "。."):
+            if sentence.startswith("鼓励"):
+                self.advise(sentence)
+                continue
+            for clause in _split(sentence, ",;"):
+                self.clause(clause)
+        offs = set(self.off)
+        # A weekend day moved by 公休日调至 is worked, unless it is a day off itself (2008: "6月8日
+        # （星期日）公休日调至6月9日": 6月8日 is 端午, the statutory day).
+        self.work += [d for d in self.shifted if d not in offs and d not in self.work]
+        if not self.off:
+            raise self.fail("no days off found (expected '…日放假…')")
+        both = sorted(offs & set(self.work))
+        if both:
+            raise self.fail(f"{both[0]} is both a day off and a workday")
+        return Holiday(
+            self.names,
+            self.number,
+            tuple(sorted(offs)),
+            tuple(sorted(set(self.work))),
+            tuple(self.advice),
+        )
+
+    def clause(self, clause: str) -> None:
+        shape, lists = self.shape(clause)
+        for kind, pattern in _CLAUSES:
+            match = pattern.fullmatch(shape)
+            if match is None:
+                continue
+            if kind == "off":
+                self.off += lists[0]
+                self.counted = lists[0]
+                if match.groups() and match.group(1):
+                    self.count(_number(match.group(1)), lists[0])
+            elif kind == "count":
+                if self.counted is None:
+                    raise self.fail(f"'{clause}': a day count before any days off")
+                self.count(_number(match.group(1)), self.counted)
+            elif kind == "work":
+                self.work += lists[0]
+            elif kind == "shift":
+                self.shifted += lists[0]
+                self.off += lists[1]
+            return
+        raise self.fail(f"cannot read '{clause}' (无法识别此句，未导入)")
+
+    def count(self, said: int, days: list[date]) -> None:
+        if said != len(days):
             raise self.fail(
-                f"{first}..{last} is {len(days)} days, but the notice says 共{count.group(1)}天"
+                f"{days[0]}..{days[-1]} is {len(days)} days, but the notice says 共{said}天"
             )
-        return days
+
+    def advise(self, sentence: str) -> None:
+        """Advice, not an arrangement ("鼓励…安排职工在除夕（2月9日）休息"): kept with its days."""
+        days = [self.day(m, "w") for m in _DAY.finditer(sentence)]
+        plain = re.sub(r"\(\d{1,2}月\d{1,2}日\)", "", sentence)
+        dated = "、".join(d.isoformat() for d in days)
+        self.advice.append(f"{dated}: {plain}" if dated else plain)
 
 
 def parse_notice(text: str, *, year: int | None = None) -> HolidayNotice:
     """Parse the notice; `year` is needed only when the text does not name its year.
 
-    Raises NoticeError: not a notice (no numbered holiday lines), no year, or a line that
-    names an impossible date, a wrong weekday, a wrong day count or a reversed range.
+    Raises NoticeError: not a notice (no numbered holiday lines), no year, a clause of a
+    holiday item that is none of the known kinds, or a line that names an impossible date, a
+    wrong weekday, a wrong day count, a reversed range or a date outside the notice's reach.
     """
     normal = _normalise(text)
     found = _find_year(normal)
@@ -257,9 +441,9 @@ def notice_yaml(notice: HolidayNotice, *, source: str = "") -> str:
     year = str(notice.year)
     names: dict[str, str] = {}
     for h in notice.holidays:
-        for item in _fold(sorted(d for d in h.off if d.year == notice.year)):
+        for item in _fold(list(h.off)):
             names[item] = h.name
-        for item in _fold(sorted(d for d in h.work if d.year == notice.year)):
+        for item in _fold(list(h.work)):
             names.setdefault(item, h.name)
         for d in h.work:
             names.setdefault(d.isoformat(), h.name)
@@ -272,11 +456,19 @@ def notice_yaml(notice: HolidayNotice, *, source: str = "") -> str:
         "# 请与通知原文核对后保存在 schedules/ 下 / check it against the notice, then keep it in "
         "schedules/.",
     ]
-    for day, work, name in notice.elsewhere:
-        out.append(
-            f"# {day.isoformat()}（{name}）{'上班' if work else '放假'}: not in {year}; add it to "
-            f"the {day.year} table if that year has none"
+    if notice.elsewhere:
+        days = "、".join(
+            f"{d.isoformat()}{'上班' if work else '放假'}" for d, work, _ in notice.elsewhere
         )
+        before = notice.year - 1
+        out += [
+            f"# {days}：{before}年12月的日期由本通知设定，逐日覆盖{before}年的数据。",
+            f"# These days of December {before} are set by this notice: they override the "
+            f"{before} data date by date.",
+        ]
+    for h in notice.holidays:
+        for advice in h.advice:
+            out.append(f"# {h.name}：通知建议，不是放假日 / advice, not a day off: {advice}")
     out += ["holidays:", f'  "{year}":', "    off:"]
     out += [f'      - "{item}"   # {names.get(item, "")}' for item in table["off"]]
     out.append("    work:" if table["work"] else "    work: []")

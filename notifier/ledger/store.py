@@ -571,6 +571,47 @@ class Store:
                 found.update(by_lower[email])
         return found
 
+    # --- calendar feeds ---------------------------------------------------------------------
+
+    async def ical_sequences(
+        self, digests: Mapping[str, str], *, now: float
+    ) -> dict[str, tuple[int, float]]:
+        """Each event's (SEQUENCE, changed_at) for the digest it has now: 0 for a UID never
+        served, one more than before for a UID whose digest changed, else as it was.
+
+        Only new or changed events are written (a fetch of an unchanged feed writes nothing).
+        The bump is conditional on the stored digest, so two instances serving the same change
+        bump it once: the second finds the digest already there (PostgreSQL re-checks the
+        WHERE after waiting for the first's row lock; SQLite has one writer).
+        """
+        uids = sorted(digests)
+        known = await self._revisions(uids)
+        stale = [u for u in uids if u not in known or known[u][0] != digests[u]]
+        if stale:
+            async with self.db.transaction() as tx:
+                await tx.executemany(
+                    "INSERT INTO ical_sequences (uid, digest, sequence, changed_at)"
+                    " VALUES (:uid, :digest, 0, :now)"
+                    " ON CONFLICT (uid) DO UPDATE SET digest = excluded.digest,"
+                    " sequence = ical_sequences.sequence + 1, changed_at = excluded.changed_at"
+                    " WHERE ical_sequences.digest <> excluded.digest",
+                    [{"uid": u, "digest": digests[u], "now": now} for u in stale],
+                )
+            known.update(await self._revisions(stale))
+        return {u: (known[u][1], known[u][2]) for u in uids}
+
+    async def _revisions(self, uids: Sequence[str]) -> dict[str, tuple[str, int, float]]:
+        out: dict[str, tuple[str, int, float]] = {}
+        for chunk in _chunks(uids, IN_CHUNK):
+            clause, params = in_clause("u", chunk)
+            for uid, digest, sequence, changed_at in await self.db.fetchall(
+                "SELECT uid, digest, sequence, changed_at FROM ical_sequences"
+                f" WHERE uid IN {clause}",
+                params,
+            ):
+                out[str(uid)] = (str(digest), int(sequence), float(changed_at))
+        return out
+
     # --- meta -------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:

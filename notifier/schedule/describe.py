@@ -26,7 +26,7 @@ from notifier.dates.rules import (
     RRuleSpec,
     WholeMonth,
 )
-from notifier.dates.workdays import WorkCalendar
+from notifier.dates.workdays import WorkCalendar, year_source
 from notifier.schedule.model import Reminder
 
 __all__ = [
@@ -300,8 +300,4 @@ def move_reason(
 def workday_source(year: int, calendar: WorkCalendar) -> WorkdaySource:
     """Where `year`'s workdays come from: the built-in official data, a config `holidays:`
     table, or a guess: Monday-Friday less the statutory holidays (provisional)."""
-    try:
-        chinese_calendar.is_workday(date(year, 6, 1))
-    except NotImplementedError:
-        return "config" if calendar.has_official_data(year) else "provisional"
-    return "official"
+    return year_source(year, calendar).kind

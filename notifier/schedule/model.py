@@ -43,7 +43,11 @@ from notifier.dates.rules import (
     parse_grace,
     rrule_spec,
 )
-from notifier.dates.workdays import WorkCalendar, WorkdayPolicy, parse_holiday_table
+from notifier.dates.workdays import (
+    WorkCalendar,
+    WorkdayPolicy,
+    parse_holiday_tables,
+)
 from notifier.errors import ConfigError
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -717,8 +721,7 @@ def load_schedule(directory: Path) -> Schedule:
         if one is not None:
             parsed.append(one)
 
-    overrides: dict[date, bool] = {}
-    override_years: set[int] = set()
+    tables: dict[int, dict[date, bool]] = {}
     holiday_files: dict[int, Path] = {}
     audiences: dict[str, Audience] = {}
     audience_origin: dict[str, Path] = {}
@@ -727,18 +730,18 @@ def load_schedule(directory: Path) -> Schedule:
         path = raw.path
         if raw.holidays:
             try:
-                days, years = parse_holiday_table(raw.holidays)
+                file_tables = parse_holiday_tables(raw.holidays)
             except ValueError as exc:
                 errors.append(f"{path}: holidays: {exc}")
             else:
-                for year in sorted(years & holiday_files.keys()):
+                for year in sorted(file_tables.keys() & holiday_files.keys()):
                     errors.append(
                         f"{path}: holidays.{year}: the {year} table is given again (first in "
                         f"{holiday_files[year]}); keep one table per year (每年只保留一张表)"
                     )
-                overrides.update(days)
-                override_years |= years
-                holiday_files.update({y: path for y in years if y not in holiday_files})
+                for year, days in file_tables.items():
+                    tables.setdefault(year, days)
+                holiday_files.update({y: path for y in file_tables if y not in holiday_files})
         for name, spec in raw.audiences.items():
             if name in audiences:
                 errors.append(
@@ -830,7 +833,8 @@ def load_schedule(directory: Path) -> Schedule:
     admins = _admins(parsed, audiences, errors)
     if errors:
         raise ConfigError(errors)
-    calendar = WorkCalendar(overrides, override_years)
+    warnings.extend(_december_overrides(tables, holiday_files))
+    calendar = WorkCalendar(tables=tables)
     return Schedule(
         events=events,
         audiences=audiences,
@@ -842,6 +846,25 @@ def load_schedule(directory: Path) -> Schedule:
         channels=channels,
         holiday_files=holiday_files,
     )
+
+
+def _december_overrides(
+    tables: Mapping[int, Mapping[date, bool]], files: Mapping[int, Path]
+) -> list[str]:
+    """A day of December N-1 that the table of N sets the other way from N-1's own table: the
+    table of N wins (the notice for N sets it), said so that nobody wonders."""
+    out: list[str] = []
+    for year, days in sorted(tables.items()):
+        before = tables.get(year - 1, {})
+        for day, work in sorted(days.items()):
+            if day.year == year - 1 and before.get(day, work) != work:
+                out.append(
+                    f"{files[year]}: holidays.{year}: {day} is {'work' if work else 'off'}, "
+                    f"{'off' if work else 'work'} in the {year - 1} table ({files[year - 1]}); "
+                    f"the {year} table wins: the notice for {year} sets it "
+                    f"（{year}年通知设定的日期覆盖{year - 1}年表）"
+                )
+    return out
 
 
 def _admins(

@@ -17,7 +17,7 @@ from notifier.web.api import (
 )
 from notifier.web.common import APP_KEY, json_errors
 from notifier.web.console_routes import setup_console
-from notifier.web.feed import get_calendar
+from notifier.web.feed import get_calendar, get_workdays
 from notifier.web.intake import BATCHER_KEY, AcceptBatcher, post_hook
 from notifier.web.ops import get_healthz, get_metrics, get_openapi, get_readyz
 from notifier.web.unsubscribe import get_unsubscribe, post_unsubscribe
@@ -52,6 +52,7 @@ def create_web_app(app: App) -> web.Application:
             web.post("/api/events/{event_id}/send", post_send),
             web.get("/api/config", get_config),
             web.get("/calendar.ics", get_calendar),
+            web.get("/calendar/workdays.ics", get_workdays),
             web.get("/unsubscribe", get_unsubscribe),
             web.post("/unsubscribe", post_unsubscribe),
             web.get("/healthz", get_healthz),

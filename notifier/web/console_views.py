@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import chinese_calendar
 
 from notifier.dates.rules import Occurrence, occurrences, send_day
+from notifier.dates.workdays import year_source
 from notifier.schedule.describe import (
     WEEKDAYS,
     holiday_name,
@@ -115,9 +116,14 @@ def next_sends(app: App, count: int = NEXT_SENDS) -> list[SendRow]:
     return send_rows(app, sends[:count])
 
 
-def workday_years(app: App, today: date) -> list[tuple[int, str]]:
-    calendar = app.schedule.calendar
-    return [(y, workday_source(y, calendar)) for y in range(today.year - 1, today.year + 3)]
+def workday_years(app: App, today: date) -> list[tuple[int, str, str]]:
+    """Per year: the kind of its source and the source in words (package version, file)."""
+    schedule = app.schedule
+    out: list[tuple[int, str, str]] = []
+    for year in range(today.year - 1, today.year + 3):
+        source = year_source(year, schedule.calendar, schedule.holiday_files)
+        out.append((year, source.kind, source.in_words()))
+    return out
 
 
 # --- the month grid ------------------------------------------------------------------------
@@ -320,6 +326,7 @@ def holiday_tables(app: App, years: list[int]) -> list[dict[str, Any]]:
             {
                 "year": year,
                 "source": workday_source(year, calendar),
+                "words": year_source(year, calendar, app.schedule.holiday_files).in_words(),
                 "official": [(name, min(days), max(days)) for name, days in official_off.items()],
                 "makeup": sorted(makeup),
                 "table": table,

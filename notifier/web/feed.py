@@ -1,19 +1,35 @@
-"""The calendar feed (`/calendar.ics`), behind its own read-only token.
+"""The calendar feeds (`/calendar.ics`, `/calendar/workdays.ics`), behind their own read-only
+token.
 
 Calendar clients can only subscribe to a URL, so the token travels in the query string and
 ends up in the clients' settings and in proxy logs. That is why it is not the admin token:
-`NOTIFIER_CALENDAR_TOKEN` opens the feed and nothing else, and the admin token is refused here.
+`NOTIFIER_CALENDAR_TOKEN` opens the feeds and nothing else, and the admin token is refused here.
+Each event's SEQUENCE comes from the ledger (`Store.ical_sequences`), so a changed event is
+updated by the subscribers' clients, whichever instance serves it.
 """
 
 from __future__ import annotations
 
 import hmac
-from datetime import UTC
+from datetime import UTC, date
 
+import icalendar
 from aiohttp import web
 
-from notifier.schedule.ical import calendar_feed
+from notifier.schedule.ical import (
+    WORKDAYS_PRODID,
+    Revision,
+    digest,
+    feed_events,
+    render_feed,
+    workday_events,
+)
+from notifier.service import App
 from notifier.web.common import APP_KEY, MAX_TOKEN_LENGTH, ApiError
+
+# The workday feed's reach: this year and the next (the notice for the next year comes in
+# November; its December days are in this year's end).
+WORKDAY_FEED_YEARS = 2
 
 
 def require_calendar_token(request: web.Request) -> None:
@@ -48,13 +64,38 @@ async def get_calendar(request: web.Request) -> web.Response:
     require_calendar_token(request)
     app = request.app[APP_KEY]
     now = app.now()
-    body = calendar_feed(
-        app.schedule,
-        today=now.date(),
-        tz=app.settings.tz,
-        name=app.settings.org_name,
-        now=now.astimezone(UTC),
+    events = feed_events(
+        app.schedule, today=now.date(), tz=app.settings.tz, now=now.astimezone(UTC)
     )
+    return await _feed(app, events, name=app.settings.org_name)
+
+
+async def get_workdays(request: web.Request) -> web.Response:
+    """Days off and make-up workdays, this year and the next, as all-day events."""
+    require_calendar_token(request)
+    app = request.app[APP_KEY]
+    now = app.now()
+    events = workday_events(
+        app.schedule.calendar,
+        first=date(now.year, 1, 1),
+        last=date(now.year + WORKDAY_FEED_YEARS - 1, 12, 31),
+        now=now.astimezone(UTC),
+        files=app.schedule.holiday_files,
+    )
+    name = f"{app.settings.org_name} 工作日安排 Workdays"
+    return await _feed(app, events, name=name, prodid=WORKDAYS_PRODID)
+
+
+async def _feed(
+    app: App, events: list[icalendar.Event], *, name: str, prodid: str | None = None
+) -> web.Response:
+    """The feed with each event's SEQUENCE from the ledger (bumped where the event changed)."""
+    stored = await app.store.ical_sequences(
+        {str(e["uid"]): digest(e) for e in events}, now=app.clock()
+    )
+    revisions = {uid: Revision(seq, at) for uid, (seq, at) in stored.items()}
+    extra = {"prodid": prodid} if prodid else {}
+    body = render_feed(events, name=name, tz=app.settings.tz, revisions=revisions, **extra)
     return web.Response(
         body=body,
         content_type="text/calendar",

@@ -151,6 +151,20 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "get",
+        "/calendar/workdays.ics",
+        "workdays",
+        "Days off (休) and make-up workdays (班), this year and the next, as an iCalendar feed",
+        "admin",
+        ok=(
+            200,
+            "One all-day VEVENT per block of days off and per make-up workday",
+            ("text/calendar",),
+        ),
+        errors=ADMIN_ERRORS,
+        security=("token",),
+    ),
+    Route(
+        "get",
         "/unsubscribe",
         "unsubscribePage",
         "Confirmation page (never unsubscribes: link scanners use GET)",
