@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from notifier.channels.registry import missing_variables
-from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
+from notifier.config import Settings, read_hook_secrets, read_secret
 from notifier.errors import ConfigError, RenderError
 from notifier.notices import check_admin_templates
 from notifier.planner import PlannedSend, next_occurrence, plan
 from notifier.rendering import Renderer
 from notifier.rows import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.schedules import ChannelSpec, Recipient, Schedule, load_schedule
-from notifier.webhooks import secret_key
+from notifier.secret_checks import secret_problems, webhook_key_problems
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
 SAMPLE_UNSUBSCRIBE = "http://127.0.0.1:8080/unsubscribe?token=check"
@@ -112,10 +112,11 @@ def load_hook_secrets(settings: Settings, schedule: Schedule) -> dict[str, Secre
     """The hook secrets the schedule names, by variable, read now (at start, at reload).
 
     ConfigError names every secret, setting or hook variable, that is still a published
-    placeholder: such a service would accept requests signed by anyone who read the docs.
+    placeholder (such a service would accept requests signed by anyone who read the docs),
+    or too short to be one (`secret_checks`).
     """
     secrets = read_hook_secrets(sorted({h.secret_env for h in schedule.hooks.values()}))
-    problems = placeholder_problems(settings, secrets)
+    problems = secret_problems(settings, secrets)
     if problems:
         raise ConfigError(problems)
     return secrets
@@ -157,9 +158,9 @@ def bad_values(spec: ChannelSpec) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(f"variable {spec.url_env} does not hold an http(s) URL")
     secret = read_secret(spec.secret_env) if spec.secret_env else None
-    if spec.type == "webhook" and secret is not None:
-        try:
-            secret_key(secret.get_secret_value())
-        except ValueError as exc:
-            problems.append(f"variable {spec.secret_env}: {exc}")
+    if spec.type == "webhook" and spec.secret_env:
+        # The outbound webhook signs with a Standard Webhooks key: the same floors as a hook's.
+        problems += [
+            f"variable {p}" for p in webhook_key_problems(spec.secret_env, secret, rotation=False)
+        ]
     return problems

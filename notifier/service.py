@@ -7,7 +7,6 @@ the channel, the worker, the timer and (in `run`) the HTTP side and the config w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -33,10 +32,12 @@ from notifier.db import connect
 from notifier.delivery import DeliveryWorker, WorkerStats, backoff
 from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
+from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
 from notifier.notices import AdminNotices, next_digest
 from notifier.outbox import Outbox
 from notifier.planner import PlannedSend
+from notifier.private_files import create_private, private_dir, warn_if_open
 from notifier.scheduler import Timer
 from notifier.schedules import Schedule
 from notifier.store import Store
@@ -77,10 +78,10 @@ def unsubscribe_secret(settings: Settings) -> bytes:
     if settings.unsubscribe_secret is not None:
         return settings.unsubscribe_secret.get_secret_value().encode()
     path = Path("var") / "unsubscribe.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError), path.open("x") as handle:
-            handle.write(secrets.token_hex(32))
+    # 0600 in a 0700 directory: whoever reads the key can unsubscribe any address.
+    private_dir(path.parent)
+    if path.exists() or not create_private(path, secrets.token_hex(32).encode("ascii")):
+        warn_if_open(path, "the unsubscribe key")
     return hashlib.sha256(path.read_text().strip().encode()).digest()
 
 
@@ -107,6 +108,8 @@ class App:
         self.warnings: list[str] = []
         # Hook secrets by variable name, read at start and at each reload (never per request).
         self.hook_secrets: dict[str, SecretStr] = {}
+        # Every secret configured now, out of error texts (`mask_secrets`); remade at reload.
+        self._masker = Masker()
         # Problems in the files on disk that a reload rejected; the running config is older.
         self.config_errors: list[str] = []
         self.started_at = clock()
@@ -167,11 +170,23 @@ class App:
             rate_limit=s.smtp.rate_limit,
             metrics=self.metrics,
             clock=self.clock,
+            mask=self.mask_secrets,
         )
         self._notices = AdminNotices(
             settings=s, store=self._store, outbox=self._outbox, wake=self._wake_workers
         )
         await self._open_channels(schedule, channel)
+
+    def mask_secrets(self, text: str) -> str:
+        """`text` with every configured secret replaced by `***` (any case, AUTH forms too):
+        what the workers apply to a send's error before it is logged or stored."""
+        return self._masker(text)
+
+    def _remask(self) -> None:
+        chats = self.channels.chats.values()
+        self._masker = settings_masker(
+            self.settings, self.hook_secrets, (v for c in chats for v in c.sensitive)
+        )
 
     def _wake_workers(self) -> None:
         """New rows are due now: an admin notice goes to email and chat groups alike."""
@@ -207,7 +222,9 @@ class App:
             concurrency=CHAT_LANES,
             metrics=self.metrics,
             clock=self.clock,
+            mask=self.mask_secrets,
         )
+        self._remask()
 
     def _claim_kinds(self) -> None:
         """With chat channels configured, the email worker claims email rows only (robots
@@ -388,6 +405,7 @@ class App:
         self.outbox.renderer = renderer
         self.hook_secrets = hook_secrets
         self.channels.build(schedule.channels)
+        self._remask()
         self._claim_kinds()
         self.warnings = warnings
         self.config_errors = []
