@@ -95,7 +95,7 @@ async def _notifier(
         mail_drop_dir=work / "mail",
         watch=False,
         http=HttpSettings(enabled=False),
-        unsubscribe_secret="bench",  # type: ignore[arg-type]
+        unsubscribe_secret="bench-unsubscribe-secret",  # type: ignore[arg-type]
         **dirs,  # type: ignore[arg-type]
     )
     async with App(settings) as app:
@@ -152,7 +152,7 @@ def sample_body(work: Path, port: int) -> bytes:
             mail_drop_dir=work / "mail",
             watch=False,
             http=HttpSettings(enabled=False),
-            unsubscribe_secret="bench",  # type: ignore[arg-type]
+            unsubscribe_secret="bench-unsubscribe-secret",  # type: ignore[arg-type]
             **dirs,  # type: ignore[arg-type]
         )
         async with App(settings) as app:

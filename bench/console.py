@@ -128,7 +128,7 @@ async def run(events: int, rows: int, rounds: int) -> None:
             database_url=f"sqlite:///{root / 'ledger.db'}",
             mail_drop_dir=root / "mail",
             admin_token=SecretStr(TOKEN),
-            unsubscribe_secret=SecretStr("bench"),
+            unsubscribe_secret=SecretStr("bench-unsubscribe-secret"),
             http=HttpSettings(port=0),
             watch=False,
         )

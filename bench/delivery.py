@@ -123,7 +123,7 @@ async def _bench_notifier(port: int, count: int, database_url: str, work: Path) 
         delivery=DeliverySettings(),
         watch=False,
         http=HttpSettings(enabled=False),
-        unsubscribe_secret="bench",
+        unsubscribe_secret="bench-unsubscribe-secret",
     )
     async with App(settings) as app:
         created, _ = await app.outbox.send_now("bench", now=time.time(), again=True)

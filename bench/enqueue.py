@@ -50,7 +50,7 @@ async def child(work: Path, url: str, rows: int) -> dict[str, float]:
         mail_drop_dir=work / "mail",
         watch=False,
         http=HttpSettings(enabled=False),
-        unsubscribe_secret="bench",
+        unsubscribe_secret="bench-unsubscribe-secret",
     )
     rss_before_open = peak_rss_mib()
     t0 = time.perf_counter()

@@ -51,7 +51,7 @@ async def run(work: Path, rows: int, scrapes: int, rounds: int) -> list[list[obj
         mail_drop_dir=work / "mail",
         watch=False,
         http=HttpSettings(port=0),
-        unsubscribe_secret=SecretStr("bench"),
+        unsubscribe_secret=SecretStr("bench-unsubscribe-secret"),
     )
     results: dict[str, list[float]] = {"count per scrape (before)": [], "cached (after)": []}
     async with App(settings) as app:

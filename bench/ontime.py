@@ -128,7 +128,7 @@ async def one_run(
         mail_drop_dir=work / "mail",
         watch=False,
         http=HttpSettings(enabled=False),
-        unsubscribe_secret="bench",
+        unsubscribe_secret="bench-unsubscribe-secret",
     )
     poller = Poller(url, audience, f"ontime-{label}")
     stop, ready = asyncio.Event(), asyncio.Event()

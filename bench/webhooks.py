@@ -135,7 +135,7 @@ def service_env(root: Path, port: int, loop: str) -> dict[str, str]:
         "NOTIFIER_MAIL_DROP_DIR": str(root / "mail"),
         "NOTIFIER_HTTP__PORT": str(port),
         "NOTIFIER_WATCH": "false",
-        "NOTIFIER_UNSUBSCRIBE_SECRET": "bench",
+        "NOTIFIER_UNSUBSCRIBE_SECRET": "bench-unsubscribe-secret",
         "NOTIFIER_HOOK_BENCH": SECRET,
         "NOTIFIER_EVENT_LOOP": loop,
     }

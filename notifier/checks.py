@@ -16,12 +16,12 @@ from notifier.channels.registry import missing_variables
 from notifier.compose.admin_notices import check_admin_templates
 from notifier.compose.rendering import Renderer
 from notifier.compose.rows import CHAT_RECIPIENT, reminder_context, template_context
-from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
+from notifier.config import Settings, read_hook_secrets, read_secret
 from notifier.dates.workdays import OFFICIAL_DATA, YearSource, statutory_holidays, year_source
 from notifier.errors import ConfigError, RenderError
 from notifier.schedule.model import ChannelSpec, Recipient, Schedule, load_schedule
 from notifier.schedule.planner import PlannedSend, next_occurrence, plan
-from notifier.signing import secret_key
+from notifier.secret_checks import secret_problems, webhook_key_problems
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
 SAMPLE_UNSUBSCRIBE = "http://127.0.0.1:8080/unsubscribe?token=check"
@@ -169,10 +169,11 @@ def load_hook_secrets(settings: Settings, schedule: Schedule) -> dict[str, Secre
     """The hook secrets the schedule names, by variable, read now (at start, at reload).
 
     ConfigError names every secret, setting or hook variable, that is still a published
-    placeholder: such a service would accept requests signed by anyone who read the docs.
+    placeholder (such a service would accept requests signed by anyone who read the docs),
+    or too short to be one (`secret_checks`).
     """
     secrets = read_hook_secrets(sorted({h.secret_env for h in schedule.hooks.values()}))
-    problems = placeholder_problems(settings, secrets)
+    problems = secret_problems(settings, secrets)
     if problems:
         raise ConfigError(problems)
     return secrets
@@ -214,9 +215,9 @@ def bad_values(spec: ChannelSpec) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(f"variable {spec.url_env} does not hold an http(s) URL")
     secret = read_secret(spec.secret_env) if spec.secret_env else None
-    if spec.type == "webhook" and secret is not None:
-        try:
-            secret_key(secret.get_secret_value())
-        except ValueError as exc:
-            problems.append(f"variable {spec.secret_env}: {exc}")
+    if spec.type == "webhook" and spec.secret_env:
+        # The outbound webhook signs with a Standard Webhooks key: the same floors as a hook's.
+        problems += [
+            f"variable {p}" for p in webhook_key_problems(spec.secret_env, secret, rotation=False)
+        ]
     return problems

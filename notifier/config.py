@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
@@ -27,8 +27,6 @@ from notifier.constants import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PREPARE_AHEAD,
     MIN_LEASE_SECONDS,
-    PLACEHOLDER_PREFIXES,
-    PLACEHOLDER_SECRETS,
 )
 
 
@@ -236,31 +234,3 @@ def read_hook_secrets(
             if value:
                 found[name] = SecretStr(value)
     return found
-
-
-def is_placeholder(value: str) -> bool:
-    """A published example value (docker/.env.example, the Standard Webhooks docs)."""
-    text = value.strip()
-    return text.lower().startswith(PLACEHOLDER_PREFIXES) or text in PLACEHOLDER_SECRETS
-
-
-def placeholder_problems(settings: Settings, hook_secrets: Mapping[str, SecretStr]) -> list[str]:
-    """One line per secret that is still a placeholder, naming its variable."""
-    named: list[tuple[str, SecretStr | None]] = [
-        ("NOTIFIER_ADMIN_TOKEN", settings.admin_token),
-        ("NOTIFIER_UNSUBSCRIBE_SECRET", settings.unsubscribe_secret),
-        ("NOTIFIER_SMTP__PASSWORD", settings.smtp.password),
-        *sorted(hook_secrets.items()),
-    ]
-    named.append(("NOTIFIER_CALENDAR_TOKEN", settings.calendar_token))
-    named.append(("NOTIFIER_VIEWER_TOKEN", settings.viewer_token))
-    problems = []
-    for name, secret in named:
-        # A hook's variable may list several secrets (rotation): each is checked.
-        if secret is not None and any(map(is_placeholder, secret.get_secret_value().split())):
-            problems.append(
-                f"{name}: still the published example value; set a secret of your own, e.g. "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
-                "(仍是示例占位密钥，请更换)"
-            )
-    return problems

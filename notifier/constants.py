@@ -64,12 +64,6 @@ DEFAULT_DIGEST_AT = time(8, 0)
 MANUAL_REMINDER = "manual"
 HOOK_REMINDER = "hook"
 
-# Secrets that are published, so never secret: the `change-me-...` values of
-# docker/.env.example and the example secret of the Standard Webhooks documentation. A service
-# started with one of them is refused (`notifier check` says so too).
-PLACEHOLDER_PREFIXES = ("change-me", "changeme")
-PLACEHOLDER_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
-
 # /metrics counts the ledger by state at most once in this many seconds (the count scans the
 # deliveries table); Prometheus scrapes every 15-60 s, so one scraper always sees fresh counts.
 METRICS_COUNTS_TTL = 5.0

@@ -7,7 +7,6 @@ the channel, the worker, the timer and (in `run`) the HTTP side and the config w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -34,8 +33,10 @@ from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.ledger.db import connect
 from notifier.ledger.store import Store
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
+from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
 from notifier.planning import PlanningLoop
+from notifier.private_files import create_private, private_dir, warn_if_open
 from notifier.schedule.model import Schedule
 from notifier.schedule.planner import PlannedSend
 from notifier.timer import Timer
@@ -73,10 +74,10 @@ def unsubscribe_secret(settings: Settings) -> bytes:
     if settings.unsubscribe_secret is not None:
         return settings.unsubscribe_secret.get_secret_value().encode()
     path = Path("var") / "unsubscribe.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError), path.open("x") as handle:
-            handle.write(secrets.token_hex(32))
+    # 0600 in a 0700 directory: whoever reads the key can unsubscribe any address.
+    private_dir(path.parent)
+    if path.exists() or not create_private(path, secrets.token_hex(32).encode("ascii")):
+        warn_if_open(path, "the unsubscribe key")
     return hashlib.sha256(path.read_text().strip().encode()).digest()
 
 
@@ -104,6 +105,8 @@ class App:
         self.warnings: list[str] = []
         # Hook secrets by variable name, read at start and at each reload (never per request).
         self.hook_secrets: dict[str, SecretStr] = {}
+        # Every secret configured now, out of error texts (`mask_secrets`); remade at reload.
+        self._masker = Masker()
         # Problems in the files on disk that a reload rejected; the running config is older.
         self.config_errors: list[str] = []
         self.started_at = clock()
@@ -158,6 +161,7 @@ class App:
             rate_limit=s.smtp.rate_limit,
             metrics=self.metrics,
             clock=self.clock,
+            mask=self.mask_secrets,
         )
         self._notices = AdminNotices(
             settings=s, store=self._store, outbox=self._outbox, wake=self.wake_workers
@@ -171,6 +175,17 @@ class App:
             clock=self.clock,
         )
         await self._open_channels(schedule, channel)
+
+    def mask_secrets(self, text: str) -> str:
+        """`text` with every configured secret replaced by `***` (any case, AUTH forms too):
+        what the workers apply to a send's error before it is logged or stored."""
+        return self._masker(text)
+
+    def _remask(self) -> None:
+        chats = self.channels.chats.values()
+        self._masker = settings_masker(
+            self.settings, self.hook_secrets, (v for c in chats for v in c.sensitive)
+        )
 
     def wake_workers(self) -> None:
         """New rows are due now: look at once, email and chat alike (not at the next poll)."""
@@ -212,7 +227,9 @@ class App:
             concurrency=CHAT_LANES,
             metrics=self.metrics,
             clock=self.clock,
+            mask=self.mask_secrets,
         )
+        self._remask()
 
     def _claim_kinds(self) -> None:
         """With chat channels configured, the email worker claims email rows only (robots
@@ -327,6 +344,7 @@ class App:
         self.outbox.renderer = renderer
         self.hook_secrets = hook_secrets
         self.channels.build(schedule.channels)
+        self._remask()
         self._claim_kinds()
         self.warnings = warnings
         self.config_errors = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=TZ).timestamp()
 ADMIN_TOKEN = "admin-token-for-tests"
 VIEWER_TOKEN = "viewer-token-for-tests"
+# A Standard Webhooks key of 32 bytes (24-64 are allowed; secret_checks).
+HOOK_SECRET = "whsec_" + base64.b64encode(b"console-test-hook-secret-0123456").decode()
 STAFF = ["fazhi@fao.example.com", "office@fao.example.com"]
 UNSUBSCRIBED = "left@corp.example.com"
 
@@ -162,4 +165,4 @@ def start_console(root: Path, smtp: SmtpServer | None, *, worker: bool = True) -
 
 @pytest.fixture
 def hook_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NOTIFIER_HOOK_VISIT_REQUEST", "whsec_dGVzdA==")
+    monkeypatch.setenv("NOTIFIER_HOOK_VISIT_REQUEST", HOOK_SECRET)

@@ -26,7 +26,7 @@ from tests.robots import Platforms
 
 DING_SECRET = "SEC0123456789abcdef0123456789abcdef"
 FEISHU_SECRET = "feishu-secret-0123456789"
-WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WEBHOOK_SECRET = "whsec_b3V0Ym91bmQtd2ViaG9vay10ZXN0LWtleS0wMTIzNDU="
 WECOM_KEY = "wecom-key-693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
 DING_TOKEN = "dingtoken0123456789abcdef"
 FEISHU_TOKEN = "feishu-token-2a2b3c4d5e6f7a8b"

@@ -21,6 +21,7 @@ from notifier.web import create_web_app
 from notifier.web.auth import MAX_FAILED_SIGNINS, SESSION_COOKIE
 from tests.console_fixtures import (
     ADMIN_TOKEN,
+    HOOK_SECRET,
     NOW,
     TZ,
     VIEWER_TOKEN,
@@ -164,11 +165,11 @@ async def test_sign_in_never_redirects_off_site(client: tuple[App, Client]) -> N
 async def test_without_an_admin_token_the_console_says_how_to_enable_it(
     tmp_path: Path, hook_secret_env: None
 ) -> None:
-    settings = console_settings(tmp_path, admin_token=None, viewer_token=SecretStr("v"))
+    settings = console_settings(tmp_path, admin_token=None, viewer_token=SecretStr(VIEWER_TOKEN))
     async with App(settings, clock=lambda: NOW) as app:
         async with TestClient(TestServer(create_web_app(app))) as c:
             assert "NOTIFIER_ADMIN_TOKEN" in await (await c.get("/")).text()
-            resp = await c.post("/signin", data={"token": "v"}, allow_redirects=False)
+            resp = await c.post("/signin", data={"token": VIEWER_TOKEN}, allow_redirects=False)
             assert resp.status == 503
 
 
@@ -257,7 +258,7 @@ async def test_the_overview_counts_todays_webhook_accepts(client: tuple[App, Cli
     await signed_in(c)
     body = '{"visitor": "张三", "org": "ACME", "date": "2026-04-02"}'
     for msg_id in ("msg_a", "msg_b", "msg_a"):  # a redelivery is not a new accept
-        sig = Webhook("whsec_dGVzdA==").sign(msg_id, datetime.fromtimestamp(NOW, UTC), body)
+        sig = Webhook(HOOK_SECRET).sign(msg_id, datetime.fromtimestamp(NOW, UTC), body)
         headers = {
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(NOW)),

@@ -27,7 +27,7 @@ from notifier.web import bound_port, start_http
 from notifier.web.openapi import openapi_spec
 from tests.conftest import write_schedule, write_templates
 
-ADMIN = {"Authorization": "Bearer admin-token"}
+ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -97,8 +97,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             templates_dir=root / "templates",
             database_url=f"sqlite:///{root / 'ledger.db'}",
             mail_drop_dir=root / "mail",
-            admin_token=SecretStr("admin-token"),
-            calendar_token=SecretStr("calendar-token"),  # else the feed is a (documented) 503
+            admin_token=SecretStr("admin-token-for-tests"),
+            # Else the feed is a (documented) 503.
+            calendar_token=SecretStr("calendar-token-for-tests"),
             unsubscribe_secret=SecretStr("unsubscribe-secret"),
             http=HttpSettings(port=0),
             watch=False,

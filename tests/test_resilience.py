@@ -257,7 +257,7 @@ async def test_the_admin_api_and_readyz_answer_503_while_sqlite_is_locked_then_r
                 response = await client.post(
                     "/api/events/security-day/send",
                     json={"again": True},
-                    headers={"Authorization": "Bearer admin-token"},
+                    headers={"Authorization": "Bearer admin-token-for-tests"},
                 )
                 body = await response.json()
                 assert response.status == 503, body

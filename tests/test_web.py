@@ -36,7 +36,7 @@ TZ = ZoneInfo("Asia/Shanghai")
 SECRET = "whsec_" + base64.b64encode(b"visit-request-secret-0123456789!").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-secret-for-rotation-000").decode()
 HOOK_ENV = "NOTIFIER_HOOK_VISIT_REQUEST"
-ADMIN = {"Authorization": "Bearer admin-token"}
+ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 PAYLOAD = {"visitor": "张三", "org": "ACME 公司", "date": "2026-03-05"}
 STAFF = ["fazhi@fao.example.com", "office@fao.example.com"]
 # A fixed clock: 2026-03-01 10:00 in Shanghai (the security-day event is on 04-15).
@@ -401,7 +401,7 @@ ADMIN_ROUTES = [
     [
         {},
         {"Authorization": "Bearer wrong"},
-        {"Authorization": "Basic admin-token"},
+        {"Authorization": "Basic admin-token-for-tests"},
         {"Authorization": "Bearer 令牌"},
     ],
     ids=["none", "wrong", "basic", "non-ascii"],
@@ -597,7 +597,7 @@ async def test_the_calendar_feed_has_one_all_day_event_per_occurrence(
     service: tuple[App, Client],
 ) -> None:
     _, client = service
-    resp = await client.get("/calendar.ics?token=calendar-token")
+    resp = await client.get("/calendar.ics?token=calendar-token-for-tests")
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/calendar; charset=utf-8"
     cal = icalendar.Calendar.from_ical(await resp.read())
@@ -617,7 +617,7 @@ async def test_the_calendar_feed_has_one_all_day_event_per_occurrence(
     }
     # Stable UIDs: a second fetch describes the same events.
     again = icalendar.Calendar.from_ical(
-        await (await client.get("/calendar.ics?token=calendar-token")).read()
+        await (await client.get("/calendar.ics?token=calendar-token-for-tests")).read()
     )
     assert [str(e["UID"]) for e in again.walk("VEVENT")] == [str(ev["UID"])]
 
@@ -644,7 +644,7 @@ async def test_the_calendar_feed_covers_a_monthly_event(
     )
     async with App(settings, clock=lambda: NOW) as app:
         async with TestClient(TestServer(create_web_app(app))) as client:
-            raw = await (await client.get("/calendar.ics?token=calendar-token")).read()
+            raw = await (await client.get("/calendar.ics?token=calendar-token-for-tests")).read()
     events = list(icalendar.Calendar.from_ical(raw).walk("VEVENT"))
     assert len(events) == 12
     assert events[0].decoded("DTSTART") == date(2026, 3, 20)
@@ -786,9 +786,9 @@ async def test_the_shipped_config_serves_events_and_a_feed(
         templates_dir=ROOT / "templates",
         database_url=f"sqlite:///{tmp_path / 'n.db'}",
         mail_drop_dir=tmp_path / "mail",
-        admin_token=SecretStr("t"),
-        calendar_token=SecretStr("c"),
-        unsubscribe_secret=SecretStr("u"),
+        admin_token=SecretStr("shipped-admin-token-0123"),
+        calendar_token=SecretStr("shipped-calendar-token-0123"),
+        unsubscribe_secret=SecretStr("shipped-unsubscribe-secret-0123"),
         http=HttpSettings(port=0),
         watch=False,
     )
@@ -798,11 +798,11 @@ async def test_the_shipped_config_serves_events_and_a_feed(
         pytest.skip(f"the shipped config does not validate yet: {exc.errors[:1]}")
     async with App(settings) as app:
         async with TestClient(TestServer(create_web_app(app))) as client:
-            headers = {"Authorization": "Bearer t"}
+            headers = {"Authorization": "Bearer shipped-admin-token-0123"}
             events = await client.get("/api/events", headers=headers)
             assert events.status == 200
             assert (await events.json())["events"]
-            feed = await client.get("/calendar.ics?token=c")
+            feed = await client.get("/calendar.ics?token=shipped-calendar-token-0123")
             assert feed.status == 200
             assert list(icalendar.Calendar.from_ical(await feed.read()).walk("VEVENT"))
             upcoming = await client.get("/api/upcoming", headers=headers)

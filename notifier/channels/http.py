@@ -22,6 +22,7 @@ from yarl import URL
 
 from notifier.channels.base import TransportError
 from notifier.ledger.models import Delivery
+from notifier.masking import Masker
 from notifier.schedule.model import ChannelSpec
 
 log = logging.getLogger(__name__)
@@ -120,9 +121,11 @@ class HttpChannel:
         self.limiter = pacer(per_minute, per_second)
         self._slots = asyncio.Semaphore(spec.concurrency or DEFAULT_CONCURRENCY)
         self._throttled_until = 0.0
-        self._mask = _sensitive(
+        #: What this channel's error texts must never show: the App masks them everywhere.
+        self.sensitive = _sensitive(
             url.get_secret_value(), secret.get_secret_value() if secret else None
         )
+        self._masker = Masker(self.sensitive)
 
     def same(self, spec: ChannelSpec, url: SecretStr, secret: SecretStr | None) -> bool:
         """True if this channel was made from this spec and these variables."""
@@ -146,9 +149,8 @@ class HttpChannel:
     # --- the contract ---
 
     def mask(self, text: str) -> str:
-        for value in self._mask:
-            text = text.replace(value, "***")
-        return _IPV4.sub("*.*.*.*", text)
+        # In any case: a platform may echo the key upper-cased.
+        return _IPV4.sub("*.*.*.*", self._masker(text))
 
     def throttled(self, code: str, message: str) -> Verdict:
         """The platform's rate limit: no send to this channel before its penalty ends."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from notifier.channels.base import TransportError
 from notifier.ledger.models import Delivery
+from notifier.private_files import PRIVATE_FILE, private_dir, warn_if_open
 
 
 class MailDropChannel:
@@ -19,15 +20,21 @@ class MailDropChannel:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.description = f"local mail drop (Maildir) at {directory}"
+        # The messages are the mail itself: 0700 directories, 0600 files (private_files).
+        warn_if_open(directory, "the mail drop")
         for sub in ("tmp", "new", "cur"):
-            (directory / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(directory / sub)
 
     def _write(self, delivery: Delivery) -> None:
         # Maildir protocol: write under tmp/, then rename into new/ (atomic on one filesystem).
         name = f"{time.time():.6f}.{delivery.id}_{os.getpid()}.notifier.eml"
         tmp = self.directory / "tmp" / name
-        data = delivery.message.replace("\r\n", "\n").encode("ascii", "surrogateescape")
-        with tmp.open("wb") as handle:
+        # UTF-8, as an SMTPUTF8 server stores it: a message is ASCII unless its address is
+        # internationalised (RFC 6532), and such a message must not fail here for ever.
+        data = delivery.message.replace("\r\n", "\n").encode("utf-8", "surrogateescape")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, PRIVATE_FILE)
             handle.write(data)
         tmp.rename(self.directory / "new" / name)
 

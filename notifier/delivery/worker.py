@@ -66,8 +66,11 @@ class DeliveryWorker:
         router: Router | None = None,
         kind: str | None = None,
         fair: bool = False,
+        mask: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
+        # Applied to every error text before it is logged or recorded: servers echo secrets.
+        self.mask = mask
         self.channel = channel
         # Chat rows: `router` names each row's channel and its pace; `kind` ("email", "chat")
         # restricts the rows this worker claims (one worker per kind, lanes not shared).
@@ -125,6 +128,8 @@ class DeliveryWorker:
     def _outcome(self, row: Delivery, error: TransportError | None, now: float) -> Outcome:
         if error is None:
             return Outcome(row.id, State.SENT, now)
+        if self.mask is not None:
+            error.message = self.mask(error.message)
         if error.permanent:
             return Outcome(row.id, State.FAILED, now, error=error.message)
         s = self.settings

@@ -27,6 +27,7 @@ import psycopg
 import psycopg_pool
 
 from notifier.errors import StoreError, StoreUnavailable
+from notifier.private_files import create_private, private_dir, warn_if_open
 
 log = logging.getLogger(__name__)
 
@@ -380,16 +381,29 @@ class SQLiteDatabase(Database):
                     raise
                 time.sleep(0.01)
 
+    def _private_file(self) -> None:
+        """The file's directory, and (to write) the file, made private before SQLite makes
+        them 0644: the ledger holds every message and address, and SQLite gives the -wal
+        and -shm files the database file's mode. An existing file keeps its mode (a warning
+        says if others can read it)."""
+        path = Path(self.path)
+        try:
+            private_dir(path.parent)
+        except OSError as exc:
+            raise StoreError(f"SQLite database {self.path}: cannot create its directory") from exc
+        if self.read_only:
+            return
+        try:
+            if path.exists() or not create_private(path):
+                warn_if_open(path, "the ledger database")
+        except OSError as exc:
+            raise StoreError(f"SQLite database {self.path}: cannot create it: {exc}") from exc
+
     async def open(self) -> None:
         if self._conn is not None:
             return
         if self.path != ":memory:":
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"SQLite database {self.path}: cannot create its directory"
-                ) from exc
+            self._private_file()
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-sqlite")
         try:
             self._conn = await asyncio.get_running_loop().run_in_executor(thread, self._connect)

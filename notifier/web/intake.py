@@ -7,13 +7,17 @@ concurrent requests are grouped (`AcceptBatcher`) so that one fsync serves many 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from email_validator import EmailNotValidError, validate_email
 
 from notifier.errors import RenderError, SendError, StoreUnavailable
 from notifier.ledger.models import NewDelivery
@@ -28,11 +32,23 @@ from notifier.web.common import (
     JSON_HEADERS,
     ApiError,
     echo,
-    parse_json,
     render_problem,
 )
 
 log = logging.getLogger(__name__)
+
+# A hook's `send_at` at most this far ahead. A webhook triggers a near send (a visit next
+# week, a deadline next month); a date further out is a typo (2062 for 2026, year 9999) that
+# would sit in the ledger as pending for ever. 400 days leaves room for "same day next year".
+MAX_SEND_AHEAD = timedelta(days=400)
+# Control characters no payload text needs: C0 but TAB, LF and CR; DEL; C1 (U+0080-U+009F,
+# which mail clients may act on). A field that ends up in a header (a `to` address or name)
+# may hold none at all, TAB, LF and CR included.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_HEADER_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A body holding none of these has no control character in any of its strings: JSON escapes
+# C0 (`\u000b`, RFC 8259 forbids them raw) and writes DEL and C1 either way.
+_MAY_HOLD_CONTROL = re.compile(r"\\u|[\x7f-\x9f]")
 
 AcceptResult = tuple[list[int], bool]
 AcceptFn = Callable[
@@ -192,6 +208,116 @@ class AcceptBatcher:
 BATCHER_KEY = web.AppKey("notifier_batcher", AcceptBatcher)
 
 
+class _Refused:
+    """A number JSON does not allow (NaN, Infinity) or a float does not hold (1e309), kept
+    in place while parsing so that the check after it can name its field."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _invalid(name: str, problem: str, error: str = "invalid payload") -> ApiError:
+    return ApiError(422, error, f"payload.{name}: {problem}", extra={"field": name})
+
+
+def parse_payload(body: bytes) -> Any:
+    """The payload as JSON, refused (422, naming the field) when it holds a number JSON or a
+    float cannot (NaN, Infinity, 1e309) or a control character; 400 when it is no JSON."""
+    flagged: list[_Refused] = []
+
+    def constant(text: str) -> _Refused:
+        flagged.append(_Refused(text))
+        return flagged[-1]
+
+    def number(text: str) -> float | _Refused:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        flagged.append(_Refused(text))
+        return flagged[-1]
+
+    try:
+        # JSON between systems is UTF-8 (RFC 8259): no guessing of UTF-16 or UTF-32.
+        text = body.decode("utf-8")
+        payload = json.loads(text, parse_constant=constant, parse_float=number)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed JSON", f"the body is not valid JSON: {exc}") from None
+    if flagged or _MAY_HOLD_CONTROL.search(text):
+        _check_values(payload)
+    return payload
+
+
+def _check_values(payload: Any) -> None:
+    """Walk the payload (without recursion: JSON may nest deeper than Python's stack) and
+    refuse the first refused number or control character, naming its field."""
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _Refused):
+            raise _invalid(
+                path, f"{value.text} is not a number JSON allows (RFC 8259) or a float holds"
+            )
+        if isinstance(value, str):
+            if found := _CONTROL.search(value):
+                raise _invalid(path, _control_problem(found.group()))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if found := _CONTROL.search(key):
+                    raise _invalid(where, "the key " + _control_problem(found.group()))
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def _control_problem(char: str) -> str:
+    return f"contains the control character U+{ord(char):04X} (不允许控制字符)"
+
+
+def _recipients(payload: dict[str, Any]) -> dict[str, Any]:
+    """`to` made fit for a header and for either way out (SMTP or the mail drop).
+
+    No control character at all in an address or a name (they become the `To:` header). An
+    internationalised domain is written in its ASCII form (IDNA, `xn--`), which every server
+    takes; an address whose local part is not ASCII would need SMTPUTF8 end to end, which
+    notifier does not send, so it is refused here rather than failing at every retry.
+    """
+    to = payload.get("to")
+    if not isinstance(to, list):
+        return payload
+    changed = list(to)
+    for i, item in enumerate(to):
+        email = (
+            item if isinstance(item, str) else item.get("email") if isinstance(item, dict) else None
+        )
+        where = f"to[{i}]" if isinstance(item, str) else f"to[{i}].email"
+        if isinstance(item, dict) and isinstance(name := item.get("name"), str):
+            if found := _HEADER_CONTROL.search(name):
+                raise _invalid(f"to[{i}].name", _control_problem(found.group()))
+        if not isinstance(email, str):
+            continue  # the outbox says what is wrong with it
+        if found := _HEADER_CONTROL.search(email):
+            raise _invalid(where, _control_problem(found.group()))
+        if email.isascii():
+            continue
+        try:
+            ascii_email = validate_email(email, check_deliverability=False).ascii_email
+        except EmailNotValidError:
+            continue  # the outbox says what is wrong with it
+        if ascii_email is None:
+            raise _invalid(
+                where,
+                "an address whose part before @ is not ASCII needs SMTPUTF8, which this "
+                "service does not send; give the recipient's ASCII address "
+                "(不支持非 ASCII 用户名的邮箱地址)",
+                "unsupported address",
+            )
+        changed[i] = ascii_email if isinstance(item, str) else {**item, "email": ascii_email}
+    return {**payload, "to": changed} if changed != to else payload
+
+
 def _due(payload: Mapping[str, Any], app: App, now: float) -> datetime:
     """`send_at` (ISO 8601; naive means the service's zone) or now; never before now."""
     tz = app.settings.tz
@@ -211,6 +337,13 @@ def _due(payload: Mapping[str, Any], app: App, now: float) -> datetime:
         raise ApiError(
             422, "invalid send_at", f"send_at: {echo(raw)!r} is not an ISO 8601 date-time"
         ) from None
+    if at > now_dt + MAX_SEND_AHEAD:
+        raise ApiError(
+            422,
+            "invalid send_at",
+            f"send_at: {echo(raw)!r} is more than {MAX_SEND_AHEAD.days} days ahead (发送时间过远)",
+            extra={"field": "send_at"},
+        )
     return max(at, now_dt)
 
 
@@ -239,9 +372,11 @@ def _prepare_hook(
             extra={"action": "hook_secret_invalid", "hook": hook.id, "env": hook.secret_env},
         )
         raise ApiError(503, "hook not configured", "the hook's secret is malformed") from None
-    payload = parse_json(body)
+    payload = parse_payload(body)
     if not isinstance(payload, dict):
         raise ApiError(400, "malformed JSON", "the payload must be a JSON object")
+    if hook.audience is None:
+        payload = _recipients(payload)
     due = _due(payload, app, now)
     try:
         rows = app.outbox.hook_rows(hook, webhook_id, payload, due)

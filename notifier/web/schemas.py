@@ -89,7 +89,10 @@ class Error(BaseModel):
 
     error: str = Field(description="what went wrong, short")
     detail: str = Field(description="why, and what to change")
-    field: str | None = Field(None, description="the payload field a template lacks")
+    field: str | None = Field(
+        None,
+        description="the payload field a template lacks, or the one refused (e.g. `to[0].name`)",
+    )
     reasons: list[str] | None = Field(None, description="/readyz: each reason it is not ready")
     audiences: list[str] | None = Field(
         None, description="/api/preview: the reminder's audiences, one of which to name"
@@ -119,15 +122,23 @@ class HookRecipient(BaseModel):
 
 
 class HookPayload(BaseModel):
-    """Any JSON object; templates see it as `payload`. Two keys mean something to the service."""
+    """Any JSON object; templates see it as `payload`. Two keys mean something to the service.
+
+    Refused with 422 naming the field: NaN, Infinity or a number beyond a float (1e309); a
+    control character in any text (C0 but TAB/LF/CR, DEL, C1), and in `to` none at all.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     send_at: str | None = Field(
-        None, description="ISO 8601 date-time to send at (no offset: the service's zone)"
+        None,
+        description="ISO 8601 date-time to send at (no offset: the service's zone); at most"
+        " 400 days ahead",
     )
     to: list[str | HookRecipient] | None = Field(
-        None, description="recipients, for hooks without an audience"
+        None,
+        description="recipients, for hooks without an audience; an internationalised domain"
+        " is sent in its ASCII (IDNA) form, a non-ASCII part before @ is refused (no SMTPUTF8)",
     )
 
 
