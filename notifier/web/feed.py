@@ -7,17 +7,18 @@ ends up in the clients' settings and in proxy logs. That is why it is not the ad
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC
 
 from aiohttp import web
 
 from notifier.ical import calendar_feed
-from notifier.web.common import APP_KEY, MAX_TOKEN_LENGTH, ApiError
+from notifier.web.auth import SCOPE_CALENDAR
+from notifier.web.common import APP_KEY, ApiError, bearer, limited_token
 
 
-def require_calendar_token(request: web.Request) -> None:
-    """`?token=` (or a Bearer header) must be the calendar token, compared in constant time."""
+async def require_calendar_token(request: web.Request) -> None:
+    """`?token=` (or a Bearer header) must be the calendar token, compared in constant time,
+    through the failed-token limit (scope "calendar": 429 after too many wrong ones)."""
     token = request.app[APP_KEY].settings.calendar_token
     if token is None:
         raise ApiError(
@@ -26,16 +27,8 @@ def require_calendar_token(request: web.Request) -> None:
             "set NOTIFIER_CALENDAR_TOKEN to enable /calendar.ics?token=... "
             "(设置日历令牌以开启日历订阅)",
         )
-    given = request.query.get("token", "")
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if not given and scheme.lower() == "bearer":
-        given = value.strip()
-    expected = token.get_secret_value().encode("utf-8")
-    if (
-        not given
-        or len(given) > MAX_TOKEN_LENGTH
-        or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected)
-    ):
+    given = request.query.get("token", "") or bearer(request)
+    if not await limited_token(request, SCOPE_CALENDAR, given, token):
         raise ApiError(
             401,
             "unauthorized",
@@ -45,7 +38,7 @@ def require_calendar_token(request: web.Request) -> None:
 
 
 async def get_calendar(request: web.Request) -> web.Response:
-    require_calendar_token(request)
+    await require_calendar_token(request)
     app = request.app[APP_KEY]
     now = app.now()
     body = calendar_feed(
