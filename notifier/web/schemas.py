@@ -91,6 +91,9 @@ class Error(BaseModel):
     detail: str = Field(description="why, and what to change")
     field: str | None = Field(None, description="the payload field a template lacks")
     reasons: list[str] | None = Field(None, description="/readyz: each reason it is not ready")
+    components: dict[str, str] | None = Field(
+        None, description="/readyz: each component that is not ready, and its state"
+    )
     audiences: list[str] | None = Field(
         None, description="/api/preview: the reminder's audiences, one of which to name"
     )
