@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -290,5 +291,29 @@ async def test_with_an_admin_token_no_link_is_printed_and_none_signs_in(
                 url = f"http://127.0.0.1:{bound_port(runner)}{SIGNIN_LINK_PATH}?token=x"
                 resp = await browser.get(url, allow_redirects=False)
                 assert resp.status == 403
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_database_fault_at_start_costs_the_link_not_the_service(
+    tmp_path: Path, hook_secret_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}?busy_timeout=100"
+    settings = console_settings(tmp_path, admin_token=None, viewer_token=None, database_url=url)
+    async with App(settings, clock=lambda: NOW) as app:
+        locker = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            runner = await start_http(app)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        try:
+            actions = [getattr(r, "action", "") for r in caplog.records]
+            assert "console_signin_link_failed" in actions
+            assert "console_signin_link" not in actions
+            async with ClientSession() as browser:
+                ready = await browser.get(f"http://127.0.0.1:{bound_port(runner)}/healthz")
+                assert ready.status == 200
         finally:
             await runner.cleanup()

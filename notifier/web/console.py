@@ -377,7 +377,14 @@ async def announce_signin_link(web_app: web.Application, host: str, port: int) -
     auth = web_app[AUTH_KEY]
     if auth.enabled:
         return None
-    token = await auth.issue_signin_link(now=app.clock())
+    try:
+        token = await auth.issue_signin_link(now=app.clock())
+    except StoreError as exc:  # the service still starts; a restart prints a link
+        log.warning(
+            "no console sign-in link: the database is unavailable",
+            extra={"action": "console_signin_link_failed", "error": str(exc)},
+        )
+        return None
     shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}{SIGNIN_LINK_PATH}?token={token}"
