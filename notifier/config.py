@@ -165,15 +165,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _calendar_token_is_its_own(self) -> Settings:
-        if (
-            self.calendar_token is not None
-            and self.admin_token is not None
-            and self.calendar_token.get_secret_value() == self.admin_token.get_secret_value()
+        # Each token opens one door. The calendar token travels in URLs (calendar clients,
+        # proxy logs): equal to the admin or viewer token, it would open the console too. A
+        # viewer token equal to the admin token would sign every viewer in as an admin.
+        tokens = {
+            "NOTIFIER_ADMIN_TOKEN": self.admin_token,
+            "NOTIFIER_CALENDAR_TOKEN": self.calendar_token,
+            "NOTIFIER_VIEWER_TOKEN": self.viewer_token,
+        }
+        for name, other_name in (
+            ("NOTIFIER_CALENDAR_TOKEN", "NOTIFIER_ADMIN_TOKEN"),
+            ("NOTIFIER_VIEWER_TOKEN", "NOTIFIER_CALENDAR_TOKEN"),
+            ("NOTIFIER_VIEWER_TOKEN", "NOTIFIER_ADMIN_TOKEN"),
         ):
-            raise ValueError(
-                "NOTIFIER_CALENDAR_TOKEN must differ from NOTIFIER_ADMIN_TOKEN: the feed's "
-                "token travels in URLs (日历令牌不得与管理令牌相同)"
-            )
+            token, other = tokens[name], tokens[other_name]
+            if token is not None and other is not None:
+                if token.get_secret_value() == other.get_secret_value():
+                    raise ValueError(
+                        f"{name} must differ from {other_name}: each token opens one door"
+                        f" ({name} 不得与 {other_name} 相同)"
+                    )
         return self
 
     @model_validator(mode="after")

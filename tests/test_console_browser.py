@@ -7,6 +7,8 @@ section at 1280x800 and 390x844 are kept under var/screenshots/.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,9 +24,11 @@ from tests.console_fixtures import (
     UNSUBSCRIBED,
     VIEWER_TOKEN,
     Console,
+    console_settings,
     hook_secret_env,
     start_console,
 )
+from tests.console_server import ConsoleServer
 from tests.smtp_server import SmtpServer
 from tests.waiting import wait_until
 
@@ -393,6 +397,47 @@ def test_sign_out_ends_the_session_even_for_a_copied_cookie(
         assert page.locator("input#token").is_visible()
     finally:
         context.close()
+
+
+def test_a_first_run_without_an_admin_token_prints_a_link_that_signs_one_browser_in_once(
+    browser: Browser,
+    tmp_path: Path,
+    hook_secret_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 17: a first run without NOTIFIER_ADMIN_TOKEN showed a sign-in page nobody could
+    use. The start prints a one-time link; opened in a browser, it signs that browser in as
+    admin; opened again (another browser, a forwarded copy), it is refused."""
+    settings = console_settings(tmp_path, None, admin_token=None, viewer_token=None)
+    server = ConsoleServer(settings, clock=time.time, worker=False).start()
+    first, page = new_page(browser)
+    second, other = new_page(browser)
+    try:
+        printed = capsys.readouterr().out
+        match = re.search(r"http://127\.0\.0\.1:\d+/signin/once\?token=\S+", printed)
+        assert match, printed
+        errors = Errors(page)
+        page.goto(server.url + "/calendar")
+        assert "一次性登录链接" in page.inner_text("section.signin")
+        page.goto(match.group(0))
+        page.wait_for_selector("nav[aria-label]")
+        assert page.url == server.url + "/"
+        assert "管理员" in page.inner_text(".role")
+        page.goto(server.url + "/events/security-day")
+        assert page.locator("text=立即发送").count() > 0  # an admin: it can act
+        page.goto(server.url + "/audit")
+        assert "one-time link" in page.inner_text("table.audit")
+        page.screenshot(path=str(SHOTS / "signin-link-1280x800.png"))
+        other.goto(match.group(0))
+        assert "链接无效" in other.inner_text("main")
+        assert other.locator("nav[aria-label]").count() == 0
+        other.goto(server.url + "/")
+        assert other.locator("nav[aria-label]").count() == 0  # still signed out
+        assert errors.items == []
+    finally:
+        first.close()
+        second.close()
+        server.stop()
 
 
 def test_staff_paste_the_holiday_notice_see_what_moves_and_save_it(

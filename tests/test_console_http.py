@@ -18,7 +18,7 @@ from notifier.ledger.console import ConsoleStore, DeliveryFilter, decode_cursor,
 from notifier.ledger.models import Outcome, State
 from notifier.service import App
 from notifier.web import create_web_app
-from notifier.web.auth import MAX_FAILED_SIGNINS, SESSION_COOKIE
+from notifier.web.auth import MAX_FAILED_SIGNINS, SESSION_COOKIE, SIGNIN_COOKIE
 from tests.console_fixtures import (
     ADMIN_TOKEN,
     HOOK_SECRET,
@@ -98,8 +98,20 @@ async def test_the_cookie_is_secure_when_the_public_url_is_https(
     settings = console_settings(tmp_path, public_url="https://notify.example.gov.cn")
     async with App(settings, clock=lambda: NOW) as app:
         async with TestClient(TestServer(create_web_app(app))) as c:
-            resp = await sign_in(c)
-            assert "Secure" in resp.headers["Set-Cookie"]
+            page = await c.get("/")
+            # The sign-in form's cookie too, and `__Host-` (no sibling subdomain can plant
+            # it). The test client speaks plain HTTP, so it is sent by hand, as a browser on
+            # the HTTPS address would.
+            name = f"__Host-{SIGNIN_COOKIE}"
+            assert "Secure" in page.headers["Set-Cookie"] and name in page.cookies
+            resp = await c.post(
+                "/signin",
+                data={"csrf": form_token(await page.text()), "token": ADMIN_TOKEN, "next": "/"},
+                headers={"Cookie": f"{name}={page.cookies[name].value}"},
+                allow_redirects=False,
+            )
+            assert resp.status == 303
+            assert "Secure" in resp.cookies[SESSION_COOKIE].output()
 
 
 async def test_sign_in_without_the_form_token_gets_403_html(client: tuple[App, Client]) -> None:

@@ -1,7 +1,10 @@
-"""The failed sign-in limit is kept in the database: instances that share one count the same
-failures (issue: per-process limits gave N instances N times the guesses). Real SQLite and the
-machine's real PostgreSQL; two `App`s on one database stand for two instances behind one
-address. A database fault during sign-in is a 503 page."""
+"""The failed-token limit is kept in the database: instances that share one count the same
+failures (issue: per-process limits gave N instances N times the guesses). It guards the
+console's sign-in form, the admin API's bearer token (one count: both try the admin token) and
+the calendar feed's token (a count of its own), and a success clears nothing (issue 17: a
+viewer's sign-in cleared the failures of whoever guessed the admin token from the same
+address). Real SQLite and the machine's real PostgreSQL; two `App`s on one database stand for
+two instances behind one address. A database fault during sign-in is a 503 page."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.store import Store
@@ -23,11 +27,18 @@ from notifier.service import App
 from notifier.web import create_web_app
 from notifier.web.auth import FAILED_SIGNIN_WINDOW, MAX_FAILED_SIGNINS, SESSION_COOKIE
 from tests.conftest_db import PG_ADMIN_URL
-from tests.console_fixtures import ADMIN_TOKEN, NOW, console_settings, hook_secret_env
+from tests.console_fixtures import (
+    ADMIN_TOKEN,
+    NOW,
+    VIEWER_TOKEN,
+    console_settings,
+    hook_secret_env,
+)
 
 __all__ = ["hook_secret_env"]
 
 Client = TestClient[Any, Any]
+CALENDAR_TOKEN = "calendar-token-for-tests"
 
 
 class Clock:
@@ -54,7 +65,9 @@ async def pair(
         clients: list[Client] = []
         apps: list[App] = []
         for name in ("a", "b"):
-            settings = console_settings(tmp_path / name, database_url=db_url)
+            settings = console_settings(
+                tmp_path / name, database_url=db_url, calendar_token=SecretStr(CALENDAR_TOKEN)
+            )
             app = await stack.enter_async_context(App(settings, clock=clock))
             apps.append(app)
             clients.append(
@@ -74,6 +87,10 @@ async def sign_in(c: Client, token: str, *, form: str | None = None) -> Any:
         data={"csrf": form or await form_token(c), "token": token, "next": "/"},
         allow_redirects=False,
     )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def rows(app: App) -> int:
@@ -97,22 +114,61 @@ async def test_failures_on_one_instance_count_on_the_other(
     clock.now = NOW + FAILED_SIGNIN_WINDOW + 1
     resp = await sign_in(b, ADMIN_TOKEN)
     assert resp.status == 303 and SESSION_COOKIE in resp.cookies
-    assert await rows(app) == 0  # signing in forgets the address's failures
+    assert await rows(app) == MAX_FAILED_SIGNINS  # a success writes nothing, clears nothing
 
 
-async def test_a_sign_in_forgets_the_failures_for_every_instance(
+async def test_a_viewer_signing_in_does_not_reset_the_count_of_admin_token_guesses(
     pair: tuple[Client, Client, App],
 ) -> None:
     a, b, _ = pair
     for _ in range(MAX_FAILED_SIGNINS - 1):
-        assert (await sign_in(a, "wrong-token")).status == 401
-    assert (await sign_in(b, ADMIN_TOKEN)).status == 303
+        assert (await sign_in(a, "wrong-admin-guess")).status == 401
+    assert (await sign_in(b, VIEWER_TOKEN)).status == 303  # the guesser's own viewer token
     overview = await b.get("/")  # signed in: the overview, on either dialect
     assert overview.status == 200 and '运行时间 <span class="en">Uptime' in await overview.text()
     b.session.cookie_jar.clear()  # signed out again, the same address
-    for _ in range(MAX_FAILED_SIGNINS):  # a fresh allowance, counted on the other instance
+    assert (await sign_in(a, "wrong-admin-guess")).status == 401  # the limit-th failure
+    for c in (a, b):  # no fresh allowance: the right admin token is refused unseen
+        resp = await sign_in(c, ADMIN_TOKEN)
+        assert resp.status == 429 and SESSION_COOKIE not in resp.cookies
+
+
+async def test_wrong_bearer_tokens_count_with_the_sign_in_form_on_every_instance(
+    pair: tuple[Client, Client, App],
+) -> None:
+    a, b, _ = pair
+    for _ in range(2):
         assert (await sign_in(a, "wrong-token")).status == 401
-    assert (await sign_in(b, "wrong-token")).status == 429
+    for i in range(MAX_FAILED_SIGNINS - 2):
+        api = await (a, b)[i % 2].get("/api/config", headers=bearer(f"guess-{i}"))
+        assert api.status == 401
+    for c in (a, b):  # the right admin token, by either door, on either instance: refused
+        resp = await c.get("/api/config", headers=bearer(ADMIN_TOKEN))
+        body = await resp.json()
+        assert resp.status == 429, body
+        assert body["error"] == "too many attempts"
+        assert resp.headers["Retry-After"] == "301"
+        assert (await sign_in(c, ADMIN_TOKEN)).status == 429
+    # The calendar token is another secret, with a count of its own.
+    assert (await a.get(f"/calendar.ics?token={CALENDAR_TOKEN}")).status == 200
+
+
+async def test_wrong_calendar_tokens_are_limited_apart_from_the_console(
+    pair: tuple[Client, Client, App], clock: Clock
+) -> None:
+    a, b, _ = pair
+    for i in range(MAX_FAILED_SIGNINS):
+        assert (await (a, b)[i % 2].get(f"/calendar.ics?token=guess-{i}")).status == 401
+    clock.now = NOW + 10
+    for c in (a, b):
+        resp = await c.get(f"/calendar.ics?token={CALENDAR_TOKEN}")
+        assert resp.status == 429 and resp.headers["Retry-After"] == "291"
+        assert "BEGIN:VCALENDAR" not in await resp.text()
+    # Calendar clients with an old token do not lock the office out of the console.
+    assert (await sign_in(a, ADMIN_TOKEN)).status == 303
+    assert (await b.get("/api/config", headers=bearer(ADMIN_TOKEN))).status == 200
+    clock.now = NOW + FAILED_SIGNIN_WINDOW + 1
+    assert (await b.get(f"/calendar.ics?token={CALENDAR_TOKEN}")).status == 200
 
 
 async def test_simultaneous_guesses_over_two_instances_get_exactly_the_limit(
@@ -136,29 +192,46 @@ async def test_the_window_slides_and_a_refusal_says_when_the_oldest_failure_leav
     store: Store,
 ) -> None:
     limiter = ConsoleStore(store.db)
+    checked: list[float] = []
 
-    async def admit(at: float) -> float:
-        return await limiter.admit_signin("192.0.2.7", now=at, limit=3, window=10)
+    async def attempt(at: float, *, right: bool = False, scope: str = "admin") -> float:
+        def check() -> bool:
+            checked.append(at)
+            return right
 
-    assert [await admit(t) for t in (0, 1, 2)] == [0, 0, 0]
-    assert await admit(3) == 7  # the failure at 0 leaves the window at 10
-    assert await admit(9.5) == 0.5
-    assert await admit(10) == 0  # 0 has left: a fourth try, counted
-    assert await admit(10.5) == 0.5  # 1, 2 and 10 are in the window: 1 leaves at 11
-    assert await limiter.admit_signin("198.51.100.1", now=10.5, limit=3, window=10) == 0
+        found = await limiter.try_token(scope, "192.0.2.7", now=at, limit=3, window=10, check=check)
+        assert found.ok == (right and found.wait == 0)
+        return found.wait
+
+    assert [await attempt(t) for t in (0, 1, 2)] == [0, 0, 0]
+    assert await attempt(3, right=True) == 7  # the failure at 0 leaves the window at 10
+    assert await attempt(9.5) == 0.5
+    assert checked == [0, 1, 2]  # refused attempts are not even looked at
+    assert await attempt(10, right=True) == 0  # 0 has left: checked, right, nothing recorded
+    assert await attempt(10.2) == 0  # a third failure in the window again (1, 2, 10.2)
+    assert await attempt(10.5) == 0.5  # 1 leaves at 11
+    assert await attempt(10.5, scope="calendar") == 0  # another secret, its own count
+    other = await limiter.try_token(
+        "admin", "198.51.100.1", now=10.5, limit=3, window=10, check=lambda: False
+    )
+    assert other.wait == 0 and not other.ok
 
 
 async def test_rows_past_the_window_are_deleted_so_the_table_stays_small(store: Store) -> None:
     limiter = ConsoleStore(store.db)
+
+    async def attempt(client: str, at: float, *, right: bool = False) -> None:
+        await limiter.try_token("admin", client, now=at, limit=5, window=300, check=lambda: right)
+
     for i in range(200):  # a spray from many addresses, one a second
-        await limiter.admit_signin(f"203.0.113.{i}", now=float(i), limit=5, window=300)
+        await attempt(f"203.0.113.{i}", float(i))
     assert await limiter.signin_failures() == 200
-    await limiter.admit_signin("192.0.2.1", now=350.0, limit=5, window=300)
+    await attempt("192.0.2.1", 350.0)
     assert await limiter.signin_failures() == 200 - 51 + 1  # those at 0 ... 50 left the window
-    await limiter.signed_in("192.0.2.1", now=350.0, window=300)
-    assert await limiter.signin_failures() == 149
-    await limiter.signed_in("192.0.2.1", now=500.0, window=300)
-    assert await limiter.signin_failures() == 0
+    await attempt("192.0.2.1", 360.0, right=True)
+    assert await limiter.signin_failures() == 150  # a success writes nothing
+    await attempt("192.0.2.1", 700.0)  # all before 400 go
+    assert await limiter.signin_failures() == 1
 
 
 # --- a database fault -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
+from notifier.channels.http import ChannelStatus
 from notifier.checks import load_config
 from notifier.compose.rows import unsubscribe_token
 from notifier.config import HttpSettings, Settings
@@ -30,6 +31,7 @@ from notifier.ledger.store import Store
 from notifier.service import App
 from notifier.web import BATCHER_KEY, create_web_app, start_http
 from notifier.web.console import is_console_route
+from notifier.web.unsubscribe import mask_address
 from tests.conftest import ROOT, MakeSettings, write_schedule
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -679,6 +681,36 @@ async def test_one_click_post_unsubscribes(service: tuple[App, Client]) -> None:
     assert "已退订" in await page.text()
 
 
+async def test_the_unsubscribe_pages_cannot_be_framed_by_another_site(
+    service: tuple[App, Client],
+) -> None:
+    app, client = service
+    token = unsubscribe_token(app.outbox.unsubscribe_secret, "someone@example.com")
+    confirm = await client.get(f"/unsubscribe?token={token}")
+    done = await client.post(f"/unsubscribe?token={token}", data={"page": "1"})
+    for resp in (confirm, done):
+        assert resp.status == 200
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"  # the token is in the URL
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("someone@example.com", "so•••@example.com"),
+        ("abc@example.com", "a•••@example.com"),
+        ("ab@example.com", "•••@example.com"),
+        ("a@example.com", "•••@example.com"),
+        ("zhang.wei.fazhichu@example.com", "zha•••@example.com"),
+    ],
+)
+def test_a_masked_address_shows_at_most_a_third_of_its_local_part(
+    address: str, masked: str
+) -> None:
+    assert mask_address(address) == masked
+
+
 @pytest.mark.parametrize("token", ["", "someone@example.com.0000", "nodot", "邮件.abc"])
 async def test_a_bad_unsubscribe_token_is_400(service: tuple[App, Client], token: str) -> None:
     _, client = service
@@ -712,7 +744,40 @@ async def test_readyz_is_503_when_the_database_is_gone(service: tuple[App, Clien
     app.store.ping = unreachable  # type: ignore[method-assign]
     resp = await client.get("/readyz")
     assert resp.status == 503
-    assert "database unreachable" in (await resp.json())["detail"]
+    assert (await resp.json())["components"] == {"database": "unreachable"}
+    detailed = await client.get("/readyz", headers=ADMIN)
+    assert "database unreachable (OSError)" in (await detailed.json())["detail"]
+
+
+# What a database and a chat platform say, with what an anonymous caller must not learn.
+PLATFORM_TEXTS = (
+    "database is locked: /srv/notifier/var/notifier.db (sqlite3.OperationalError)",
+    "93000 invalid webhook url, hint: [1700000000_abc] from ip: 10.1.2.3",
+)
+
+
+async def test_anonymous_readyz_names_components_and_states_not_their_errors(
+    service: tuple[App, Client],
+) -> None:
+    app, client = service
+    app.plan_error = PLATFORM_TEXTS[0]
+    app.channels.statuses["wecom-group"] = ChannelStatus(PLATFORM_TEXTS[1], disabled=True)
+    app.config_errors = ["schedules/main.yaml: events[0].date: bad"]
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503 and body["error"] == "not ready"
+    assert body["components"] == {
+        "database": "unavailable",
+        "configuration": "invalid, running the last good one",
+        "channel wecom-group": "disabled",
+    }
+    text = json.dumps(body, ensure_ascii=False)
+    for secret in ("/srv/notifier", "10.1.2.3", "93000", "main.yaml", "locked"):
+        assert secret not in text
+    detailed = await (await client.get("/readyz", headers=ADMIN)).json()  # the admin: all of it
+    assert all(t in detailed["detail"] for t in PLATFORM_TEXTS)
+    wrong = await client.get("/readyz", headers={"Authorization": "Bearer wrong"})
+    assert wrong.status == 401 and "10.1.2.3" not in await wrong.text()
 
 
 async def test_metrics_are_prometheus_text(service: tuple[App, Client]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,10 @@ AUDIT_ACTIONS = (
 )
 # Rows that retry and resend accept: the ones that will not be sent otherwise.
 RETRYABLE = (State.FAILED, State.DEAD)
-# PostgreSQL advisory locks of the sign-in limit, as (class, key) pairs: a key space apart
-# from migrate()'s one bigint. Class "sign" (ASCII) is keyed by a hash of the client address
-# (a collision only makes two addresses wait for each other a moment); class "prun" key 0 is
-# the pruning of rows past the window.
+# PostgreSQL advisory locks of the failed-token limit, as (class, key) pairs: a key space apart
+# from migrate()'s one bigint. Class "sign" (ASCII) is keyed by a hash of the scope and client
+# address (a collision only makes two addresses wait for each other a moment); class "prun"
+# key 0 is the pruning of rows past the window.
 SIGNIN_CLIENT_LOCK = 0x7369676E
 SIGNIN_PRUNE_LOCK = (0x7072756E, 0)
 
@@ -46,6 +47,15 @@ class SessionRow:
     role: str
     csrf: str
     expires_at: float
+    token_fp: str  # the keyed fingerprint of the token it signed in with (auth.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One token attempt through the limit: refused unseen (`wait` > 0), or checked (`ok`)."""
+
+    wait: float
+    ok: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +121,22 @@ class ConsoleStore:
     # --- sessions ---------------------------------------------------------------------------
 
     async def create_session(
-        self, id_hash: str, *, role: str, csrf: str, client: str, now: float, expires_at: float
+        self,
+        id_hash: str,
+        *,
+        role: str,
+        csrf: str,
+        client: str,
+        now: float,
+        expires_at: float,
+        token_fp: str,
     ) -> None:
         async with self.db.transaction() as tx:
             # Expired rows go when a new one comes: the table stays as small as its users.
             await tx.execute("DELETE FROM console_sessions WHERE expires_at < :now", {"now": now})
             await tx.execute(
                 "INSERT INTO console_sessions (id_hash, role, csrf, client, created_at,"
-                " expires_at) VALUES (:h, :role, :csrf, :client, :now, :exp)",
+                " expires_at, token_fp) VALUES (:h, :role, :csrf, :client, :now, :exp, :fp)",
                 {
                     "h": id_hash,
                     "role": role,
@@ -126,73 +144,99 @@ class ConsoleStore:
                     "client": client,
                     "now": now,
                     "exp": expires_at,
+                    "fp": token_fp,
                 },
             )
 
     async def get_session(self, id_hash: str, *, now: float) -> SessionRow | None:
         row = await self.db.fetchone(
-            "SELECT role, csrf, expires_at FROM console_sessions"
+            "SELECT role, csrf, expires_at, token_fp FROM console_sessions"
             " WHERE id_hash = :h AND expires_at > :now",
             {"h": id_hash, "now": now},
         )
-        return None if row is None else SessionRow(str(row[0]), str(row[1]), float(row[2]))
+        if row is None:
+            return None
+        return SessionRow(str(row[0]), str(row[1]), float(row[2]), str(row[3]))
 
     async def delete_session(self, id_hash: str) -> None:
         await self.db.execute("DELETE FROM console_sessions WHERE id_hash = :h", {"h": id_hash})
 
-    # --- the failed sign-in limit ----------------------------------------------------------
+    # --- one-time sign-in links -------------------------------------------------------------
 
-    async def admit_signin(self, client: str, *, now: float, limit: int, window: float) -> float:
-        """Let one sign-in attempt from `client` through, or refuse it.
+    async def create_signin_link(self, token_hash: str, *, now: float, expires_at: float) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM signin_links WHERE expires_at <= :now", {"now": now})
+            await tx.execute(
+                "INSERT INTO signin_links (token_hash, expires_at) VALUES (:h, :exp)",
+                {"h": token_hash, "exp": expires_at},
+            )
 
-        0.0: let through, and recorded as a failure until `signed_in` clears the address.
-        Otherwise the seconds until `client` may try again: it has `limit` failures in the
-        `window` seconds before `now`, and nothing is recorded. Counting before the token is
-        checked, under a lock per address (PostgreSQL: an advisory lock; SQLite: its write
-        lock), is what keeps attempts made at the same moment, on one instance or several,
-        from all passing one count. Rows past the window are deleted on the way.
+    async def use_signin_link(self, token_hash: str, *, now: float) -> bool:
+        """Whether the link was valid; it is deleted either way (once means once, even when
+        two instances are asked at the same moment: one DELETE finds the row)."""
+        async with self.db.transaction() as tx:
+            used = await tx.execute(
+                "DELETE FROM signin_links WHERE token_hash = :h AND expires_at > :now",
+                {"h": token_hash, "now": now},
+            )
+            await tx.execute("DELETE FROM signin_links WHERE expires_at <= :now", {"now": now})
+        return used == 1
+
+    # --- the failed-token limit -------------------------------------------------------------
+
+    async def try_token(
+        self,
+        scope: str,
+        client: str,
+        *,
+        now: float,
+        limit: int,
+        window: float,
+        check: Callable[[], bool],
+    ) -> Attempt:
+        """One attempt of `client` at the secret of `scope`: `check` says if its token is right.
+
+        Refused without calling `check` when `client` has `limit` failures of `scope` in the
+        `window` seconds before `now` (`wait`: until the oldest of them leaves). Otherwise a
+        wrong token is recorded as a failure; a right one writes nothing and clears nothing,
+        so a success with one token (a viewer's, a calendar client's) cannot reset the count
+        of someone guessing another. The count, the check and the insert run under one lock
+        per (scope, address) (PostgreSQL: an advisory lock; SQLite: its write lock): attempts
+        made at the same moment, on one instance or several, cannot all pass one count. Rows
+        past the window are deleted on the way.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         since = now - window
         async with self.db.transaction() as tx:
-            pruning = await self._lock_signins(tx, client, wait_for_prune=False)
+            pruning = await self._lock_signins(tx, f"{scope}\n{client}")
             # The limit-th newest failure in the window, if there are that many: the address
             # may try again when it leaves the window.
             row = await tx.fetchone(
-                "SELECT at FROM signin_failures WHERE client = :client AND at > :since"
-                " ORDER BY at DESC LIMIT 1 OFFSET :skip",
-                {"client": client, "since": since, "skip": limit - 1},
+                "SELECT at FROM signin_failures WHERE scope = :scope AND client = :client"
+                " AND at > :since ORDER BY at DESC LIMIT 1 OFFSET :skip",
+                {"scope": scope, "client": client, "since": since, "skip": limit - 1},
             )
             if row is not None:
                 # Positive, as the row is in the window (the floor: a rounding to zero).
-                return max(float(row[0]) + window - now, 1e-3)
+                return Attempt(wait=max(float(row[0]) + window - now, 1e-3), ok=False)
+            if check():
+                return Attempt(wait=0.0, ok=True)
             await tx.execute(
-                "INSERT INTO signin_failures (client, at) VALUES (:client, :now)",
-                {"client": client, "now": now},
+                "INSERT INTO signin_failures (scope, client, at) VALUES (:scope, :client, :now)",
+                {"scope": scope, "client": client, "now": now},
             )
             if pruning:
                 await tx.execute("DELETE FROM signin_failures WHERE at <= :since", {"since": since})
-        return 0.0
-
-    async def signed_in(self, client: str, *, now: float, window: float) -> None:
-        """`client` signed in: its failures are forgotten (rows past the window go too)."""
-        async with self.db.transaction() as tx:
-            await self._lock_signins(tx, client, wait_for_prune=True)
-            await tx.execute(
-                "DELETE FROM signin_failures WHERE client = :client", {"client": client}
-            )
-            await tx.execute(
-                "DELETE FROM signin_failures WHERE at <= :since", {"since": now - window}
-            )
+        return Attempt(wait=0.0, ok=False)
 
     async def signin_failures(self) -> int:
         """Rows in the limit's table (all addresses): what pruning keeps small."""
         row = await self.db.fetchone("SELECT COUNT(*) FROM signin_failures")
         return int(row[0]) if row else 0
 
-    async def _lock_signins(self, tx: Tx, client: str, *, wait_for_prune: bool) -> bool:
-        """Take the address's lock; then the pruning lock, waiting for it or only trying.
+    async def _lock_signins(self, tx: Tx, client: str) -> bool:
+        """Take the address's lock; then try the pruning lock, without waiting for it.
 
         Whether this transaction may delete other addresses' rows. Only one transaction at
         a time deletes rows on PostgreSQL, so two never wait for each other's rows (the
@@ -206,10 +250,9 @@ class ConsoleStore:
         await tx.fetchone(
             lock.format("pg_advisory_xact_lock"), {"cls": SIGNIN_CLIENT_LOCK, "key": key}
         )
-        fn = "pg_advisory_xact_lock" if wait_for_prune else "pg_try_advisory_xact_lock"
         cls, key = SIGNIN_PRUNE_LOCK
-        row = await tx.fetchone(lock.format(fn), {"cls": cls, "key": key})
-        return wait_for_prune or bool(row and row[0])
+        row = await tx.fetchone(lock.format("pg_try_advisory_xact_lock"), {"cls": cls, "key": key})
+        return bool(row and row[0])
 
     # --- audit ------------------------------------------------------------------------------
 

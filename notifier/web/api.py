@@ -131,7 +131,7 @@ def _event(app: App, event_id: str) -> schemas.Event:
 
 
 async def get_events(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     app = request.app[APP_KEY]
     return answer(
         schemas.Events(
@@ -145,7 +145,7 @@ async def get_events(request: web.Request) -> web.Response:
 
 
 async def get_upcoming(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     app = request.app[APP_KEY]
     q = parse_query(request, schemas.UpcomingQuery)
     first = q.first or app.now().date()
@@ -198,7 +198,7 @@ def _delivery(d: Delivery, app: App) -> schemas.Delivery:
 
 
 async def get_deliveries(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     app = request.app[APP_KEY]
     q = parse_query(request, schemas.DeliveriesQuery)
     rows = await app.store.list_deliveries(state=q.state, event=q.event, limit=q.limit)
@@ -211,7 +211,7 @@ def _known_event(app: App, event_id: str) -> None:
 
 
 async def post_preview(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     app = request.app[APP_KEY]
     req = await parse_body(request, schemas.PreviewRequest)
     _known_event(app, req.event)
@@ -267,7 +267,7 @@ def _no_recipient(app: App, found: PreviewRow, recipient: str | None) -> ApiErro
 
 
 async def post_send(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
     req = await parse_body(request, schemas.SendRequest, optional=True)
@@ -288,6 +288,6 @@ async def post_send(request: web.Request) -> web.Response:
 
 
 async def get_config(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     app = request.app[APP_KEY]
     return answer(schemas.ConfigStatus(errors=list(app.config_errors), warnings=list(app.warnings)))

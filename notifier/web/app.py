@@ -16,6 +16,7 @@ from notifier.web.api import (
     post_send,
 )
 from notifier.web.common import APP_KEY, json_errors
+from notifier.web.console import announce_signin_link
 from notifier.web.console_routes import setup_console
 from notifier.web.feed import get_calendar, get_workdays
 from notifier.web.intake import BATCHER_KEY, AcceptBatcher, post_hook
@@ -85,6 +86,7 @@ async def start_http(app: App) -> web.AppRunner:
         f"HTTP listening on http://{http.host}:{bound_port(runner)}",
         extra={"action": "http_started", "host": http.host, "port": bound_port(runner)},
     )
+    await announce_signin_link(runner.app, http.host, bound_port(runner))
     return runner
 
 

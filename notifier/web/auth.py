@@ -1,11 +1,16 @@
-"""Console sign-in: sessions, CSRF tokens, roles and the failed sign-in limit.
+"""Console sign-in: sessions, CSRF tokens, roles, one-time links and the failed-token limit.
 
 Sessions are rows in the database (`console_sessions`), named by a random id that the cookie
 carries signed with itsdangerous (key derived from the admin token). Rows rather than a
 self-contained cookie (aiohttp-session's cookie storages), because sign-out must end the
 session for real: a deleted row cannot be replayed by a copied cookie, and rotating the
-admin token ends every session at once. The failed sign-in limit lives there too, so that
-instances sharing the database count the same failures, however requests are spread.
+admin token ends every session at once. A row also keeps a keyed fingerprint of the token
+it signed in with, so changing the viewer token ends the viewers' sessions too.
+
+The failed-token limit lives in the database as well (`signin_failures`), so that instances
+sharing it count the same failures, however requests are spread. It guards every secret a
+client can guess over HTTP: the console's sign-in form and the admin API's bearer token
+(scope "admin": both try the admin token) and the calendar feed's token (scope "calendar").
 """
 
 from __future__ import annotations
@@ -13,27 +18,43 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 from itsdangerous import BadSignature, Signer, TimestampSigner
+from pydantic import SecretStr
 
 from notifier.config import Settings
-from notifier.ledger.console import ConsoleStore
+from notifier.ledger.console import Attempt, ConsoleStore
 
 SESSION_COOKIE = "notifier_session"
+# The sign-in form's browser binding (double-submit): a random value in this cookie, and in
+# the form a signed digest of it. A form token fetched by another browser (login CSRF: an
+# attacker's page posting its own viewer token) does not match this browser's cookie.
+SIGNIN_COOKIE = "notifier_signin"
 # A working day and some: staff sign in each morning.
 SESSION_SECONDS = 10 * 3600
 # The sign-in form's token is valid this long (a page left open over lunch still works).
 SIGNIN_FORM_SECONDS = 4 * 3600
-# Failed sign-ins from one address: at most this many per window, then 429 until it passes.
-# Counted in the database, so across every instance that shares it (migration 0012).
+# A one-time sign-in link (printed at start when no admin token is set) is good this long:
+# enough to open it after reading the start-up log, short for a link that sits in a log.
+SIGNIN_LINK_SECONDS = 15 * 60
+SIGNIN_LINK_PATH = "/signin/once"
+# Failed token attempts from one address, per scope: at most this many per window, then 429
+# until the oldest leaves it. Counted in the database, across every instance that shares it
+# (migrations 0012, 0013).
 MAX_FAILED_SIGNINS = 5
 FAILED_SIGNIN_WINDOW = 300.0
 CSRF_FIELD = "csrf"
 
 ROLE_ADMIN = "admin"
 ROLE_VIEWER = "viewer"
+# The secrets the limit counts apart: the admin token (console form, API bearer, /readyz
+# detail) and the calendar token (feed clients keep polling with a rotated token: their
+# failures must not lock the office's address out of the console).
+SCOPE_ADMIN = "admin"
+SCOPE_CALENDAR = "calendar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +72,14 @@ def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class FailedSignins:
-    """The failed sign-in limit: a sliding window of failures per client address, kept in
-    the database (`signin_failures`) so that every instance on it counts the same failures.
+class FailedTokens:
+    """The failed-token limit: a sliding window of failures per scope and client address,
+    kept in the database so that every instance on it counts the same failures.
 
-    Nothing is held in memory. `admit` counts an attempt before its token is checked, as a
-    failure until `succeeded` says otherwise: attempts made at the same moment cannot all
-    pass one count. Times are the app's clock (wall time, shared by the instances).
+    Nothing is held in memory. A success clears nothing: failures leave the window by age
+    only, so a viewer signing in (or a calendar client polling with the right token) cannot
+    reset the count of someone at the same address guessing the admin token. Times are the
+    app's clock (wall time, shared by the instances).
     """
 
     def __init__(
@@ -71,57 +93,132 @@ class FailedSignins:
         self.limit = limit
         self.window = window
 
-    async def admit(self, client: str, *, now: float) -> float:
-        """0 when `client` may try now (the try counts as failed until `succeeded`); else the
-        seconds until it may. Raises StoreError when the database cannot say."""
-        return await self.store.admit_signin(client, now=now, limit=self.limit, window=self.window)
+    async def attempt(
+        self, scope: str, client: str, *, now: float, check: Callable[[], bool]
+    ) -> Attempt:
+        """Refused unseen when `client` has too many failures of `scope`; else `check`ed, and
+        a failure recorded. Raises StoreError when the database cannot say."""
+        return await self.store.try_token(
+            scope, client, now=now, limit=self.limit, window=self.window, check=check
+        )
 
-    async def succeeded(self, client: str, *, now: float) -> None:
-        """`client` signed in: its failures are forgotten."""
-        await self.store.signed_in(client, now=now, window=self.window)
+
+LIMITER_KEY = web.AppKey("failed_tokens", FailedTokens)
+
+
+def token_matches(given: str, secret: SecretStr | None) -> bool:
+    """`given` is the secret, compared in constant time; never when either is empty."""
+    if not given or secret is None or not secret.get_secret_value():
+        return False
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), secret.get_secret_value().encode("utf-8")
+    )
+
+
+def retry_after(wait: float) -> int:
+    """Whole seconds for a Retry-After header: never 0 while the limit still refuses."""
+    return int(wait) + 1
 
 
 class Auth:
     """Tokens to roles, signed cookies to sessions, and the forms' CSRF tokens."""
 
-    def __init__(self, settings: Settings, store: ConsoleStore) -> None:
+    def __init__(
+        self, settings: Settings, store: ConsoleStore, *, server_secret: bytes = b""
+    ) -> None:
+        """`server_secret` keys the cookies when no admin token is set (the sessions of
+        one-time links): a secret of this deployment, shared by its instances."""
         self.settings = settings
         self.store = store
-        self.limiter = FailedSignins(store)
-        admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        key = hmac.new(admin.encode(), b"notifier console session v1", "sha256").digest()
+        self.limiter = FailedTokens(store)
+        admin = settings.admin_token.get_secret_value().encode() if settings.admin_token else b""
+        key = hmac.new(admin or server_secret, b"notifier console session v1", "sha256").digest()
+        self._key = key
         self._signer = Signer(key, salt="session")
         self._form_signer = TimestampSigner(key, salt="signin-form")
         self.secure = settings.public_url.lower().startswith("https://")
+        # `__Host-`: a sibling subdomain cannot plant its own cookie of this name (HTTPS only).
+        self.signin_cookie = ("__Host-" if self.secure else "") + SIGNIN_COOKIE
 
     @property
     def enabled(self) -> bool:
+        """Whether sign-in with a token is possible (else only with a one-time link)."""
         return self.settings.admin_token is not None
 
     def role_for(self, token: str) -> str | None:
         """The role a token signs in as, compared in constant time; None if neither."""
-        given = token.encode("utf-8", "surrogatepass")
         role = None
         for name, secret in (
             (ROLE_ADMIN, self.settings.admin_token),
             (ROLE_VIEWER, self.settings.viewer_token),
         ):
-            if secret is not None and secret.get_secret_value():
-                if hmac.compare_digest(given, secret.get_secret_value().encode()):
-                    role = role or name
+            if token_matches(token, secret):
+                role = role or name
         return role
 
-    # --- the sign-in form's token (no session yet) ---
+    def token_fingerprint(self, role: str) -> str | None:
+        """A keyed digest of the role's current token (None: the role has no token now).
 
-    def signin_form_token(self) -> str:
-        return self._form_signer.sign(secrets.token_urlsafe(8)).decode()
+        Kept in each session: a session whose role's token has changed since it signed in
+        no longer matches and ends. Keyed, so the database alone does not offer a way to
+        test guesses of the token. An admin without a token (a one-time link's session)
+        fingerprints the empty token: setting one ends those sessions.
+        """
+        secret = self.settings.admin_token if role == ROLE_ADMIN else self.settings.viewer_token
+        if secret is None and role != ROLE_ADMIN:
+            return None
+        value = secret.get_secret_value().encode() if secret is not None else b""
+        return hmac.new(self._key, role.encode() + b"\0" + value, "sha256").hexdigest()[:32]
 
-    def check_signin_form_token(self, token: str) -> bool:
+    # --- the sign-in form's token (no session yet), bound to the browser ---
+
+    def _binding(self, browser: str) -> str:
+        return hmac.new(self._key, b"signin-form\0" + browser.encode(), "sha256").hexdigest()
+
+    def signin_browser(self, request: web.Request) -> str | None:
+        """The browser's sign-in cookie, when it holds one of ours."""
+        value = request.cookies.get(self.signin_cookie, "")
+        return value if 16 <= len(value) <= 64 and value.isascii() else None
+
+    def signin_form_token(self, browser: str) -> str:
+        return self._form_signer.sign(self._binding(browser)).decode()
+
+    def set_signin_cookie(self, response: web.StreamResponse, browser: str) -> None:
+        response.set_cookie(
+            self.signin_cookie,
+            browser,
+            max_age=SIGNIN_FORM_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure,
+        )
+
+    def check_signin_form_token(self, request: web.Request, token: str) -> bool:
+        """The form's token is ours, recent, and was made for this browser's cookie."""
+        browser = self.signin_browser(request)
+        if browser is None or not token:
+            return False
         try:
-            self._form_signer.unsign(token, max_age=SIGNIN_FORM_SECONDS)
+            bound = self._form_signer.unsign(token, max_age=SIGNIN_FORM_SECONDS)
         except BadSignature:
             return False
-        return True
+        return hmac.compare_digest(bound, self._binding(browser).encode())
+
+    # --- one-time sign-in links (no admin token set) ---
+
+    async def issue_signin_link(self, *, now: float) -> str:
+        """A new link token, good once within SIGNIN_LINK_SECONDS (its hash is stored)."""
+        token = secrets.token_urlsafe(32)
+        await self.store.create_signin_link(
+            _hash(token), now=now, expires_at=now + SIGNIN_LINK_SECONDS
+        )
+        return token
+
+    async def use_signin_link(self, token: str, *, now: float) -> bool:
+        if not token or len(token) > 128 or not token.isascii():
+            return False
+        return await self.store.use_signin_link(_hash(token), now=now)
 
     # --- sessions ---
 
@@ -136,6 +233,7 @@ class Auth:
             client=client,
             now=now,
             expires_at=now + SESSION_SECONDS,
+            token_fp=self.token_fingerprint(role) or "",
         )
         response.set_cookie(
             SESSION_COOKIE,
@@ -157,7 +255,14 @@ class Auth:
             return None
         id_hash = _hash(session_id)
         row = await self.store.get_session(id_hash, now=now)
-        return None if row is None else Session(row.role, row.csrf, id_hash)
+        if row is None:
+            return None
+        current = self.token_fingerprint(row.role)
+        if current is None or not hmac.compare_digest(row.token_fp, current):
+            # The role's token changed (or went) since this session signed in: it ends.
+            await self.store.delete_session(id_hash)
+            return None
+        return Session(row.role, row.csrf, id_hash)
 
     async def end(self, session: Session, response: web.StreamResponse) -> None:
         await self.store.delete_session(session.id_hash)

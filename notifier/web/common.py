@@ -5,7 +5,6 @@ Every error is JSON `{"error": ..., "detail": ...}`; bad input never yields a 50
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -14,10 +13,18 @@ from datetime import date
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from notifier.constants import DB_RETRY_AFTER_SECONDS
 from notifier.errors import RenderError, SendError, StoreError
 from notifier.service import App
+from notifier.web.auth import (
+    LIMITER_KEY,
+    SCOPE_ADMIN,
+    client_address,
+    retry_after,
+    token_matches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +149,52 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "?"
 
 
-def require_admin(request: web.Request) -> None:
-    """Bearer token check in constant time; 503 when no token is configured."""
+def bearer(request: web.Request) -> str:
+    """The `Authorization: Bearer` token, or ""."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+async def limited_token(request: web.Request, scope: str, given: str, secret: SecretStr) -> bool:
+    """Whether `given` is `secret`, through the failed-token limit of `scope` (auth.py).
+
+    No token at all is no guess: False without asking the database. Past the limit a 429
+    with Retry-After, the token unseen; a wrong token counts as a failure.
+    """
+    if not given or len(given) > MAX_TOKEN_LENGTH:
+        return False
+    app = request.app[APP_KEY]
+    attempt = await request.app[LIMITER_KEY].attempt(
+        scope, client_address(request), now=app.clock(), check=lambda: token_matches(given, secret)
+    )
+    if attempt.wait > 0:
+        seconds = retry_after(attempt.wait)
+        log.warning(
+            "token refused: too many failures",
+            extra={"action": "token_limited", "scope": scope, "route": _route_name(request)},
+        )
+        raise ApiError(
+            429,
+            "too many attempts",
+            f"too many wrong tokens from this address: try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    if not attempt.ok:
+        log.warning(
+            "wrong token",
+            extra={"action": "token_failed", "scope": scope, "route": _route_name(request)},
+        )
+    return attempt.ok
+
+
+async def require_admin(request: web.Request) -> None:
+    """The admin bearer token, through the failed-token limit; 503 when none is configured."""
     token = request.app[APP_KEY].settings.admin_token
     if token is None:
         raise ApiError(
             503, "admin API disabled", "set NOTIFIER_ADMIN_TOKEN to enable the admin API"
         )
-    given = ""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        given = value.strip()
-    expected = token.get_secret_value().encode("utf-8")
-    if not given or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected):
+    if not await limited_token(request, SCOPE_ADMIN, bearer(request), token):
         raise ApiError(
             401,
             "unauthorized",

@@ -8,6 +8,8 @@ traceback. No external resources; a strict Content-Security-Policy on every answ
 from __future__ import annotations
 
 import logging
+import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -22,7 +24,18 @@ from notifier.constants import DB_RETRY_AFTER_SECONDS
 from notifier.errors import StoreError
 from notifier.ledger.console import ConsoleStore
 from notifier.service import App
-from notifier.web.auth import CSRF_FIELD, Auth, Session, client_address, csrf_ok
+from notifier.web.auth import (
+    CSRF_FIELD,
+    ROLE_ADMIN,
+    SCOPE_ADMIN,
+    SIGNIN_LINK_PATH,
+    SIGNIN_LINK_SECONDS,
+    Auth,
+    Session,
+    client_address,
+    csrf_ok,
+    retry_after,
+)
 from notifier.web.common import APP_KEY, ApiError
 from notifier.web.console_views import ViewCache
 
@@ -124,20 +137,26 @@ def database_unavailable_page(request: web.Request, exc: StoreError) -> web.Resp
 def signin_page(
     request: web.Request, *, error: str | None = None, status: int = 200
 ) -> web.Response:
+    """The sign-in form, bound to this browser by its sign-in cookie (set here if missing)."""
     auth = request.app[AUTH_KEY]
     target = request.path_qs if request.method == "GET" else "/"
-    return render(
+    browser = auth.signin_browser(request) or secrets.token_urlsafe(24)
+    response = render(
         request,
         "signin.html",
         {
             "error": error,
-            "form_token": auth.signin_form_token(),
-            "next": target if request.path != "/signin" else "/",
+            "form_token": auth.signin_form_token(browser),
+            "next": safe_next(target) if request.path != "/signin" else "/",
             "enabled": auth.enabled,
+            "link_path": SIGNIN_LINK_PATH,
+            "link_minutes": SIGNIN_LINK_SECONDS // 60,
             "page": "signin",
         },
         status=status,
     )
+    auth.set_signin_cookie(response, browser)
+    return response
 
 
 async def form_of(request: web.Request) -> Mapping[str, str]:
@@ -156,7 +175,8 @@ def guard(handler: Handler, *, action: bool = False) -> Handler:
         app = request.app[APP_KEY]
         auth = request.app[AUTH_KEY]
         try:
-            session = await auth.session(request, now=app.clock()) if auth.enabled else None
+            # Sessions also exist without an admin token: those of one-time links.
+            session = await auth.session(request, now=app.clock())
             if session is None:
                 if request.method == "POST":
                     raise Denied(403, "未登录 Signed out", "请先登录。Sign in first.")
@@ -239,11 +259,22 @@ def day_bounds(app: App, day: date) -> tuple[float, float]:
 # --- sign-in -------------------------------------------------------------------------------
 
 
-def _safe_next(value: str) -> str:
-    """Only a path of this site: never `//host` or a scheme (an open redirect)."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+# The longest `next` kept (a page's own address; anything longer is not one of ours).
+MAX_NEXT_LENGTH = 2048
+
+
+def safe_next(value: str) -> str:
+    """Only a path of this site, else "/": one `/` then a character that is neither `/` nor
+    `\\`, and no control character or whitespace anywhere (browsers drop a tab or a line
+    break inside a URL, so `/<TAB>/evil.example` would become `//evil.example`: another
+    host). Nothing is stripped or repaired: anything doubtful goes to the overview."""
+    if not value.startswith("/") or len(value) > MAX_NEXT_LENGTH:
+        return "/"
+    if value[1:2] in ("/", "\\") or "\\" in value:
+        return "/"
+    if any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in value):
+        return "/"
+    return value
 
 
 async def post_signin(request: web.Request) -> web.StreamResponse:
@@ -261,37 +292,116 @@ async def _sign_in(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
     client = client_address(request)
     if not auth.enabled:
-        raise Denied(503, "控制台未启用 Console disabled", "请设置 NOTIFIER_ADMIN_TOKEN。")
+        raise Denied(
+            503,
+            "控制台未启用 Console disabled",
+            "请设置 NOTIFIER_ADMIN_TOKEN，或打开 notifier run 启动时打印的一次性登录链接。"
+            "Set NOTIFIER_ADMIN_TOKEN, or open the one-time sign-in link printed at start.",
+        )
     data = await form_of(request)
-    if not auth.check_signin_form_token(data.get(CSRF_FIELD, "")):
+    if not auth.check_signin_form_token(request, data.get(CSRF_FIELD, "")):
         raise Denied(
             403,
             "表单已失效 Invalid form",
-            "登录表单已过期或缺少 CSRF 令牌，请刷新页面。Reload the sign-in page.",
+            "登录表单已过期、缺少 CSRF 令牌或不属于此浏览器，请刷新登录页（需允许 Cookie）。"
+            "The sign-in form expired or was not made for this browser: reload the sign-in"
+            " page (cookies must be allowed).",
         )
-    # Counted before the token is looked at, as a failure unless it signs in (auth.py).
-    wait = await auth.limiter.admit(client, now=app.clock())
-    if wait > 0:
+    # Checked under the limit: refused unseen past it; a wrong token counts (auth.py).
+    attempt = await auth.limiter.attempt(
+        SCOPE_ADMIN,
+        client,
+        now=app.clock(),
+        check=lambda: auth.role_for(data.get("token", "")) is not None,
+    )
+    if attempt.wait > 0:
+        seconds = retry_after(attempt.wait)
         response = signin_page(
             request,
-            error=f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。"
-            f"Too many failed sign-ins: try again in {int(wait) + 1} s.",
+            error=f"登录失败次数过多，请 {seconds} 秒后再试。"
+            f"Too many failed sign-ins: try again in {seconds} s.",
             status=429,
         )
-        response.headers["Retry-After"] = str(int(wait) + 1)
+        response.headers["Retry-After"] = str(seconds)
         return response
-    role = auth.role_for(data.get("token", ""))
+    role = auth.role_for(data.get("token", "")) if attempt.ok else None
     if role is None:
         await audit(request, "sign_in_failed", "console")
         log.warning("console sign-in failed", extra={"action": "sign_in_failed"})
         return signin_page(request, error="令牌错误。Wrong token.", status=401)
-    response = web.HTTPSeeOther(_safe_next(data.get("next", "/")))
+    response = web.HTTPSeeOther(safe_next(data.get("next", "/")))
     await auth.start(response, role=role, client=client, now=app.clock())
-    await auth.limiter.succeeded(client, now=app.clock())
+    response.del_cookie(auth.signin_cookie, path="/")
     request[SESSION_KEY] = Session(role, "", "")
     await audit(request, "sign_in", "console")
     log.info("console sign-in", extra={"action": "sign_in", "role": role})
     raise response
+
+
+async def get_signin_link(request: web.Request) -> web.StreamResponse:
+    """A one-time link (printed at start when no admin token is set): an admin session, once.
+
+    A database fault is the 503 page; a used, expired or unknown link a 403 page that says
+    how to get a new one. Once an admin token is set, links no longer sign anyone in.
+    """
+    app = request.app[APP_KEY]
+    auth = request.app[AUTH_KEY]
+    try:
+        if auth.enabled or not await auth.use_signin_link(
+            request.query.get("token", ""), now=app.clock()
+        ):
+            log.warning("console sign-in link refused", extra={"action": "sign_in_failed"})
+            return error_page(
+                request,
+                403,
+                "链接无效 Link not valid",
+                "一次性登录链接已使用、已过期或无效；重启 notifier run 可获得新链接，"
+                "或设置 NOTIFIER_ADMIN_TOKEN 后用令牌登录。"
+                "This one-time link was used, has expired or is unknown: restart"
+                " `notifier run` for a new one, or set NOTIFIER_ADMIN_TOKEN and sign in with it.",
+            )
+        response = web.HTTPSeeOther("/")
+        await auth.start(response, role=ROLE_ADMIN, client=client_address(request), now=app.clock())
+        request[SESSION_KEY] = Session(ROLE_ADMIN, "", "")
+        await audit(request, "sign_in", "console", "one-time link")
+        log.info("console sign-in by link", extra={"action": "sign_in", "role": ROLE_ADMIN})
+    except StoreError as exc:
+        return database_unavailable_page(request, exc)
+    raise response
+
+
+async def announce_signin_link(web_app: web.Application, host: str, port: int) -> str | None:
+    """With no admin token set, a one-time sign-in link on the listening address, logged and
+    printed (a first run would otherwise show a sign-in page nobody can use); its URL."""
+    app = web_app[APP_KEY]
+    auth = web_app[AUTH_KEY]
+    if auth.enabled:
+        return None
+    try:
+        token = await auth.issue_signin_link(now=app.clock())
+    except StoreError as exc:  # the service still starts; a restart prints a link
+        log.warning(
+            "no console sign-in link: the database is unavailable",
+            extra={"action": "console_signin_link_failed", "error": str(exc)},
+        )
+        return None
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    url = f"http://{shown}:{port}{SIGNIN_LINK_PATH}?token={token}"
+    minutes = SIGNIN_LINK_SECONDS // 60
+    log.warning(
+        f"no NOTIFIER_ADMIN_TOKEN: console one-time sign-in link, valid once for {minutes} min:"
+        f" {url}",
+        extra={"action": "console_signin_link", "minutes": minutes},
+    )
+    print(
+        f"控制台一次性登录链接（{minutes} 分钟内有效，仅可使用一次；"
+        "设置 NOTIFIER_ADMIN_TOKEN 后不再提供）\n"
+        f"Console one-time sign-in link (valid once, for {minutes} min;"
+        f" none once NOTIFIER_ADMIN_TOKEN is set):\n  {url}",
+        flush=True,
+    )
+    return url
 
 
 async def get_signin(request: web.Request) -> web.StreamResponse:
@@ -328,6 +438,7 @@ CONSOLE_PATHS = frozenset(
         "/config/holidays/save",
         "/audit",
         "/signin",
+        "/signin/once",
         "/signout",
         "/static",
     }

@@ -6,7 +6,7 @@ import itertools
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from aiohttp import web
@@ -31,6 +31,7 @@ from notifier.web.console import (
     form,
     redirect,
     render,
+    session_of,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ MAX_FILTER_LENGTH = 254
 # The raw message shown in a delivery's page is cut here (a message can be large).
 RAW_SHOWN_CHARS = 200_000
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
+# An unsubscribe link's token: with it anyone can unsubscribe its address, so a viewer sees
+# previews with the token masked (and no raw messages, whose parts may be base64).
+_UNSUBSCRIBE_TOKEN = re.compile(r"(/unsubscribe\?token=)[^\s\"'<>&]+")
+
+
+def mask_unsubscribe_tokens(text: str) -> str:
+    return _UNSUBSCRIBE_TOKEN.sub(r"\1•••", text)
 
 
 def _date_param(value: str | None, name: str) -> date | None:
@@ -184,7 +192,19 @@ class Preview:
 
 def _preview(request: web.Request) -> Preview:
     """The chosen reminder's message for the chosen audience (default: its first) and
-    recipient (default: the audience's first)."""
+    recipient (default: the audience's first); a viewer's with unsubscribe tokens masked."""
+    preview = _message_preview(request)
+    if session_of(request).is_admin:
+        return preview
+    return replace(
+        preview,
+        text=mask_unsubscribe_tokens(preview.text),
+        html=None if preview.html is None else mask_unsubscribe_tokens(preview.html),
+        body=None if preview.body is None else mask_unsubscribe_tokens(preview.body),
+    )
+
+
+def _message_preview(request: web.Request) -> Preview:
     app = request.app[APP_KEY]
     event = _event(request)
     reminder = _text_param(request, "reminder") or event.reminders[0].id
@@ -370,7 +390,8 @@ async def get_delivery_page(request: web.Request) -> web.Response:
         {
             "page": "delivery",
             "row": row,
-            "raw": row.message[:RAW_SHOWN_CHARS],
+            # Admins only: a raw message holds its unsubscribe link's token, maybe in base64.
+            "raw": row.message[:RAW_SHOWN_CHARS] if session_of(request).is_admin else None,
             "cut": len(row.message) > RAW_SHOWN_CHARS,
             "actionable": row.state in RETRYABLE,
             "history": await store.audit_entries(target=f"delivery:{row.id}", limit=50),

@@ -14,7 +14,7 @@ import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
 from notifier.ledger.console import ConsoleStore
 from notifier.service import App
-from notifier.web.auth import Auth
+from notifier.web.auth import LIMITER_KEY, SIGNIN_LINK_PATH, Auth
 from notifier.web.console import (
     AUTH_KEY,
     CONSOLE_STORE_KEY,
@@ -22,6 +22,7 @@ from notifier.web.console import (
     VIEWS_KEY,
     Handler,
     get_signin,
+    get_signin_link,
     guard,
     post_signin,
     post_signout,
@@ -40,7 +41,9 @@ def setup_console(web_app: web.Application, app: App) -> None:
     env.filters["md"] = lambda d: f"{d.month}月{d.day}日"
     store = ConsoleStore(app.store.db)
     web_app[CONSOLE_STORE_KEY] = store
-    web_app[AUTH_KEY] = Auth(app.settings, store)
+    auth = Auth(app.settings, store, server_secret=app.outbox.unsubscribe_secret)
+    web_app[AUTH_KEY] = auth
+    web_app[LIMITER_KEY] = auth.limiter  # the admin API and the calendar feed count there too
     web_app[VIEWS_KEY] = ViewCache()
     page = guard
 
@@ -69,6 +72,7 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.get("/audit", page(pages.get_audit_page)),
             web.get("/signin", page(get_signin)),
             web.post("/signin", post_signin),
+            web.get(SIGNIN_LINK_PATH, get_signin_link),
             web.post("/signout", page(post_signout)),
             web.static("/static", HERE / "static"),
         ]

@@ -10,7 +10,6 @@ updated by the subscribers' clients, whichever instance serves it.
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, date
 
 import icalendar
@@ -25,15 +24,17 @@ from notifier.schedule.ical import (
     workday_events,
 )
 from notifier.service import App
-from notifier.web.common import APP_KEY, MAX_TOKEN_LENGTH, ApiError
+from notifier.web.auth import SCOPE_CALENDAR
+from notifier.web.common import APP_KEY, ApiError, bearer, limited_token
 
 # The workday feed's reach: this year and the next (the notice for the next year comes in
 # November; its December days are in this year's end).
 WORKDAY_FEED_YEARS = 2
 
 
-def require_calendar_token(request: web.Request) -> None:
-    """`?token=` (or a Bearer header) must be the calendar token, compared in constant time."""
+async def require_calendar_token(request: web.Request) -> None:
+    """`?token=` (or a Bearer header) must be the calendar token, compared in constant time,
+    through the failed-token limit (scope "calendar": 429 after too many wrong ones)."""
     token = request.app[APP_KEY].settings.calendar_token
     if token is None:
         raise ApiError(
@@ -42,16 +43,8 @@ def require_calendar_token(request: web.Request) -> None:
             "set NOTIFIER_CALENDAR_TOKEN to enable /calendar.ics?token=... "
             "(设置日历令牌以开启日历订阅)",
         )
-    given = request.query.get("token", "")
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if not given and scheme.lower() == "bearer":
-        given = value.strip()
-    expected = token.get_secret_value().encode("utf-8")
-    if (
-        not given
-        or len(given) > MAX_TOKEN_LENGTH
-        or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected)
-    ):
+    given = request.query.get("token", "") or bearer(request)
+    if not await limited_token(request, SCOPE_CALENDAR, given, token):
         raise ApiError(
             401,
             "unauthorized",
@@ -61,7 +54,7 @@ def require_calendar_token(request: web.Request) -> None:
 
 
 async def get_calendar(request: web.Request) -> web.Response:
-    require_calendar_token(request)
+    await require_calendar_token(request)
     app = request.app[APP_KEY]
     now = app.now()
     events = feed_events(
@@ -72,7 +65,7 @@ async def get_calendar(request: web.Request) -> web.Response:
 
 async def get_workdays(request: web.Request) -> web.Response:
     """Days off and make-up workdays, this year and the next, as all-day events."""
-    require_calendar_token(request)
+    await require_calendar_token(request)
     app = request.app[APP_KEY]
     now = app.now()
     events = workday_events(

@@ -35,6 +35,7 @@ ERROR_TEXT: Mapping[int, str] = {
     404: "Unknown hook or event",
     413: "Body over the size limit",
     422: "Well-formed but unusable (a template cannot render, a value out of range)",
+    429: "Too many wrong tokens from this address: try again after Retry-After seconds",
     503: "Not available (admin token not configured, database or hook secret unavailable, "
     "shutting down)",
 }
@@ -60,7 +61,7 @@ class Route:
 
 
 ADMIN: tuple[Security, ...] = ("bearer",)
-ADMIN_ERRORS = (401, 503)
+ADMIN_ERRORS = (401, 429, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -202,10 +203,11 @@ ROUTES: tuple[Route, ...] = (
         "get",
         "/readyz",
         "readyz",
-        "Database reachable and configuration valid",
+        "Database reachable and configuration valid (by component; the errors' own text"
+        " with the admin bearer token)",
         "operations",
         ok=(200, "Ready", (s.Ready,)),
-        errors=(503,),
+        errors=(401, 429, 503),
     ),
     Route(
         "get",

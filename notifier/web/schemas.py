@@ -94,6 +94,9 @@ class Error(BaseModel):
         description="the payload field a template lacks, or the one refused (e.g. `to[0].name`)",
     )
     reasons: list[str] | None = Field(None, description="/readyz: each reason it is not ready")
+    components: dict[str, str] | None = Field(
+        None, description="/readyz: each component that is not ready, and its state"
+    )
     audiences: list[str] | None = Field(
         None, description="/api/preview: the reminder's audiences, one of which to name"
     )

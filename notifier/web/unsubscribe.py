@@ -26,15 +26,39 @@ _PAGE = """<!doctype html>
 """
 
 
+# The confirmation page has one button that unsubscribes: no other site may frame it (a
+# clickjacking page would lay its own bait over the button); its own inline style only, and a
+# form posting to this site. The token is in the URL: no Referer, no cache.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
+        " frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+# The masked address shows at most this much of its local part: a third of it, never more
+# than this many characters, and nothing of a local part shorter than three.
+MASK_SHOWN_MAX = 3
+
+
 def _page(content: str, status: int = 200) -> web.Response:
-    return web.Response(text=_PAGE.format(content=content), status=status, content_type="text/html")
+    return web.Response(
+        text=_PAGE.format(content=content),
+        status=status,
+        content_type="text/html",
+        headers=PAGE_HEADERS,
+    )
 
 
 def mask_address(address: str) -> str:
     """`so•••@example.com`: enough for its owner to recognise, little for anyone else who
-    holds the link (proxy logs, link scanners, a forwarded message)."""
+    holds the link (proxy logs, link scanners, a forwarded message). At most a third of the
+    local part shows (`ab@` shows none of it), never all of it."""
     local, _, domain = address.rpartition("@")
-    return f"{local[:2]}•••@{domain}"
+    return f"{local[: min(len(local) // 3, MASK_SHOWN_MAX)]}•••@{domain}"
 
 
 def _unsubscribe_email(app: App, token: str) -> str:
