@@ -27,6 +27,7 @@ from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.compose.admin_notices import AdminNotices
 from notifier.compose.outbox import Outbox, Unmade
+from notifier.compose.rows import RunningConfig
 from notifier.config import Settings
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import ConfigError, NotifierError, StoreError
@@ -149,8 +150,7 @@ class App:
         self._outbox = Outbox(
             settings=s,
             store=self._store,
-            renderer=renderer,
-            schedule=schedule,
+            config=RunningConfig(schedule, renderer),
             unsubscribe_secret=unsubscribe_secret(s),
         )
         self._worker = DeliveryWorker(
@@ -340,8 +340,7 @@ class App:
             for line in exc.errors:
                 log.error(line, extra={"action": "reload_rejected"})
             return False
-        self.outbox.schedule = schedule
-        self.outbox.renderer = renderer
+        self.outbox.config = RunningConfig(schedule, renderer)
         self.hook_secrets = hook_secrets
         self.channels.build(schedule.channels)
         self._remask()

@@ -509,7 +509,7 @@ class AdminNotices:
                 addresses.add(recipient.email.lower())
                 ctx = _context(self.settings, template, payload, recipient, local.date())
                 rows.append(
-                    self.outbox.notice_row(
+                    self.outbox.rows.notice_row(
                         key=email_key(prefix, recipient.email),
                         rendered=self.outbox.renderer.render(template, ctx),
                         recipient=recipient,
@@ -520,7 +520,7 @@ class AdminNotices:
         for channel_id in groups:
             ctx = _context(self.settings, template, payload, CHAT_RECIPIENT, local.date())
             rows.append(
-                self.outbox.notice_chat_row(
+                self.outbox.rows.notice_chat_row(
                     prefix=prefix, template=template, context=ctx, channel_id=channel_id, due=local
                 )
             )

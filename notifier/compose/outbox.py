@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from notifier.compose.rendering import Renderer
-from notifier.compose.rows import UNMADE_PREFIX, RowMaker
+from notifier.compose.rows import UNMADE_PREFIX, RowMaker, RunningConfig
 from notifier.config import Settings
 from notifier.constants import ENQUEUE_CHUNK, MANUAL_REMINDER
 from notifier.dates.rules import Occurrence, send_day
@@ -177,26 +177,44 @@ class Materialized:
     unmade: tuple[Unmade, ...] = ()  # sends none of whose rows could be made, still in grace
 
 
-class Outbox(RowMaker):
+class Outbox:
     """Decides which rows to make (the schedule's, a manual send's, a preview's) and enqueues
-    them; the rows themselves come from `RowMaker`."""
+    them; its row builder (`rows`, a `RowMaker`) makes the rows themselves."""
 
     def __init__(
         self,
         *,
         settings: Settings,
         store: Store,
-        renderer: Renderer,
-        schedule: Schedule,
+        config: RunningConfig,
         unsubscribe_secret: bytes,
     ) -> None:
-        super().__init__(
-            settings=settings,
-            renderer=renderer,
-            schedule=schedule,
-            unsubscribe_secret=unsubscribe_secret,
-        )
+        self.settings = settings
         self.store = store
+        self.rows = RowMaker(
+            settings=settings, config=config, unsubscribe_secret=unsubscribe_secret
+        )
+
+    @property
+    def config(self) -> RunningConfig:
+        """The running config (the row builder's: one object, swapped whole on reload)."""
+        return self.rows.config
+
+    @config.setter
+    def config(self, config: RunningConfig) -> None:
+        self.rows.config = config
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.rows.config.schedule
+
+    @property
+    def renderer(self) -> Renderer:
+        return self.rows.config.renderer
+
+    @property
+    def unsubscribe_secret(self) -> bytes:
+        return self.rows.unsubscribe_secret
 
     async def _enqueue_stream(self, rows: Iterable[NewDelivery], now: float) -> int:
         """Commit rows in chunks: memory stays flat however large the audience.
@@ -260,7 +278,7 @@ class Outbox(RowMaker):
             state = State.MISSED if late > grace.total_seconds() else State.PENDING
             rows = _Guarded(
                 itertools.chain.from_iterable(
-                    self.rows_for(
+                    self.rows.rows_for(
                         prefix=send.plan_key,
                         event=send.event,
                         occurrence=send.occurrence,
@@ -349,7 +367,7 @@ class Outbox(RowMaker):
         """Record a send none of whose rows could be made as `missed`, one row per recipient
         (rendering nothing), the reason in each row's `last_error`."""
         rows = itertools.chain.from_iterable(
-            self.unmade_rows(
+            self.rows.unmade_rows(
                 prefix=send.plan_key,
                 event=send.event,
                 occurrence=send.occurrence,
@@ -431,7 +449,7 @@ class Outbox(RowMaker):
             rid = again_reminder_id(rid, now)
         audience = self.schedule.audiences[names[0]]
         rows = itertools.chain.from_iterable(
-            self.rows_for(
+            self.rows.rows_for(
                 prefix=plan_key(event.id, occ.start, rid),
                 event=event,
                 occurrence=occ,

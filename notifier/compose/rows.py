@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -140,23 +141,38 @@ def _distinct(recipients: Iterable[Recipient]) -> list[Recipient]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RunningConfig:
+    """The config the service runs: the schedule and the templates that render it. A reload
+    swaps it whole, so no send ever sees a new schedule with old templates."""
+
+    schedule: Schedule
+    renderer: Renderer
+
+
 class RowMaker:
-    """Renders rows; holds the current schedule and templates (swapped whole on reload)."""
+    """Renders rows from the running config (`config`, swapped whole on reload)."""
 
     def __init__(
         self,
         *,
         settings: Settings,
-        renderer: Renderer,
-        schedule: Schedule,
+        config: RunningConfig,
         unsubscribe_secret: bytes,
     ) -> None:
         self.settings = settings
-        self.renderer = renderer
-        self.schedule = schedule
+        self.config = config
         self._unsub_secret = unsubscribe_secret
         self._sender = (settings.org_name, settings.mail_from)
         self._domain = domain_of(settings.mail_from)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.config.schedule
+
+    @property
+    def renderer(self) -> Renderer:
+        return self.config.renderer
 
     @property
     def unsubscribe_secret(self) -> bytes:

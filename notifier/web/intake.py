@@ -379,7 +379,7 @@ def _prepare_hook(
         payload = _recipients(payload)
     due = _due(payload, app, now)
     try:
-        rows = app.outbox.hook_rows(hook, webhook_id, payload, due)
+        rows = app.outbox.rows.hook_rows(hook, webhook_id, payload, due)
     except (RenderError, SendError) as exc:
         raise render_problem(exc) from None
     return Prepared(webhook_id, due, rows)
