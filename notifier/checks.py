@@ -1,7 +1,9 @@
 """Load the schedule and prove every template renders, before anything is sent.
 
 `notifier check`, the service's start and every hot reload go through `load_config`: a
-missing template or variable is found here, not at 09:00 on the day.
+missing template or variable is found here, not at 09:00 on the day. What a config can cost
+is bounded on the way (file sizes, YAML aliases, error text: see `notifier.constants`), and
+templates render in Jinja's sandbox, so `check` is safe to run on files from anyone.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pydantic import SecretStr
 from notifier.channels.registry import missing_variables
 from notifier.config import Settings, placeholder_problems, read_hook_secrets, read_secret
 from notifier.errors import ConfigError, RenderError
-from notifier.notices import check_admin_templates
+from notifier.notices import ADMIN_TEMPLATES, check_admin_templates
 from notifier.planner import PlannedSend, next_occurrence, plan
 from notifier.rendering import Renderer
 from notifier.rows import CHAT_RECIPIENT, reminder_context, template_context
-from notifier.schedules import ChannelSpec, Recipient, Schedule, load_schedule
+from notifier.schedules import ChannelSpec, Recipient, Schedule, bounded_errors, load_schedule
 from notifier.webhooks import secret_key
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})
@@ -29,12 +31,23 @@ HOLIDAY_HORIZON = timedelta(days=400)
 
 
 def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Renderer, list[str]]:
-    """Schedule, renderer and warnings; ConfigError lists every problem found."""
+    """Schedule, renderer and warnings; ConfigError lists every problem found (at most
+    MAX_CONFIG_ERRORS of them, each line bounded)."""
+    try:
+        return _load_config(settings, now=now)
+    except ConfigError as exc:
+        raise ConfigError(bounded_errors(exc.errors)) from None
+
+
+def _load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Renderer, list[str]]:
     schedule = load_schedule(settings.schedules_dir)
     renderer = Renderer(settings.templates_dir)
     errors: list[str] = []
     warnings = list(schedule.warnings)
-    for name in sorted(schedule.templates_used()):
+    used = schedule.templates_used()
+    for name in sorted(set(ADMIN_TEMPLATES) - used if schedule.admins else ()):
+        warnings.extend(renderer.invisible_characters(name))  # checked in full further on
+    for name in sorted(used):
         if not renderer.exists(name):
             errors.append(
                 f"{settings.templates_dir / name}: template not found "
@@ -42,6 +55,7 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             continue
         errors.extend(renderer.unknown_variables(name))
+        warnings.extend(renderer.invisible_characters(name))
     errors.extend(channel_problems(schedule, warnings))
     if errors:
         raise ConfigError(errors)
