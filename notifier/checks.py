@@ -1,7 +1,9 @@
 """Load the schedule and prove every template renders, before anything is sent.
 
 `notifier check`, the service's start and every hot reload go through `load_config`: a
-missing template or variable is found here, not at 09:00 on the day.
+missing template or variable is found here, not at 09:00 on the day. What a config can cost
+is bounded on the way (file sizes, YAML aliases, error text: see `notifier.constants`), and
+templates render in Jinja's sandbox, so `check` is safe to run on files from anyone.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from notifier.channels.registry import missing_variables
-from notifier.compose.admin_notices import check_admin_templates
+from notifier.compose.admin_notices import ADMIN_TEMPLATES, check_admin_templates
 from notifier.compose.rendering import Renderer
 from notifier.compose.rows import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.config import Settings, read_hook_secrets, read_secret
 from notifier.dates.workdays import OFFICIAL_DATA, YearSource, statutory_holidays, year_source
 from notifier.errors import ConfigError, RenderError
-from notifier.schedule.model import ChannelSpec, Recipient, Schedule, load_schedule
+from notifier.schedule.model import ChannelSpec, Recipient, Schedule, bounded_errors, load_schedule
 from notifier.schedule.planner import PlannedSend, next_occurrence, plan
 from notifier.secret_checks import secret_problems, webhook_key_problems
 
@@ -30,12 +32,23 @@ HOLIDAY_HORIZON = timedelta(days=400)
 
 
 def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Renderer, list[str]]:
-    """Schedule, renderer and warnings; ConfigError lists every problem found."""
+    """Schedule, renderer and warnings; ConfigError lists every problem found (at most
+    MAX_CONFIG_ERRORS of them, each line bounded)."""
+    try:
+        return _load_config(settings, now=now)
+    except ConfigError as exc:
+        raise ConfigError(bounded_errors(exc.errors)) from None
+
+
+def _load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Renderer, list[str]]:
     schedule = load_schedule(settings.schedules_dir)
     renderer = Renderer(settings.templates_dir)
     errors: list[str] = []
     warnings = list(schedule.warnings)
-    for name in sorted(schedule.templates_used()):
+    used = schedule.templates_used()
+    for name in sorted(set(ADMIN_TEMPLATES) - used if schedule.admins else ()):
+        warnings.extend(renderer.invisible_characters(name))  # checked in full further on
+    for name in sorted(used):
         if not renderer.exists(name):
             errors.append(
                 f"{settings.templates_dir / name}: template not found "
@@ -43,6 +56,7 @@ def load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Rendere
             )
             continue
         errors.extend(renderer.unknown_variables(name))
+        warnings.extend(renderer.invisible_characters(name))
     errors.extend(channel_problems(schedule, warnings))
     if errors:
         raise ConfigError(errors)

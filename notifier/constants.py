@@ -43,6 +43,26 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 # Default window of `notifier upcoming` and /api/upcoming.
 UPCOMING_DAYS = 60
 
+# What one reload may cost (issue 17: a 600-byte YAML "alias bomb" took 14 s, 1.6 GB and a
+# 312 MB error message). A config file (a schedule YAML, a template file) larger than this is
+# refused: the shipped ones are under 5 KB, and 1 MiB of YAML (11,000 events) takes 2.3-2.5 s
+# to load and validate on the 2-core machine. CSV audiences are data, not config: unbounded.
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+# YAML aliases (`*name`) per file: reusing a reminders block across a few dozen events needs
+# far fewer. Counted as the uses of anchored values in the file's node graph.
+MAX_YAML_ALIASES = 100
+# How much aliases may add to a file, counted as characters of text plus one per value, as if
+# each alias were written out in full. Reusing a 20-line block 100 times adds about 40,000;
+# nine levels of nine aliases (the bomb) add billions.
+MAX_YAML_ALIAS_GROWTH = 100_000
+# A raw value quoted in an error message is cut to this many characters (then "…"), and one
+# error line to ERROR_LINE_CHARS: the message goes to logs, admins' mail and /api/config.
+ERROR_VALUE_CHARS = 200
+ERROR_LINE_CHARS = 1000
+# A refused config lists at most this many problems (then how many more): nobody reads past
+# them, and a 1 MiB file of 200,000 bad events must not become a 30 MB email.
+MAX_CONFIG_ERRORS = 200
+
 # Rows rendered and committed in one transaction when an audience is large, and rows per
 # `executemany` inside it (one value for both: the store used to split each 2,000-row chunk
 # into two 1,000-row calls for no gain). Large enough to amortise the commit and the round

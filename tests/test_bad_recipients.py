@@ -109,7 +109,7 @@ async def sign_in(client: TestClient[Any, Any]) -> None:
     assert match, "no sign-in form"
     resp = await client.post(
         "/signin",
-        data={"csrf": match.group(1), "token": "admin-token", "next": "/"},
+        data={"csrf": match.group(1), "token": "admin-token-for-tests", "next": "/"},
         allow_redirects=False,
     )
     assert resp.status in (302, 303), await resp.text()

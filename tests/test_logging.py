@@ -28,7 +28,7 @@ from tests.procs import Procs, free_port, notifier_env, wait_until, write_config
 __all__ = ["hook_secret_env"]
 
 Client = TestClient[Any, Any]
-ADMIN = {"Authorization": "Bearer admin-token"}
+ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # What `extra=` may not name: logging raises KeyError for these when it makes the record.
 # "taskName" is a record attribute from Python 3.12 on.
@@ -120,7 +120,7 @@ def test_a_real_notifier_run_logs_local_times_with_their_offset_and_answers_send
         http_port=port,
         NOTIFIER_LOG_FORMAT="text",
         NOTIFIER_TIMEZONE="Asia/Shanghai",
-        NOTIFIER_ADMIN_TOKEN="admin-token",
+        NOTIFIER_ADMIN_TOKEN="admin-token-for-tests",
         NOTIFIER_MAIL_DROP_DIR=str(tmp_path / "mail"),
         TZ="UTC",
     )

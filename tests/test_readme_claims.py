@@ -18,7 +18,7 @@ from notifier.web import create_web_app
 from tests.conftest import MakeSettings, write_schedule
 
 Client = TestClient[Any, Any]
-ADMIN = {"Authorization": "Bearer admin-token"}
+ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 
 # One event whose first reminder does not parse and whose second one is refused by a check
 # that needs the parsed event (`every:` on a one-day event); another whose audience is unknown.

@@ -300,3 +300,28 @@ def test_admins_named_differently_in_two_files_is_an_error_naming_both(tmp_path:
     (error,) = errors_of(tmp_path)
     assert error.startswith("admins: named differently in")
     assert "main.yaml (admins, ops-group)" in error and "other.yaml (admins)" in error
+
+
+@pytest.mark.parametrize("where", ["../outside.csv", "ABSOLUTE", "aud/link.csv"])
+def test_a_csv_audience_outside_the_schedules_directory_is_refused_naming_the_file(
+    tmp_path: Path, where: str
+) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_text("email,name\nsecret@example.com,秘\n", encoding="utf-8")
+    schedules = tmp_path / "schedules"
+    (schedules / "aud").mkdir(parents=True)
+    (schedules / "aud" / "link.csv").symlink_to(outside)
+    csv = str(outside) if where == "ABSOLUTE" else where
+    path = write_schedule(
+        schedules,
+        f"""\
+        audiences:
+          staff: {{csv: "{csv}"}}
+        events:
+          - {{id: e, title: E, date: "01-01", reminders: [{{on: start}}]}}
+        """,
+    )
+    errors = errors_of(schedules)
+    assert errors[0].startswith(
+        f"{path}: audiences.staff.csv: '{csv}' is outside the schedules directory ({outside})"
+    )

@@ -3,11 +3,16 @@
 Layout (healthchecks' three-file model): ``templates/<name>/subject.txt``, ``body.txt`` and an
 optional ``body.html``; HTML is autoescaped, text is not. Shared HTML layouts sit at the top level.
 An optional ``chat.md`` (Markdown, not escaped) is the message posted to chat groups.
+
+Templates run in Jinja's immutable sandbox: whoever edits a template (soon through the
+console) can format what they are given, not reach Python's internals (`''.__class__...`) or
+change the context. Template files are read only inside the templates directory (a link out
+is refused), at most MAX_CONFIG_FILE_BYTES, and as UTF-8: each failure names the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -15,10 +20,17 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
+from jinja2.loaders import split_template_path
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifier.errors import RenderError
+from notifier.invisible import capped, invisible_problem
+from notifier.schedule.model import read_config_text
 
 WEEKDAYS_CN = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
+
+# The files of a template; subject.txt and body.txt are required.
+PARTS = ("subject.txt", "body.txt", "body.html", "chat.md")
 
 # Every name a template may use; `notifier check` flags any other.
 KNOWN_VARIABLES = frozenset(
@@ -41,7 +53,22 @@ class Rendered:
     html: str | None
 
 
-class _Environment(jinja2.Environment):
+class _Loader(jinja2.BaseLoader):
+    """Template files read by `Renderer.read`: in the directory, bounded, UTF-8."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        path = self.renderer.directory.joinpath(*split_template_path(template))
+        if not path.is_file():
+            raise jinja2.TemplateNotFound(template)
+        return self.renderer.read(path), str(path), lambda: True
+
+
+class _Environment(ImmutableSandboxedEnvironment):
     """`a.b` on a dict looks up the key first.
 
     Every template variable is a dict (event, recipient, payload...), and Jinja's own order,
@@ -50,6 +77,19 @@ class _Environment(jinja2.Environment):
     to Jinja (`payload.items` is the method when there is no `items` key, and an unknown
     field is StrictUndefined).
     """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._safe: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """The sandbox's verdict, kept per (type, attribute): it depends on nothing else
+        (isinstance checks and the name), and computing it was a third of a render's cost."""
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = self._safe[key] = super().is_safe_attribute(obj, attr, value)
+        return safe
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict:
@@ -65,17 +105,18 @@ class Renderer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._text = self._environment(directory, autoescape=False)
-        self._html = self._environment(directory, autoescape=True)
+        self._root = directory.resolve()
+        self._text = self._environment(self, autoescape=False)
+        self._html = self._environment(self, autoescape=True)
         self._compiled: dict[
             str, tuple[jinja2.Template, jinja2.Template, jinja2.Template | None]
         ] = {}
         self._chat: dict[str, jinja2.Template | None] = {}
 
     @staticmethod
-    def _environment(directory: Path, *, autoescape: bool) -> jinja2.Environment:
+    def _environment(renderer: Renderer, *, autoescape: bool) -> jinja2.Environment:
         env = _Environment(
-            loader=jinja2.FileSystemLoader(str(directory), encoding="utf-8"),
+            loader=_Loader(renderer),
             undefined=jinja2.StrictUndefined,
             autoescape=autoescape,
             keep_trailing_newline=False,
@@ -85,6 +126,21 @@ class Renderer:
         env.filters["cn_date"] = cn_date
         env.filters["cn_weekday"] = cn_weekday
         return env
+
+    def read(self, path: Path) -> str:
+        """A template file's text; RenderError names the file and what is wrong with it."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self._root):
+            raise RenderError(
+                f"{path}: a link to {resolved}, outside the templates directory "
+                f"{self.directory}: copy the file in instead (模板文件须位于模板目录内)"
+            )
+        try:
+            return read_config_text(path)
+        except OSError as exc:
+            raise RenderError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        except ValueError as exc:
+            raise RenderError(f"{path}: {exc}") from exc
 
     def exists(self, name: str) -> bool:
         return all((self.directory / name / part).is_file() for part in ("subject.txt", "body.txt"))
@@ -155,18 +211,50 @@ class Renderer:
             raise RenderError(f"{name}/chat.md: {exc}") from exc
 
     def unknown_variables(self, name: str) -> list[str]:
-        """Top-level names the template uses that no context provides (static check)."""
+        """Top-level names the template uses that no context provides (static check), and
+        files that cannot be read (not UTF-8, too large, a link out of the directory)."""
         problems: list[str] = []
-        for part in ("subject.txt", "body.txt", "body.html", "chat.md"):
+        for part in PARTS:
             path = self.directory / name / part
             if not path.is_file():
                 continue
             env = self._html if part.endswith(".html") else self._text
             try:
-                ast = env.parse(path.read_text(encoding="utf-8"))
+                ast = env.parse(self.read(path))
+            except RenderError as exc:
+                problems.append(str(exc))
+                continue
             except jinja2.TemplateSyntaxError as exc:
                 problems.append(f"{path}: line {exc.lineno}: {exc.message}")
                 continue
             for var in sorted(meta.find_undeclared_variables(ast) - KNOWN_VARIABLES):
                 problems.append(f"{path}: unknown variable '{var}'")
         return problems
+
+    def invisible_characters(self, name: str) -> list[str]:
+        """Warnings for the template's files, and the layouts they use, that hide
+        characters (`notifier.invisible`). Unreadable files are `unknown_variables`' errors."""
+        pending = [f"{name}/{part}" for part in PARTS]
+        seen: set[str] = set()
+        warnings: list[str] = []
+        while pending:
+            ref = pending.pop(0)
+            if ref in seen:
+                continue
+            seen.add(ref)
+            try:
+                path = self.directory.joinpath(*split_template_path(ref))
+                if not path.is_file():
+                    continue
+                text = self.read(path)
+                refs = meta.find_referenced_templates(self._text.parse(text))
+            except (RenderError, jinja2.TemplateError):
+                continue
+            pending.extend(r for r in refs if r is not None)
+            lines = (
+                f"{path}: line {i}: {problem}"
+                for i, line in enumerate(text.splitlines(), 1)
+                if (problem := invisible_problem(line)) is not None
+            )
+            warnings.extend(capped(path, lines))
+        return warnings

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -28,6 +29,14 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.constants import (
+    ERROR_LINE_CHARS,
+    ERROR_VALUE_CHARS,
+    MAX_CONFIG_ERRORS,
+    MAX_CONFIG_FILE_BYTES,
+    MAX_YAML_ALIAS_GROWTH,
+    MAX_YAML_ALIASES,
+)
 from notifier.dates.cadence import Cadence, parse_cadence
 from notifier.dates.rules import (
     AnnualSpan,
@@ -49,15 +58,45 @@ from notifier.dates.workdays import (
     parse_holiday_tables,
 )
 from notifier.errors import ConfigError
+from notifier.invisible import capped, invisible_problem
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
+class AliasError(yaml.YAMLError):
+    """A file whose aliases (`*name`) would cost more than a config can: an "alias bomb"."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
 class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML 1.2 booleans: only true/false. YAML 1.1 would read `on:`/`off:` keys as booleans.
 
+    Aliases are bounded (`alias_problem`) before any value is built: PyYAML shares an aliased
+    value, but a validator's `str()` or an error message would write every copy out.
     Based on libyaml's CSafeLoader where available: 3x faster on 10,000 events."""
+
+    def __init__(self, stream: str | bytes | IO[str] | IO[bytes]) -> None:
+        super().__init__(stream)
+        # An alias is written `*name`: text without a `*` has none, and skips the walk (a
+        # file object is not read twice: it is walked).
+        if isinstance(stream, str):
+            self._may_alias = "*" in stream
+        elif isinstance(stream, bytes):
+            self._may_alias = b"*" in stream
+        else:
+            self._may_alias = True
+
+    def get_single_node(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().get_single_node()
+        if node is not None and self._may_alias:
+            problem = alias_problem(node)
+            if problem is not None:
+                raise AliasError(problem)
+        return node
 
 
 _YamlLoader.yaml_implicit_resolvers = {
@@ -69,13 +108,101 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+def alias_problem(root: yaml.Node) -> str | None:
+    """Why the document's aliases are refused, or None: too many, recursive, or growing it
+    past MAX_YAML_ALIAS_GROWTH (text characters plus one per value, each alias counted as
+    written out). Walks the shared node graph once, without recursion (libyaml allows 1,000
+    levels of nesting, past Python's recursion limit)."""
+    size: dict[int, int] = {}  # id(node) -> its size written out, once walked
+    open_: set[int] = set()  # collections being walked: met again, an alias of itself
+    aliases = written = 0
+    stack: list[tuple[yaml.Node, list[yaml.Node] | None]] = [(root, None)]
+    while stack:
+        node, children = stack.pop()
+        key = id(node)
+        if children is not None:  # its children are walked
+            open_.discard(key)
+            written += 1
+            size[key] = 1 + sum(size[id(child)] for child in children)
+            continue
+        if key in size:
+            aliases += 1
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            written += 1 + len(node.value)
+            size[key] = 1 + len(node.value)
+            continue
+        if key in open_:
+            line = node.start_mark.line + 1 if node.start_mark else 0
+            return f"the value anchored on line {line} contains an alias of itself"
+        open_.add(key)
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = list(node.value)
+        stack.append((node, children))
+        stack.extend((child, None) for child in children)
+    if aliases > MAX_YAML_ALIASES:
+        return (
+            f"{aliases} aliases (*name); at most {MAX_YAML_ALIASES} are allowed in a file "
+            "(YAML 别名过多)"
+        )
+    growth = size[id(root)] - written
+    if growth > MAX_YAML_ALIAS_GROWTH:
+        shown = f"{growth:,}" if growth < 10**12 else "more than a trillion"
+        return (
+            f"aliases (*name) would grow the file by {shown} characters and values; at most "
+            f"{MAX_YAML_ALIAS_GROWTH:,} are allowed (an alias bomb? 别名展开过大)"
+        )
+    return None
+
+
+_SHORT = reprlib.Repr()  # Python 3.11's Repr takes no arguments
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4
+_SHORT.maxstring = _SHORT.maxother = ERROR_VALUE_CHARS
+
+
+def bounded_repr(value: object) -> str:
+    """`repr(value)` for an error message, at most ERROR_VALUE_CHARS (+ "…"); its cost is
+    bounded too (reprlib), whatever the value's size."""
+    if isinstance(value, str):
+        text = repr(value[: ERROR_VALUE_CHARS + 1])
+    else:
+        text = _SHORT.repr(value)
+    return text if len(text) <= ERROR_VALUE_CHARS else text[:ERROR_VALUE_CHARS] + "…"
+
+
+def clip(line: str, limit: int = ERROR_LINE_CHARS) -> str:
+    """One error line, at most `limit` characters (+ "…")."""
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def bounded_errors(errors: Sequence[str]) -> list[str]:
+    """Error lines clipped, at most MAX_CONFIG_ERRORS of them, then how many more."""
+    lines = [clip(line) for line in errors[:MAX_CONFIG_ERRORS]]
+    if len(errors) > MAX_CONFIG_ERRORS:
+        lines.append(f"... and {len(errors) - MAX_CONFIG_ERRORS} more problems (另有问题未列出)")
+    return lines
+
+
+def _scalar(value: object, what: str) -> str:
+    """The text of a YAML scalar for a parser; a list, a mapping or an overlong text is
+    refused here, quoted short, before `str()` could write out a huge (aliased) value."""
+    if isinstance(value, list | dict | set | tuple):
+        raise ValueError(f"{bounded_repr(value)} is not {what}")
+    text = str(value)
+    if len(text) > ERROR_VALUE_CHARS:
+        raise ValueError(f"{bounded_repr(text)} is not {what} (too long)")
+    return text
+
+
 def _send_time(value: object) -> time:
     if isinstance(value, int) and not isinstance(value, bool):
         # YAML 1.1 reads 09:00 unquoted as a sexagesimal integer (540); accept it as minutes.
         value = f"{value // 60:02d}:{value % 60:02d}"
-    match = _TIME.match(str(value).strip())
+    match = _TIME.match(_scalar(value, "a time of day (HH:MM)").strip())
     if not match:
-        raise ValueError(f"{value!r} is not a time of day (HH:MM)")
+        raise ValueError(f"{bounded_repr(value)} is not a time of day (HH:MM)")
     return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
@@ -108,16 +235,18 @@ class RawReminder(_Raw):
     @field_validator("every", mode="before")
     @classmethod
     def _cadence(cls, value: object) -> Cadence | None:
-        return None if value is None else parse_cadence(value)
+        return None if value is None else parse_cadence(_scalar(value, "a cadence"))
 
     @field_validator("before", "after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> Duration | None:
         if value is None:
             return None
-        if isinstance(value, str | int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
             return parse_duration(value)
-        raise ValueError(f"{value!r} is not a duration")
+        if isinstance(value, str):
+            return parse_duration(_scalar(value, "a duration"))
+        raise ValueError(f"{bounded_repr(value)} is not a duration")
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -162,7 +291,7 @@ class RawEvent(_Raw):
         items = value if isinstance(value, list) else [value]
         if not items:
             raise ValueError("an empty list of dates")
-        return [parse_date(str(item)) for item in items]
+        return [parse_date(_scalar(item, "a date")) for item in items]
 
     @field_validator("month", mode="before")
     @classmethod
@@ -170,19 +299,19 @@ class RawEvent(_Raw):
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{value!r} is not a month (1..12)")
+            raise ValueError(f"{bounded_repr(value)} is not a month (1..12)")
         month_spec(value)
         return value
 
     @field_validator("lunar", mode="before")
     @classmethod
     def _lunar(cls, value: object) -> DateSpec | None:
-        return None if value is None else lunar_spec(str(value))
+        return None if value is None else lunar_spec(_scalar(value, "a lunar date"))
 
     @field_validator("grace", mode="before")
     @classmethod
     def _grace(cls, value: object) -> timedelta | None:
-        return None if value is None else parse_grace(str(value))
+        return None if value is None else parse_grace(_scalar(value, "a time span"))
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -295,7 +424,7 @@ class RawHook(_Raw):
     @field_validator("grace", mode="before")
     @classmethod
     def _grace(cls, value: object) -> timedelta | None:
-        return None if value is None else parse_grace(str(value))
+        return None if value is None else parse_grace(_scalar(value, "a time span"))
 
 
 class RawDefaults(_Raw):
@@ -330,7 +459,7 @@ class RawFile(_Raw):
         )
         if value is not None and not ok:
             raise ValueError(
-                f"{value!r} is not an audience name or a list of names "
+                f"{bounded_repr(value)} is not an audience name or a list of names "
                 "(e.g. admins: [admins, ops-group])"
             )
         return value
@@ -593,7 +722,7 @@ def _pydantic_errors(
             if not (isinstance(p, str) and (p[:1].isupper() or _UNION_TAG.match(p)))
         ]
         where = _loc(loc) or "(file)"
-        lines.append(f"{path}: {where}: {_clean_message(err['msg'])}")
+        lines.append(clip(f"{path}: {where}: {_clean_message(err['msg'])}"))
     return sorted(set(lines), key=lines.index)
 
 
@@ -685,11 +814,56 @@ def check_address(email: str) -> str | None:
     return None
 
 
+def read_config_text(path: Path) -> str:
+    """A config file's text: at most MAX_CONFIG_FILE_BYTES, UTF-8 (a leading BOM, which
+    Windows editors write, is dropped). ValueError says what is wrong; OSError propagates."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        raise ValueError(
+            f"larger than {MAX_CONFIG_FILE_BYTES // 1024} KiB: split it into several files "
+            "(文件过大，请拆分)"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}): save it as UTF-8 "
+            "(文件不是 UTF-8 编码，请另存为 UTF-8)"
+        ) from None
+
+
+def invisible_in_data(path: Path, data: object) -> list[str]:
+    """Warnings for each string (key or value) of a file's data that hides characters."""
+
+    def walk() -> Iterator[str]:
+        stack: list[tuple[tuple[int | str, ...], object]] = [((), data)]
+        while stack:
+            loc, value = stack.pop()
+            if isinstance(value, str):
+                problem = invisible_problem(value)
+                if problem:
+                    yield f"{path}: {_loc(loc) or '(file)'}: {problem}"
+            elif isinstance(value, list):
+                stack.extend(((*loc, i), v) for i, v in reversed(list(enumerate(value))))
+            elif isinstance(value, dict):
+                for key in value:
+                    problem = invisible_problem(key) if isinstance(key, str) else None
+                    if problem:
+                        yield f"{path}: {_loc((*loc, key))} (the key): {problem}"
+                stack.extend(((*loc, str(k)), v) for k, v in reversed(list(value.items())))
+
+    return capped(path, walk())
+
+
 def _read_yaml(path: Path, errors: list[str]) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_config_text(path)
+    except OSError as exc:
         errors.append(f"{path}: cannot read: {exc}")
+        return None
+    except ValueError as exc:
+        errors.append(f"{path}: (file): {exc}")
         return None
     try:
         return yaml.load(text, Loader=_YamlLoader)
@@ -697,7 +871,7 @@ def _read_yaml(path: Path, errors: list[str]) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         problem = getattr(exc, "problem", None) or str(exc)
-        errors.append(f"{path}: {where}: invalid YAML: {problem}")
+        errors.append(clip(f"{path}: {where}: invalid YAML: {problem}"))
         return None
 
 
@@ -717,6 +891,7 @@ def load_schedule(directory: Path) -> Schedule:
         if not isinstance(data, dict):
             errors.append(f"{path}: (file): expected a mapping at the top level")
             continue
+        warnings.extend(invisible_in_data(path, data))
         one = _parse_file(path, data, errors)
         if one is not None:
             parsed.append(one)
@@ -832,7 +1007,7 @@ def load_schedule(directory: Path) -> Schedule:
 
     admins = _admins(parsed, audiences, errors)
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError(bounded_errors(errors))
     warnings.extend(_december_overrides(tables, holiday_files))
     calendar = WorkCalendar(tables=tables)
     return Schedule(
@@ -991,6 +1166,14 @@ def _build_audience(
         return Audience(name, spec.external, tuple(members), None, len(members))
     assert spec.csv is not None
     csv_path = (directory / spec.csv).resolve()
+    if not csv_path.is_relative_to(directory.resolve()):
+        # An absolute path, `..` or a link out: a schedule file must not read (and mail to)
+        # whatever file the service user can read.
+        errors.append(
+            f"{where}.csv: {bounded_repr(spec.csv)} is outside the schedules directory "
+            f"({csv_path}); keep audience files under {directory} (受众文件须在日程目录内)"
+        )
+        return None
     if not csv_path.is_file():
         errors.append(f"{where}.csv: file not found: {csv_path}")
         return None
