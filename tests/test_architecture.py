@@ -22,9 +22,10 @@ EDGES = ("notifier.web", "notifier.cli")
 # The wings, bottom up, and what each may import besides itself. The data flows
 # dates -> schedule -> compose -> ledger -> delivery -> channels; imports run the other way
 # where a producer writes to the ledger (compose) or a consumer reads it (delivery).
-#   base      constants, errors, keys, logs, metrics, signing, timer: used everywhere
+#   base      constants, errors, keys, logs, metrics, signing, timer, private_files (0600
+#             files), invisible (hidden characters): used everywhere
 #   dates     the pure calendar (knows nothing of the config)
-#   config    the service's settings
+#   config    the service's settings, their secrets' rules and the masking of those secrets
 #   schedule  the config files: types, loader, planner, rule in words, feeds
 #   ledger    the database; knows no config, no schedule: rows in, rows out
 #   channels  ways out, each behind the one Channel contract
@@ -32,7 +33,11 @@ EDGES = ("notifier.web", "notifier.cli")
 #   delivery  the worker: the consumer
 #   app       checks, planning, service: the App that wires the rest
 #   web, cli  the edges
-BASE = {"notifier", "constants", "errors", "keys", "logs", "metrics", "signing", "timer"}
+BASE = {
+    "notifier", "constants", "errors", "invisible", "keys", "logs", "metrics", "private_files",
+    "signing", "timer",
+}  # fmt: skip
+CONFIG = {"config", "masking", "secret_checks"}
 APP = {"checks", "planning", "service"}
 ALLOWED: dict[str, set[str]] = {
     "base": {"base"},
@@ -130,6 +135,8 @@ def wing(name: str) -> str:
         return "base"
     if top in APP:
         return "app"
+    if top in CONFIG:
+        return "config"
     return top
 
 
