@@ -198,7 +198,9 @@ async def test_a_configuration_error_fails_at_once_with_the_platforms_code_and_s
         (row,) = await chat_rows(app)
         async with TestClient(TestServer(create_web_app(app))) as client:
             # The platform's code is detail: the admin token's (issue 17).
-            ready = await client.get("/readyz", headers={"Authorization": "Bearer admin-token-for-tests"})
+            ready = await client.get(
+                "/readyz", headers={"Authorization": "Bearer admin-token-for-tests"}
+            )
             reasons = (await ready.json())["reasons"]
     assert row.state is State.FAILED and row.attempts == 1
     assert row.last_error is not None and row.last_error.startswith(code)
@@ -500,7 +502,9 @@ async def test_a_410_from_an_outbound_webhook_disables_the_channel(
         rows = await chat_rows(app)
         async with TestClient(TestServer(create_web_app(app))) as client:
             # The platform's code is detail: the admin token's (issue 17).
-            ready = await client.get("/readyz", headers={"Authorization": "Bearer admin-token-for-tests"})
+            ready = await client.get(
+                "/readyz", headers={"Authorization": "Bearer admin-token-for-tests"}
+            )
             reasons = (await ready.json())["reasons"]
     assert [r.state for r in rows] == [State.FAILED, State.FAILED]
     assert robot.requests == 1  # the second row was not posted: the channel is disabled

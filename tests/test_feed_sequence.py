@@ -119,7 +119,9 @@ async def test_the_workday_feed_shows_days_off_and_make_up_workdays_naming_the_n
 async def test_the_workday_feed_needs_the_calendar_token(make_settings: MakeSettings) -> None:
     async with App(make_settings(), clock=lambda: NOW) as app:
         async with TestClient(TestServer(create_web_app(app))) as client:
-            resp = await client.get("/calendar/workdays.ics", params={"token": "admin-token-for-tests"})
+            resp = await client.get(
+                "/calendar/workdays.ics", params={"token": "admin-token-for-tests"}
+            )
             assert resp.status == 401
             assert (await resp.json())["error"] == "unauthorized"
 
