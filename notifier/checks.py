@@ -21,8 +21,11 @@ from notifier.compose.rows import CHAT_RECIPIENT, reminder_context, template_con
 from notifier.config import Settings, read_hook_secrets, read_secret
 from notifier.dates.workdays import OFFICIAL_DATA, YearSource, statutory_holidays, year_source
 from notifier.errors import ConfigError, RenderError
-from notifier.schedule.model import ChannelSpec, Recipient, Schedule, bounded_errors, load_schedule
+from notifier.schedule.files import bounded_errors
+from notifier.schedule.load import load_schedule
+from notifier.schedule.model import ChannelSpec, Schedule
 from notifier.schedule.planner import PlannedSend, next_occurrence, plan
+from notifier.schedule.recipients import Recipient
 from notifier.secret_checks import secret_problems, webhook_key_problems
 
 SAMPLE_RECIPIENT = Recipient("someone@example.com", "示例收件人", {})

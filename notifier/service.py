@@ -47,7 +47,8 @@ from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
 from notifier.planning import PlanningLoop
 from notifier.private_files import create_private, private_dir, warn_if_open
-from notifier.schedule.model import Schedule, clip
+from notifier.schedule.files import clip
+from notifier.schedule.model import Schedule
 from notifier.schedule.planner import PlannedSend
 from notifier.timer import Timer
 

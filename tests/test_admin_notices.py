@@ -28,7 +28,7 @@ from notifier.compose.admin_notices import (
 from notifier.config import HttpSettings, NoticeSettings, Settings
 from notifier.dates.workdays import WorkCalendar
 from notifier.ledger.models import State
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from notifier.service import App
 from tests.conftest import ROOT, MakeSettings, smtp_settings, write_schedule
 from tests.robots import Platforms

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from notifier.errors import ConfigError, HeaderError, StoreError
 from notifier.ledger.models import State
-from notifier.schedule.model import check_address, load_schedule
+from notifier.schedule.load import load_schedule
+from notifier.schedule.recipients import check_address
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import MakeSettings, smtp_settings, write_schedule

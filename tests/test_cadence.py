@@ -17,7 +17,7 @@ from notifier.dates.cadence import Cadence, every_days, parse_cadence
 from notifier.dates.rules import Occurrence
 from notifier.dates.workdays import WorkCalendar, WorkdayPolicy, parse_holiday_table
 from notifier.errors import ConfigError
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from notifier.schedule.planner import plan
 from notifier.service import App
 from tests.conftest import MakeSettings, write_schedule

@@ -626,7 +626,7 @@ def test_a_referenced_channel_with_an_unset_variable_is_an_error_naming_both(
 def test_bad_channel_config_gives_an_error_naming_the_file_and_path(
     tmp_path: Path, change: tuple[str, str], expected: str
 ) -> None:
-    from notifier.schedule.model import load_schedule
+    from notifier.schedule.load import load_schedule
 
     text = CHAT_SCHEDULE.replace(*change).replace("CHANNEL", "g").replace("TYPE", "wecom")
     path = write_schedule(tmp_path / "schedules", text)

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from notifier.cli.main import main
 from notifier.errors import ConfigError
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from tests.conftest import SCHEDULE, write_schedule
 
 AUDIENCE = "audiences:\n  staff: [{email: a@example.com, name: 甲}]\n"

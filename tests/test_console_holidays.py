@@ -202,7 +202,7 @@ async def test_a_save_the_check_refuses_is_taken_back_and_the_running_config_sta
 
 def test_two_files_with_a_table_for_one_year_are_an_error_naming_both(tmp_path: Path) -> None:
     from notifier.errors import ConfigError
-    from notifier.schedule.model import load_schedule
+    from notifier.schedule.load import load_schedule
 
     (tmp_path / "a.yaml").write_text('holidays: {"2027": {off: ["2027-01-01"]}}\n', "utf-8")
     (tmp_path / "b.yaml").write_text('holidays: {"2027": {off: ["2027-01-02"]}}\n', "utf-8")

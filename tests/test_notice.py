@@ -11,8 +11,8 @@ import yaml
 
 from notifier.dates.holiday_notice import NoticeError, notice_yaml, parse_notice
 from notifier.dates.workdays import parse_holiday_table
-from notifier.schedule.model import _YamlLoader as YamlLoader
-from notifier.schedule.model import load_schedule
+from notifier.schedule.files import _YamlLoader as YamlLoader
+from notifier.schedule.load import load_schedule
 
 NOTICES = Path(__file__).parent / "fixtures" / "notices"
 # Full-width punctuation, as a web copy with ASCII would print it.

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from notifier.checks import load_config
 from notifier.cli.main import main
 from notifier.schedule.ical import calendar_feed
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from notifier.schedule.planner import plan, planned_json
 from tests.conftest import MakeSettings, write_schedule
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from notifier.cli.main import main
 from notifier.errors import ConfigError
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import MakeSettings, write_schedule

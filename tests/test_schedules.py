@@ -10,7 +10,7 @@ import pytest
 from notifier.checks import load_config
 from notifier.dates.rules import Duration
 from notifier.errors import ConfigError
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from tests.conftest import MakeSettings, write_schedule
 
 ROOT = Path(__file__).resolve().parent.parent

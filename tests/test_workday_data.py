@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from notifier.checks import load_config, workday_sources
 from notifier.cli.main import main
 from notifier.dates.workdays import OFFICIAL_DATA
-from notifier.schedule.model import load_schedule
+from notifier.schedule.load import load_schedule
 from tests.conftest import MakeSettings, write_schedule
 
 TZ = ZoneInfo("Asia/Shanghai")

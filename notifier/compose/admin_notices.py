@@ -36,8 +36,9 @@ from notifier.errors import RenderError, StoreError
 from notifier.keys import admin_prefix, email_key, plan_key, series_key
 from notifier.ledger.models import NewDelivery
 from notifier.ledger.store import Store
-from notifier.schedule.model import Recipient, Schedule
+from notifier.schedule.model import Schedule
 from notifier.schedule.planner import PlannedSend, plan
+from notifier.schedule.recipients import Recipient
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifier.errors import RenderError
 from notifier.invisible import capped, invisible_problem
-from notifier.schedule.model import read_config_text
+from notifier.schedule.files import read_config_text
 
 WEEKDAYS_CN = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
 

@@ -26,15 +26,8 @@ from notifier.dates.rules import Occurrence
 from notifier.errors import RenderError, SendError
 from notifier.keys import EMAIL, admin_prefix, chat_key, email_key, hook_row_key
 from notifier.ledger.models import NewDelivery, State
-from notifier.schedule.model import (
-    Audience,
-    Event,
-    Hook,
-    Recipient,
-    Reminder,
-    Schedule,
-    check_address,
-)
+from notifier.schedule.model import Audience, Event, Hook, Reminder, Schedule
+from notifier.schedule.recipients import Recipient, check_address
 
 log = logging.getLogger(__name__)
 
