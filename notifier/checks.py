@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from notifier.channels.registry import missing_variables
 from notifier.compose.admin_notices import ADMIN_TEMPLATES, check_admin_templates
+from notifier.compose.context import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.compose.rendering import Renderer
-from notifier.compose.rows import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.config import Settings, read_hook_secrets, read_secret
 from notifier.dates.workdays import OFFICIAL_DATA, YearSource, statutory_holidays, year_source
 from notifier.errors import ConfigError, RenderError

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from notifier.compose.rows import unsubscribe_token, verify_unsubscribe_token
+from notifier.compose.tokens import unsubscribe_token, verify_unsubscribe_token
 from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import MakeSettings, smtp_settings, write_schedule

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from notifier.compose.rows import unsubscribe_token, verify_unsubscribe_token
+from notifier.compose.tokens import unsubscribe_token, verify_unsubscribe_token
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import MakeSettings

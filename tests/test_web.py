@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from notifier.channels.http import ChannelStatus
 from notifier.checks import load_config
-from notifier.compose.rows import unsubscribe_token
+from notifier.compose.tokens import unsubscribe_token
 from notifier.config import HttpSettings, Settings
 from notifier.errors import ConfigError
 from notifier.ledger.db import connect

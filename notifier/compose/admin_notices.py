@@ -22,14 +22,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from notifier.compose.context import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.compose.outbox import Outbox, Unmade
 from notifier.compose.rendering import Renderer
-from notifier.compose.rows import (
-    CHAT_RECIPIENT,
-    UNMADE_PREFIX,
-    reminder_context,
-    template_context,
-)
+from notifier.compose.rows import UNMADE_PREFIX
 from notifier.config import Settings
 from notifier.dates.workdays import WorkCalendar
 from notifier.errors import RenderError, StoreError

@@ -1,5 +1,5 @@
-"""Ledger rows made from templates: keys, template contexts, unsubscribe links, and one row
-builder per kind (a reminder's email and chat rows, an admin notice's, a webhook's).
+"""Ledger rows made from templates: one row builder per kind (a reminder's email and chat
+rows, an admin notice's, a webhook's), with their unsubscribe links.
 
 Pure apart from rendering: nothing here touches the database. `outbox.Outbox` decides which
 rows to make and enqueues them.
@@ -8,8 +8,6 @@ rows to make and enqueues them.
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,11 +15,12 @@ from datetime import date, datetime
 from typing import Any
 
 from notifier.channels.payloads import ChatMessage, chat_text, payload
+from notifier.compose.context import CHAT_RECIPIENT, reminder_context, template_context
 from notifier.compose.message import build_message, domain_of, message_id
 from notifier.compose.rendering import Rendered, Renderer
-from notifier.compose.tokens import open_address, seal_address
+from notifier.compose.tokens import unsubscribe_token
 from notifier.config import Settings
-from notifier.constants import HOOK_REMINDER, MANUAL_REMINDER
+from notifier.constants import HOOK_REMINDER
 from notifier.dates.rules import Occurrence
 from notifier.errors import RenderError, SendError
 from notifier.keys import EMAIL, admin_prefix, chat_key, email_key, hook_row_key
@@ -33,93 +32,6 @@ log = logging.getLogger(__name__)
 
 # How `last_error` begins on a row whose message could not be made (it has none).
 UNMADE_PREFIX = "cannot be made (无法生成): "
-
-
-# What templates see as `recipient` in a message to a chat group.
-CHAT_RECIPIENT = Recipient("", "各位同事")
-
-
-def unsubscribe_token(secret: bytes, email: str) -> str:
-    """An opaque token for the address (AES-SIV, notifier/tokens.py): stateless, so any
-    instance can verify it, and the address is not readable in the link."""
-    return seal_address(secret, email)
-
-
-def _legacy_unsubscribe_token(secret: bytes, addr: str) -> str:
-    """`<email>.<mac>`, as links sent before opaque tokens carried it."""
-    mac = hmac.new(secret, addr.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-    return f"{addr}.{mac}"
-
-
-def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
-    """The address a token was made for, or None if it is not ours.
-
-    Links already sent in the older `<email>.<mac>` form keep working: they are in people's
-    mailboxes, and unsubscribing must not break because the service was upgraded.
-    """
-    if "@" not in token:
-        return open_address(secret, token)
-    addr, _, mac = token.rpartition(".")
-    if not addr or not mac:
-        return None
-    return addr if hmac.compare_digest(_legacy_unsubscribe_token(secret, addr), token) else None
-
-
-def reminder_context(
-    reminder: Reminder | None, kind: str, send_date: date, position: tuple[int, int] = (1, 1)
-) -> dict[str, Any]:
-    """What templates see as `reminder`; `index`/`count` place a send in its `every:` series
-    ("第3天 / 共5天"), 1 of 1 for any other send."""
-    index, count = position
-    if reminder is None:
-        label = "即时通知" if kind == MANUAL_REMINDER else "通知"
-        return {
-            "id": kind,
-            "kind": kind,
-            "label": label,
-            "send_date": send_date,
-            "index": index,
-            "count": count,
-        }
-    return {
-        "id": reminder.id,
-        "kind": "every" if reminder.every is not None else reminder.kind,
-        "label": reminder.label,
-        "send_date": send_date,
-        "index": index,
-        "count": count,
-    }
-
-
-def template_context(
-    *,
-    org: str,
-    event: Event | None,
-    occurrence: Occurrence | None,
-    reminder: Mapping[str, Any],
-    send_date: date,
-    recipient: Recipient,
-    unsubscribe_url: str | None,
-    payload: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The variables every template gets (README, 模板 Templates)."""
-    start = occurrence.start if occurrence else send_date
-    return {
-        "event": {
-            "id": event.id if event else "",
-            "title": event.title if event else "",
-            "start": start,
-            "end": occurrence.end if occurrence else send_date,
-            "description": event.description if event else None,
-            "vars": dict(event.vars) if event else {},
-        },
-        "reminder": dict(reminder),
-        "days_until": (start - send_date).days,
-        "recipient": recipient.context(),
-        "org": org,
-        "payload": dict(payload or {}),
-        "unsubscribe_url": unsubscribe_url,
-    }
 
 
 def _distinct(recipients: Iterable[Recipient]) -> list[Recipient]:

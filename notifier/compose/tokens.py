@@ -42,3 +42,29 @@ def open_address(secret: bytes, token: str) -> str | None:
         return _cipher(secret).decrypt(sealed, _ASSOCIATED).decode("utf-8")
     except (InvalidTag, ValueError, binascii.Error, UnicodeDecodeError):
         return None
+
+
+def unsubscribe_token(secret: bytes, email: str) -> str:
+    """An opaque token for the address (AES-SIV, above): stateless, so any
+    instance can verify it, and the address is not readable in the link."""
+    return seal_address(secret, email)
+
+
+def _legacy_unsubscribe_token(secret: bytes, addr: str) -> str:
+    """`<email>.<mac>`, as links sent before opaque tokens carried it."""
+    mac = hmac.new(secret, addr.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return f"{addr}.{mac}"
+
+
+def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
+    """The address a token was made for, or None if it is not ours.
+
+    Links already sent in the older `<email>.<mac>` form keep working: they are in people's
+    mailboxes, and unsubscribing must not break because the service was upgraded.
+    """
+    if "@" not in token:
+        return open_address(secret, token)
+    addr, _, mac = token.rpartition(".")
+    if not addr or not mac:
+        return None
+    return addr if hmac.compare_digest(_legacy_unsubscribe_token(secret, addr), token) else None

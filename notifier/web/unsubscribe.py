@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from notifier.compose.rows import verify_unsubscribe_token
+from notifier.compose.tokens import verify_unsubscribe_token
 from notifier.service import App
 from notifier.web.common import APP_KEY, MAX_TOKEN_LENGTH, ApiError
 
