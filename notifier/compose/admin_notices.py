@@ -418,47 +418,34 @@ class AdminNotices:
                 return 0
             start = datetime.combine(day, time(0), tz).timestamp()
             end = datetime.combine(local.date(), time(0), tz).timestamp()
-            rows = await self.store.db.fetchall(
-                "SELECT id, state, event_id, reminder_id, recipient, subject, due_at, last_error"
-                " FROM deliveries WHERE state IN ('failed', 'dead')"
-                " AND updated_at >= :start AND updated_at < :end ORDER BY updated_at, id",
-                {"start": start, "end": end},
-            )
-            # Rows recorded missed with a reason are sends that could not be made (a missed
-            # send from downtime has none); one line per send, not per recipient.
-            gone = await self.store.db.fetchall(
-                "SELECT event_id, occurrence, reminder_id, COUNT(*), MIN(due_at),"
-                " MIN(last_error) FROM deliveries WHERE state = 'missed'"
-                " AND last_error IS NOT NULL AND updated_at >= :start AND updated_at < :end"
-                " GROUP BY event_id, occurrence, reminder_id ORDER BY MIN(due_at), event_id",
-                {"start": start, "end": end},
-            )
+            rows = await self.store.ended_badly(since=start, until=end)
+            gone = await self.store.missed_unmade(since=start, until=end)
             sends = [{**u.as_payload(), "state": "retrying", "rows": ""} for u in unmade] + [
                 {
-                    "event": str(r[0]),
-                    "title": self._title(str(r[0])),
-                    "reminder": str(r[2]),
+                    "event": g.event_id,
+                    "title": self._title(g.event_id),
+                    "reminder": g.reminder_id,
                     "label": "",
-                    "send_at": datetime.fromtimestamp(float(r[4]), tz).strftime("%Y-%m-%d %H:%M"),
+                    "send_at": datetime.fromtimestamp(g.first_due, tz).strftime("%Y-%m-%d %H:%M"),
                     "gives_up_at": "",
-                    "error": str(r[5] or "").removeprefix(UNMADE_PREFIX),
+                    "error": g.error.removeprefix(UNMADE_PREFIX),
                     "state": "missed",
-                    "rows": str(int(r[3])),
+                    "rows": str(g.rows),
                 }
-                for r in gone
+                for g in gone
             ]
             made = 0
             if rows or sends:
                 listed = [
                     {
-                        "id": int(r[0]),
-                        "state": str(r[1]),
-                        "event": str(r[2]),
-                        "reminder": str(r[3]),
-                        "recipient": str(r[4]),
-                        "subject": str(r[5]),
-                        "due": datetime.fromtimestamp(float(r[6]), tz).strftime("%Y-%m-%d %H:%M"),
-                        "error": str(r[7] or ""),
+                        "id": r.id,
+                        "state": r.state,
+                        "event": r.event_id,
+                        "reminder": r.reminder_id,
+                        "recipient": r.recipient,
+                        "subject": r.subject,
+                        "due": datetime.fromtimestamp(r.due_at, tz).strftime("%Y-%m-%d %H:%M"),
+                        "error": r.error,
                     }
                     for r in rows[:DIGEST_LIMIT]
                 ]

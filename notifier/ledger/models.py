@@ -82,3 +82,29 @@ class Outcome:
     at: float
     error: str | None = None
     retry_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndedRow:
+    """A row that ended failed or dead (the admins' daily digest lists them)."""
+
+    id: int
+    state: str
+    event_id: str
+    reminder_id: str
+    recipient: str
+    subject: str
+    due_at: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class MissedSend:
+    """A send recorded missed because it could not be made: its rows, summed."""
+
+    event_id: str
+    occurrence: str
+    reminder_id: str
+    rows: int
+    first_due: float
+    error: str

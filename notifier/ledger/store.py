@@ -16,7 +16,14 @@ from notifier.errors import StoreError
 from notifier.keys import hook_row_key
 from notifier.ledger.db import Database, Row, Tx
 from notifier.ledger.migrate import migrate, schema_version
-from notifier.ledger.models import Delivery, NewDelivery, Outcome, State
+from notifier.ledger.models import (
+    Delivery,
+    EndedRow,
+    MissedSend,
+    NewDelivery,
+    Outcome,
+    State,
+)
 from notifier.ledger.sql import CHANNEL_FILTERS, DELIVERY_COLUMNS, claim_sql, fair_claim_sql
 
 # Keys per `IN (...)` lookup (SQLite allows 32766 variables; stay well below).
@@ -611,6 +618,42 @@ class Store:
             ):
                 out[str(uid)] = (str(digest), int(sequence), float(changed_at))
         return out
+
+    # --- the admins' digest ---------------------------------------------------------------
+
+    async def ended_badly(self, *, since: float, until: float) -> list[EndedRow]:
+        """Rows that ended failed or dead in [since, until), oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT id, state, event_id, reminder_id, recipient, subject, due_at, last_error"
+            " FROM deliveries WHERE state IN ('failed', 'dead')"
+            " AND updated_at >= :start AND updated_at < :end ORDER BY updated_at, id",
+            {"start": since, "end": until},
+        )
+        return [
+            EndedRow(
+                int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), float(r[6]),
+                str(r[7] or ""),
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    async def missed_unmade(self, *, since: float, until: float) -> list[MissedSend]:
+        """Sends recorded missed in [since, until) because they could not be made.
+
+        Rows recorded missed with a reason are such sends (a send missed in downtime has
+        none); one per send, not per recipient.
+        """
+        rows = await self.db.fetchall(
+            "SELECT event_id, occurrence, reminder_id, COUNT(*), MIN(due_at),"
+            " MIN(last_error) FROM deliveries WHERE state = 'missed'"
+            " AND last_error IS NOT NULL AND updated_at >= :start AND updated_at < :end"
+            " GROUP BY event_id, occurrence, reminder_id ORDER BY MIN(due_at), event_id",
+            {"start": since, "end": until},
+        )
+        return [
+            MissedSend(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), str(r[5] or ""))
+            for r in rows
+        ]
 
     # --- meta -------------------------------------------------------------------------------
 
