@@ -14,13 +14,13 @@ import random
 import secrets
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
@@ -40,7 +40,9 @@ from notifier.constants import (
 from notifier.delivery.weather import backoff
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import ConfigError, NotifierError, StoreError
+from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
+from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.store import Store
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.masking import Masker, settings_masker
@@ -48,7 +50,7 @@ from notifier.metrics import Metrics
 from notifier.planning import PlanningLoop
 from notifier.private_files import create_private, private_dir, warn_if_open
 from notifier.schedule.files import clip
-from notifier.schedule.model import Schedule
+from notifier.schedule.model import Hook, Schedule
 from notifier.schedule.planner import PlannedSend
 from notifier.timer import Timer
 
@@ -132,6 +134,7 @@ class App:
         self._timer: Timer | None = None
         self._notices: AdminNotices | None = None
         self._planning: PlanningLoop | None = None
+        self._console: ConsoleStore | None = None
         self.warnings: list[str] = []
         # Hook secrets by variable name, read at start and at each reload (never per request).
         self.hook_secrets: dict[str, SecretStr] = {}
@@ -173,6 +176,7 @@ class App:
         await db.open()
         self._stack.push_async_callback(db.close)
         self._store = Store(db)
+        self._console = ConsoleStore(db)
         await self._store.migrate()
         channel = self._channel or make_channel(s)
         self._stack.push_async_callback(channel.close)
@@ -315,6 +319,79 @@ class App:
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), self.settings.tz)
+
+    # --- use cases: what the edges (web, cli) call, never the parts behind them ---
+
+    @property
+    def console(self) -> ConsoleStore:
+        """The console's queries (sessions, audit, pages) over the ledger's database."""
+        if self._console is None:
+            raise NotStarted("open the app first: `async with App(settings) as app:`")
+        return self._console
+
+    async def send_now(
+        self,
+        event_id: str,
+        *,
+        reminder_id: str | None = None,
+        on: date | None = None,
+        again: bool = False,
+    ) -> tuple[int, int]:
+        """Send an event's reminder (or a manual notice) now: (rows created, audience size).
+
+        Wakes both workers: the rows may be a chat group's as well as email.
+        """
+        created, size = await self.outbox.send_now(
+            event_id, reminder_id=reminder_id, on=on, now=self.clock(), again=again
+        )
+        if created:
+            self.wake_workers()
+        return created, size
+
+    async def retry(self, delivery_id: int) -> bool:
+        """A failed or dead row back in the queue, due now; False if it is neither."""
+        if not await self.console.retry(delivery_id, now=self.clock()):
+            return False
+        self.wake_workers()
+        return True
+
+    async def resend(self, row: Delivery) -> int | None:
+        """A failed or dead row's message sent again as a new row; its id (None if the row
+        is neither)."""
+        new_id = await self.console.resend(row, now=self.clock(), store=self.store)
+        if new_id is not None:
+            self.wake_workers()
+        return new_id
+
+    async def requeue(self, states: Sequence[State]) -> int:
+        """Every row in `states` back in the queue, due now; how many."""
+        count = await self.store.requeue(states, now=self.clock())
+        if count:
+            self.wake_workers()
+        return count
+
+    def hook_rows(
+        self, hook: Hook, webhook_id: str, payload: Mapping[str, Any], due: datetime
+    ) -> list[NewDelivery]:
+        """The rows a webhook makes (rendered now; committed by `accept_hooks`)."""
+        return self.outbox.rows.hook_rows(hook, webhook_id, payload, due)
+
+    async def accept_hooks(
+        self, items: Sequence[tuple[str, str, Sequence[NewDelivery]]]
+    ) -> list[tuple[list[int], bool]]:
+        """Commit a batch of webhooks' rows in one transaction: per item, the ids of its rows
+        and whether it was a redelivery (`Store.accept_hooks`). The intake wakes the workers
+        for a new webhook due now (`wake_workers`)."""
+        return await self.store.accept_hooks(items, now=self.clock())
+
+    async def deliveries(
+        self, *, state: State | None = None, event: str | None = None, limit: int = 50
+    ) -> list[Delivery]:
+        """The ledger, newest first."""
+        return await self.store.list_deliveries(state=state, event=event, limit=limit)
+
+    async def unsubscribe(self, address: str, *, source: str) -> None:
+        await self.store.unsubscribe(address, now=self.clock(), source=source)
 
     # --- planning (planning.py) ---
 

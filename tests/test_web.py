@@ -760,7 +760,7 @@ async def test_anonymous_readyz_names_components_and_states_not_their_errors(
     service: tuple[App, Client],
 ) -> None:
     app, client = service
-    app.plan_error = PLATFORM_TEXTS[0]
+    app.planning.error = PLATFORM_TEXTS[0]
     app.channels.statuses["wecom-group"] = ChannelStatus(PLATFORM_TEXTS[1], disabled=True)
     app.config_errors = ["schedules/main.yaml: events[0].date: bad"]
     resp = await client.get("/readyz")

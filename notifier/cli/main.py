@@ -247,10 +247,7 @@ def send(event: str, reminder: str | None, on: date | None, again: bool) -> None
 
     async def go() -> None:
         async with App(settings) as app:
-            now = app.clock()
-            created, size = await app.outbox.send_now(
-                event, reminder_id=reminder, on=on, now=now, again=again
-            )
+            created, size = await app.send_now(event, reminder_id=reminder, on=on, again=again)
             console = _console()
             if not created:
                 console.print(f"已发送过，无新邮件 Already sent: 0 new of {size} (use --again)")
@@ -274,7 +271,7 @@ def deliveries(state: str | None, event: str | None, limit: int) -> None:
 
     async def go() -> None:
         async with App(settings) as app:
-            rows = await app.store.list_deliveries(
+            rows = await app.deliveries(
                 state=State(state) if state else None, event=event, limit=limit
             )
         table = Table(title="投递记录 Deliveries")
@@ -310,7 +307,7 @@ def retry(state: str) -> None:
 
     async def go() -> int:
         async with App(settings) as app:
-            return await app.store.requeue([State(state)], now=app.clock())
+            return await app.requeue([State(state)])
 
     click.echo(f"重新排队 requeued: {run_async(go)}")
 

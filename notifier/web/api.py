@@ -201,7 +201,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
     await require_admin(request)
     app = request.app[APP_KEY]
     q = parse_query(request, schemas.DeliveriesQuery)
-    rows = await app.store.list_deliveries(state=q.state, event=q.event, limit=q.limit)
+    rows = await app.deliveries(state=q.state, event=q.event, limit=q.limit)
     return answer(schemas.Deliveries(deliveries=[_delivery(d, app) for d in rows]))
 
 
@@ -273,13 +273,11 @@ async def post_send(request: web.Request) -> web.Response:
     req = await parse_body(request, schemas.SendRequest, optional=True)
     _known_event(app, event_id)
     try:
-        created, size = await app.outbox.send_now(
-            event_id, reminder_id=req.reminder, on=req.date, now=app.clock(), again=req.again
+        created, size = await app.send_now(
+            event_id, reminder_id=req.reminder, on=req.date, again=req.again
         )
     except (RenderError, SendError) as exc:
         raise render_problem(exc) from None
-    if created:
-        app.worker.wake()
     log.info(
         "manual send",
         extra={"action": "api_send", "event": event_id, "rows_created": created, "audience": size},

@@ -32,7 +32,7 @@ def create_web_app(app: App) -> web.Application:
         client_max_size=app.settings.http.max_body_bytes, middlewares=[json_errors]
     )
     web_app[APP_KEY] = app
-    batcher = AcceptBatcher(lambda items: app.store.accept_hooks(items, now=app.clock()))
+    batcher = AcceptBatcher(app.accept_hooks)
     web_app[BATCHER_KEY] = batcher
 
     async def start_batcher(_: web.Application) -> None:

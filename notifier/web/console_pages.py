@@ -295,13 +295,9 @@ async def post_send_now(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event, reminder = _send_target(request, form(request).get("reminder") or None)
     try:
-        created, size = await app.outbox.send_now(
-            event.id, reminder_id=reminder, on=None, now=app.clock(), again=False
-        )
+        created, size = await app.send_now(event.id, reminder_id=reminder)
     except (RenderError, SendError) as exc:
         raise Denied(422, "无法发送 Cannot send", str(exc)) from None
-    if created:
-        app.worker.wake()
     await audit(
         request,
         "send_now",
@@ -403,23 +399,19 @@ async def get_delivery_page(request: web.Request) -> web.Response:
 
 async def post_retry(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    store = request.app[CONSOLE_STORE_KEY]
     row = await _delivery(request)
-    if not await store.retry(row.id, now=app.clock()):
+    if not await app.retry(row.id):
         raise Denied(409, "不能重试 Cannot retry", f"只能重试失败或放弃的记录；当前 {row.state}")
-    app.worker.wake()
     await audit(request, "retry", f"delivery:{row.id}", f"from={row.state} to={row.recipient}")
     raise redirect(f"/deliveries/{row.id}", notice="retried")
 
 
 async def post_resend(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    store = request.app[CONSOLE_STORE_KEY]
     row = await _delivery(request)
-    new_id = await store.resend(row, now=app.clock(), store=app.store)
+    new_id = await app.resend(row)
     if new_id is None:
         raise Denied(409, "不能重发 Cannot resend", f"只能重发失败或放弃的记录；当前 {row.state}")
-    app.worker.wake()
     await audit(request, "resend", f"delivery:{row.id}", f"new={new_id} to={row.recipient}")
     await audit(request, "resend", f"delivery:{new_id}", f"from={row.id}")
     raise redirect(f"/deliveries/{new_id}", notice="resent")

@@ -12,7 +12,6 @@ from aiohttp import web
 
 import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
-from notifier.ledger.console import ConsoleStore
 from notifier.service import App
 from notifier.web.auth import LIMITER_KEY, SIGNIN_LINK_PATH, Auth
 from notifier.web.console import (
@@ -39,7 +38,7 @@ def setup_console(web_app: web.Application, app: App) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["md"] = lambda d: f"{d.month}月{d.day}日"
-    store = ConsoleStore(app.store.db)
+    store = app.console
     web_app[CONSOLE_STORE_KEY] = store
     auth = Auth(app.settings, store, server_secret=app.outbox.unsubscribe_secret)
     web_app[AUTH_KEY] = auth

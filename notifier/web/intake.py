@@ -379,7 +379,7 @@ def _prepare_hook(
         payload = _recipients(payload)
     due = _due(payload, app, now)
     try:
-        rows = app.outbox.rows.hook_rows(hook, webhook_id, payload, due)
+        rows = app.hook_rows(hook, webhook_id, payload, due)
     except (RenderError, SendError) as exc:
         raise render_problem(exc) from None
     return Prepared(webhook_id, due, rows)
@@ -393,7 +393,7 @@ async def _accept_hook(request: web.Request, app: App, hook: Hook) -> web.Respon
         hook.id, lambda: _prepare_hook(app, hook, headers, body, now)
     )
     if not duplicate and ids and prepared.due.timestamp() <= app.clock():
-        app.worker.wake()
+        app.wake_workers()
     # Debug, not info: at thousands of requests a second the log line costs a tenth of the
     # request; the metrics count accepts, and rejections are logged as warnings.
     if log.isEnabledFor(logging.DEBUG):

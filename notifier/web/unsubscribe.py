@@ -98,7 +98,7 @@ async def post_unsubscribe(request: web.Request) -> web.Response:
     if not token and isinstance(form.get("token"), str):
         token = str(form["token"])
     address = _unsubscribe_email(app, token)
-    await app.store.unsubscribe(address, now=app.clock(), source="one-click")
+    await app.unsubscribe(address, source="one-click")
     log.info("unsubscribed", extra={"action": "unsubscribed", "source": "one-click"})
     email = mask_address(address)
     if form.get("page"):
