@@ -30,9 +30,10 @@ from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.registry import STATUS_META, ChannelRegistry
 from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.compose.admin_notices import AdminNotices
-from notifier.compose.outbox import Outbox, Unmade
+from notifier.compose.outbox import Outbox, PreviewRow, Unmade
 from notifier.compose.rendering import Renderer
 from notifier.compose.rows import RunningConfig
+from notifier.compose.tokens import verify_unsubscribe_token
 from notifier.config import Settings
 from notifier.constants import (
     ERROR_VALUE_CHARS,
@@ -383,6 +384,35 @@ class App:
         and whether it was a redelivery (`Store.accept_hooks`). The intake wakes the workers
         for a new webhook due now (`wake_workers`)."""
         return await self.store.accept_hooks(items, now=self.clock())
+
+    def preview(
+        self,
+        event_id: str,
+        *,
+        reminder_id: str | None,
+        on: date | None = None,
+        recipient: str | None = None,
+        audience: str | None = None,
+        as_planned: bool = False,
+    ) -> PreviewRow:
+        """The row a send would make for `recipient` (default: the audience's first), made
+        now and never enqueued. `as_planned`: the reminder's own send day, not today."""
+        return self.outbox.preview_row(
+            event_id,
+            reminder_id=reminder_id,
+            on=on,
+            now=self.clock(),
+            only=recipient,
+            audience_name=audience,
+            as_planned=as_planned,
+        )
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        return await self.store.get(delivery_id)
+
+    def unsubscribed_address(self, token: str) -> str | None:
+        """The address an unsubscribe link's token was made for; None if it is not ours."""
+        return verify_unsubscribe_token(self.outbox.unsubscribe_secret, token)
 
     async def deliveries(
         self, *, state: State | None = None, event: str | None = None, limit: int = 50

@@ -185,14 +185,13 @@ def preview(
 
     async def go() -> str:
         async with App(settings) as app:
-            found = app.outbox.preview_row(
+            found = app.preview(
                 event,
                 reminder_id=reminder,
                 on=on,
-                now=app.clock(),
-                only=recipient,
+                recipient=recipient,
+                audience=audience,
                 as_planned=True,
-                audience_name=audience,
             )
             if found.row is None:
                 names = ", ".join(found.searched)

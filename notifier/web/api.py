@@ -216,13 +216,12 @@ async def post_preview(request: web.Request) -> web.Response:
     req = await parse_body(request, schemas.PreviewRequest)
     _known_event(app, req.event)
     try:
-        found = app.outbox.preview_row(
+        found = app.preview(
             req.event,
             reminder_id=req.reminder,
             on=req.date,
-            now=app.clock(),
-            only=req.recipient,
-            audience_name=req.audience,
+            recipient=req.recipient,
+            audience=req.audience,
         )
     except AudienceError as exc:
         raise ApiError(

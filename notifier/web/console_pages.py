@@ -210,13 +210,11 @@ def _message_preview(request: web.Request) -> Preview:
     reminder = _text_param(request, "reminder") or event.reminders[0].id
     recipient = _text_param(request, "recipient")
     try:
-        found = app.outbox.preview_row(
+        found = app.preview(
             event.id,
             reminder_id=reminder,
-            on=None,
-            now=app.clock(),
-            only=recipient,
-            audience_name=_text_param(request, "audience"),
+            recipient=recipient,
+            audience=_text_param(request, "audience"),
             as_planned=True,
         )
     except AudienceError as exc:
@@ -371,7 +369,7 @@ async def _delivery(request: web.Request) -> Delivery:
     raw = request.match_info["delivery_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise Denied(404, "未找到 Not found", "没有这条投递记录 no such delivery")
-    row = await app.store.get(int(raw))
+    row = await app.delivery(int(raw))
     if row is None:
         raise Denied(404, "未找到 Not found", "没有这条投递记录 no such delivery")
     return row

@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from notifier.compose.tokens import verify_unsubscribe_token
 from notifier.service import App
 from notifier.web.common import APP_KEY, MAX_TOKEN_LENGTH, ApiError
 
@@ -66,7 +65,7 @@ def _unsubscribe_email(app: App, token: str) -> str:
     if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         email = None
     else:
-        email = verify_unsubscribe_token(app.outbox.unsubscribe_secret, token)
+        email = app.unsubscribed_address(token)
     if email is None:
         raise ApiError(400, "invalid token", "this unsubscribe link is invalid or was altered")
     return email
