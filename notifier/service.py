@@ -7,16 +7,11 @@ the channel, the worker, the timer and (in `run`) the HTTP side and the config w
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import random
-import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,22 +20,15 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from notifier.channels.base import Channel
-from notifier.channels.email import SmtpChannel
-from notifier.channels.maildrop import MailDropChannel
-from notifier.channels.registry import STATUS_META, ChannelRegistry
+from notifier.channels.registry import STATUS_META, ChannelRegistry, email_channel
 from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.compose.admin_notices import AdminNotices
 from notifier.compose.outbox import Outbox, PreviewRow, Unmade
-from notifier.compose.rendering import Renderer
 from notifier.compose.rows import RunningConfig
-from notifier.compose.tokens import verify_unsubscribe_token
+from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
 from notifier.config import Settings
-from notifier.constants import (
-    ERROR_VALUE_CHARS,
-)
-from notifier.delivery.weather import backoff
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
-from notifier.errors import ConfigError, NotifierError, StoreError
+from notifier.errors import NotifierError, StoreError
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
 from notifier.ledger.models import Delivery, NewDelivery, State
@@ -49,8 +37,7 @@ from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
 from notifier.planning import PlanningLoop
-from notifier.private_files import create_private, private_dir, warn_if_open
-from notifier.schedule.files import clip
+from notifier.reloading import Loaded, Reloader, brief
 from notifier.schedule.model import Hook, Schedule
 from notifier.schedule.planner import PlannedSend
 from notifier.timer import Timer
@@ -60,25 +47,6 @@ log = logging.getLogger(__name__)
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
 # the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
 CHAT_LANES = 8
-# The config watcher, when watching itself fails, starts again after a backoff from this base
-# up to this cap (seconds): a directory being replaced comes back within the first tries.
-WATCH_RETRY_BASE = 1.0
-WATCH_RETRY_CAP = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """A config read and checked, not yet running."""
-
-    schedule: Schedule
-    renderer: Renderer
-    warnings: list[str]
-    hook_secrets: dict[str, SecretStr]
-
-
-def _brief(exc: BaseException) -> str:
-    """`Type: message` for a log line or a config error, the message clipped."""
-    return clip(f"{type(exc).__name__}: {exc}", ERROR_VALUE_CHARS)
 
 
 class Listener(Protocol):
@@ -94,24 +62,6 @@ Serve = Callable[["App"], Awaitable[Listener]]
 
 class NotStarted(NotifierError):
     """The app was used before `async with App(...)` opened it."""
-
-
-def make_channel(settings: Settings) -> Channel:
-    if settings.smtp.host:
-        return SmtpChannel(settings.smtp, envelope_from=settings.mail_from)
-    return MailDropChannel(settings.mail_drop_dir)
-
-
-def unsubscribe_secret(settings: Settings) -> bytes:
-    """The key of unsubscribe tokens: the setting, or a key file kept beside the mail drop."""
-    if settings.unsubscribe_secret is not None:
-        return settings.unsubscribe_secret.get_secret_value().encode()
-    path = Path("var") / "unsubscribe.key"
-    # 0600 in a 0700 directory: whoever reads the key can unsubscribe any address.
-    private_dir(path.parent)
-    if path.exists() or not create_private(path, secrets.token_hex(32).encode("ascii")):
-        warn_if_open(path, "the unsubscribe key")
-    return hashlib.sha256(path.read_text().strip().encode()).digest()
 
 
 class App:
@@ -144,11 +94,10 @@ class App:
         # Problems in the files on disk that a reload rejected; the running config is older.
         self.config_errors: list[str] = []
         self.started_at = clock()
-        self._reloads: set[asyncio.Task[None]] = set()
         # When the running config was last (re)loaded: shown by the console.
         self.loaded_at = clock()
         self.reload_failed_at: float | None = None
-        self._reload_lock = asyncio.Lock()
+        self._reloader = Reloader(self)
 
     # --- lifecycle ---
 
@@ -179,14 +128,14 @@ class App:
         self._store = Store(db)
         self._console = ConsoleStore(db)
         await self._store.migrate()
-        channel = self._channel or make_channel(s)
+        channel = self._channel or email_channel(s)
         self._stack.push_async_callback(channel.close)
         self.channel = channel
         self._outbox = Outbox(
             settings=s,
             store=self._store,
             config=RunningConfig(schedule, renderer),
-            unsubscribe_secret=unsubscribe_secret(s),
+            unsubscribe_secret=unsubscribe_key(s),
         )
         self._worker = DeliveryWorker(
             store=self._store,
@@ -464,13 +413,13 @@ class App:
 
     # --- reload ---
 
-    def _load(self) -> Loaded:
+    def load_files(self) -> Loaded:
         """Read and check schedules, templates and hook secrets, changing nothing: safe to run
         in a worker thread (files, env and pure checks only; no store, no loop)."""
         schedule, renderer, warnings = load_config(self.settings, now=self.now())
         return Loaded(schedule, renderer, warnings, load_hook_secrets(self.settings, schedule))
 
-    def _apply(self, loaded: Loaded) -> None:
+    def apply(self, loaded: Loaded) -> None:
         """Swap the running config for `loaded` (on the loop: the workers read it there)."""
         schedule = loaded.schedule
         self.outbox.config = RunningConfig(schedule, loaded.renderer)
@@ -491,7 +440,7 @@ class App:
             },
         )
 
-    def _reject(self, errors: list[str]) -> None:
+    def reject(self, errors: list[str]) -> None:
         """Keep the running config; say why the files on disk were not taken."""
         self.config_errors = errors
         self.reload_failed_at = self.clock()
@@ -499,71 +448,33 @@ class App:
         for line in errors:
             log.error(line, extra={"action": "reload_rejected"})
 
-    def reload(self) -> bool:
-        """Re-read schedules, templates and hook secrets; keep the running config if they are
-        invalid. On the caller's thread: the service's own reloads use `reload_off_loop`."""
-        try:
-            loaded = self._load()
-        except ConfigError as exc:
-            self._reject(exc.errors)
-            return False
-        self._apply(loaded)
-        return True
-
-    async def reload_off_loop(self) -> bool:
-        """`reload`, with the files read and checked in a worker thread: a 200,000-row CSV
-        audience took 2.3 s to check, and HTTP stood still while it did (issue 17). Only the
-        swap runs on the loop. One at a time: a later reload never applies older files."""
-        async with self._reload_lock:
-            try:
-                loaded = await asyncio.to_thread(self._load)
-            except ConfigError as exc:
-                self._reject(exc.errors)
-                return False
-            self._apply(loaded)
-            return True
-
-    def request_reload(self) -> None:
-        """Reload soon, from a signal handler (SIGHUP): a secret rotated in `.env` applies."""
-        task = asyncio.get_running_loop().create_task(self._reload_guarded())
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
-
-    async def _reload_guarded(self) -> None:
-        """Reload and do what follows, surviving anything but being told to stop.
-
-        A MemoryError or a bug in a check used to end the config watcher silently, and no
-        later edit, the fix included, was loaded (issue 17). Now it is logged, the running
-        config is kept, the failure shows where config errors do (/readyz, /api/config, the
-        console, the admins' notice), and the next change is read as usual.
-        """
-        try:
-            await self._after_reload(await self.reload_off_loop())
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            raise  # the service is being stopped: not a reload's problem
-        except BaseException as exc:
-            self._reload_crashed(exc)
-            try:
-                await self.notices.reload_rejected(self.config_errors, self.clock())
-            except Exception as again:
-                log.error(
-                    "reload failure not announced",
-                    extra={"action": "admin_notice_failed", "error": _brief(again)},
-                )
-
-    def _reload_crashed(self, exc: BaseException) -> None:
+    def reload_crashed(self, exc: BaseException) -> None:
+        """A reload died of something other than a config error: keep the running config
+        and show the failure where config errors show."""
         frames = traceback.extract_tb(exc.__traceback__)
         at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
         self.config_errors = [
-            f"{self.settings.schedules_dir}: (reload): the reload failed{at}: {_brief(exc)}; "
+            f"{self.settings.schedules_dir}: (reload): the reload failed{at}: {brief(exc)}; "
             "the running config is the last good one (重新加载失败，仍使用上次有效配置)"
         ]
         self.reload_failed_at = self.clock()
         self.metrics.config_errors.set(1)
         log.error(
             "config reload failed; the last good config is kept",
-            extra={"action": "config_reload_failed", "error": _brief(exc), "at": at.strip()},
+            extra={"action": "config_reload_failed", "error": brief(exc), "at": at.strip()},
         )
+
+    def reload(self) -> bool:
+        """Re-read schedules, templates and hook secrets on the caller's thread; keep the
+        running config if they are invalid. The service's own reloads go off the loop."""
+        return self._reloader.reload()
+
+    async def reload_off_loop(self) -> bool:
+        return await self._reloader.off_loop()
+
+    def request_reload(self) -> asyncio.Task[None]:
+        """Reload soon, from a signal handler (SIGHUP): a secret rotated in `.env` applies."""
+        return self._reloader.request()
 
     async def reload_now(self) -> bool:
         """Reload now; if it took, do what a reload does (tell the admins what moved,
@@ -571,47 +482,19 @@ class App:
         takes its file back itself when the reload is refused."""
         ok = await self.reload_off_loop()
         if ok:
-            await self._after_reload(ok)
+            await self.after_reload(ok)
         return ok
 
-    async def _after_reload(self, ok: bool) -> None:
+    async def announce_rejected(self) -> None:
+        await self.notices.reload_rejected(self.config_errors, self.clock())
+
+    async def after_reload(self, ok: bool) -> None:
         """Tell the admins what the reload changed (or why it was refused), then replan."""
         if ok:
             await self.notices.workdays_changed(self.clock())
             self.plan_soon(replan=True)
         else:
             await self.notices.reload_rejected(self.config_errors, self.clock())
-
-    async def _watch(self, stop: asyncio.Event) -> None:
-        """Reload on each change of the files, until `stop`; never ends before it.
-
-        A failing watch (a directory removed, an inotify limit) is logged and started again
-        after a backoff, followed by one reload for the changes it may have missed.
-        """
-        from watchfiles import awatch
-
-        dirs = [self.settings.schedules_dir, self.settings.templates_dir]
-        failures = 0
-        while not stop.is_set():
-            try:
-                if failures:
-                    await self._reload_guarded()
-                async for _changes in awatch(*dirs, stop_event=stop, debounce=300, step=100):
-                    failures = 0
-                    await self._reload_guarded()
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:
-                failures += 1
-                log.error(
-                    "config watcher failed; it starts again",
-                    extra={"action": "config_watch_failed", "error": _brief(exc)},
-                )
-                delay = backoff(
-                    failures, base=WATCH_RETRY_BASE, cap=WATCH_RETRY_CAP, rand=random.random
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
 
     # --- run ---
 
@@ -668,7 +551,7 @@ class App:
             if s.http.enabled and serve is not None:
                 runner = await serve(self)
             if s.watch:
-                tasks.append(asyncio.create_task(self._watch(stop), name="notifier-watch"))
+                tasks.append(asyncio.create_task(self._reloader.watch(stop), name="notifier-watch"))
             if ready is not None:
                 ready.set()
             await asyncio.gather(

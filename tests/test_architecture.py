@@ -31,14 +31,14 @@ EDGES = ("notifier.web", "notifier.cli")
 #   channels  ways out, each behind the one Channel contract
 #   compose   templates, MIME, rows, the outbox, admin notices: the producers
 #   delivery  the worker: the consumer
-#   app       checks, planning, service: the App that wires the rest
+#   app       checks, planning, reloading, service: the App that wires the rest
 #   web, cli  the edges
 BASE = {
     "notifier", "constants", "errors", "invisible", "keys", "logs", "metrics", "private_files",
     "signing", "timer",
 }  # fmt: skip
 CONFIG = {"config", "masking", "secret_checks"}
-APP = {"checks", "planning", "service"}
+APP = {"checks", "planning", "reloading", "service"}
 ALLOWED: dict[str, set[str]] = {
     "base": {"base"},
     "dates": {"base"},

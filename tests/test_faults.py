@@ -23,12 +23,14 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.procs import (
     HOOK_ID,
     HOOK_SECRET,
+    Config,
     Procs,
     enqueue_now,
     free_port,
@@ -63,9 +65,22 @@ def log_actions(path: Path) -> list[str]:
     return actions
 
 
+# The admin token of the services here: /readyz gives its errors' text only with it.
+ADMIN_TOKEN = "faults-admin-token-0123456789"
+
+
+def service_env(config: Config, **settings: Any) -> dict[str, str]:
+    """`notifier_env` with the admin token set (`http_get` sends it)."""
+    return notifier_env(config, NOTIFIER_ADMIN_TOKEN=ADMIN_TOKEN, **settings)
+
+
 def http_get(port: int, path: str) -> tuple[int, dict[str, object], dict[str, str]]:
+    """GET as the admin (services started with `service_env`)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, json.loads(r.read()), dict(r.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), dict(exc.headers)
@@ -129,7 +144,7 @@ def test_a_300_s_smtp_timeout_with_default_settings_sends_mail(tmp_path: Path) -
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Procs(tmp_path) as procs, timed() as elapsed:
         sink = procs.sink()
-        env = notifier_env(cfg, database_url=db, smtp_port=sink.port)
+        env = service_env(cfg, database_url=db, smtp_port=sink.port)
         for name in DELIVERY_OVERRIDES:
             env.pop(name)
         env["NOTIFIER_SMTP__TIMEOUT"] = "300"
@@ -154,7 +169,7 @@ def test_a_stalled_smtp_server_is_cut_at_its_timeout_and_no_live_lease_expires(
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Procs(tmp_path) as procs, timed() as elapsed:
         sink = procs.sink("--stall-first", str(stalls))
-        env = notifier_env(
+        env = service_env(
             cfg,
             database_url=db,
             smtp_port=sink.port,
@@ -249,7 +264,7 @@ def test_sqlite_locked_past_the_busy_timeout_refuses_clearly_and_resumes(
     port = free_port()
     with Procs(tmp_path) as procs, timed() as elapsed:
         sink = procs.sink("--latency", "0.01")
-        env = notifier_env(
+        env = service_env(
             cfg, database_url=db, smtp_port=sink.port, http_port=port, NOTIFIER_SMTP__POOL_SIZE="2"
         )
         assert asyncio.run(enqueue_now(env, cfg.event_id)) == total
@@ -351,7 +366,7 @@ def test_a_full_disk_refuses_clearly_writes_nothing_half_and_resumes(
     filler: Path | None = None
     with Procs(tmp_path) as procs, timed() as elapsed:
         sink = procs.sink("--latency", "0.02")
-        env = notifier_env(
+        env = service_env(
             cfg, database_url=db, smtp_port=sink.port, http_port=port, NOTIFIER_SMTP__POOL_SIZE="2"
         )
         assert asyncio.run(enqueue_now(env, cfg.event_id)) == total

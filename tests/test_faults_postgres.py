@@ -24,7 +24,6 @@ from tests.procs import (
     Procs,
     enqueue_now,
     free_port,
-    notifier_env,
     read_ledger,
     settled,
     tally,
@@ -32,7 +31,7 @@ from tests.procs import (
     wait_until,
     write_config,
 )
-from tests.test_faults import HookLoop, hook_rows_pg, http_get, log_actions
+from tests.test_faults import HookLoop, hook_rows_pg, http_get, log_actions, service_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.crash]
 
@@ -97,7 +96,7 @@ def test_a_postgresql_restart_mid_send_loses_nothing_and_the_service_stays_ready
     port = free_port()
     with Procs(tmp_path) as procs, timed() as elapsed:
         sink = procs.sink("--latency", "0.02")  # 8 connections: about 400 messages a second
-        env = notifier_env(
+        env = service_env(
             cfg,
             database_url=pg_database,
             smtp_port=sink.port,
@@ -163,7 +162,7 @@ def test_a_sigkilled_instances_rows_are_taken_over_within_30_s(
     cfg = write_config(tmp_path, audience=total)
     with Procs(tmp_path) as procs, timed() as elapsed:
         sink = procs.sink("--latency", "0.02")
-        env = notifier_env(cfg, database_url=pg_database, smtp_port=sink.port)
+        env = service_env(cfg, database_url=pg_database, smtp_port=sink.port)
         env.pop("NOTIFIER_DELIVERY__LEASE_SECONDS")  # the default lease, as shipped
         assert asyncio.run(enqueue_now(env, cfg.event_id)) == total
         services = []

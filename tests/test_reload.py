@@ -152,7 +152,7 @@ async def test_a_bomb_reload_is_refused_while_http_answers_and_a_later_good_edit
         async with session.get(f"{url}/api/config", headers=ADMIN) as resp:
             assert len(await resp.read()) < 4096
         assert all(len(r.getMessage()) < 1000 for r in caplog.records)
-        async with session.get(f"{url}/readyz") as resp:
+        async with session.get(f"{url}/readyz", headers=ADMIN) as resp:
             assert resp.status == 503
         bomb.unlink()
         write_schedule(settings.schedules_dir, soon_event("after-bomb", 3600), name="new.yaml")
@@ -188,11 +188,11 @@ async def test_a_gbk_template_is_a_config_error_and_a_fixed_one_loads(
         body.write_bytes(good.encode("gbk"))
         await poll_until(session, url, lambda: bool(app.config_errors))
         assert any(e.startswith(f"{body}: not UTF-8") for e in app.config_errors)
-        async with session.get(f"{url}/readyz") as resp:
+        async with session.get(f"{url}/readyz", headers=ADMIN) as resp:
             assert resp.status == 503
         body.write_text(good.replace("提醒：", "提醒事项："), encoding="utf-8")
         await poll_until(session, url, lambda: not app.config_errors)
-        async with session.get(f"{url}/readyz") as resp:
+        async with session.get(f"{url}/readyz", headers=ADMIN) as resp:
             assert resp.status == 200
 
 
@@ -214,7 +214,7 @@ async def test_the_watcher_outlives_a_crashing_reload_and_loads_the_next_edit(
         assert line.startswith(f"{settings.schedules_dir}: (reload): the reload failed at ")
         assert "MemoryError" in line
         assert any(getattr(r, "action", None) == "config_reload_failed" for r in caplog.records)
-        async with session.get(f"{url}/readyz") as resp:
+        async with session.get(f"{url}/readyz", headers=ADMIN) as resp:
             assert resp.status == 503
             assert "configuration on disk is invalid" in (await resp.json())["detail"]
         write_schedule(settings.schedules_dir, soon_event("found", 3600), name="new.yaml")

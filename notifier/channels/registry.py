@@ -18,11 +18,13 @@ from pydantic import SecretStr
 
 from notifier.channels.base import Channel, TransportError
 from notifier.channels.dingtalk import DingTalkChannel
+from notifier.channels.email import SmtpChannel
 from notifier.channels.feishu import FeishuChannel
 from notifier.channels.http import ChannelStatus, HttpChannel, StatusHook
+from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.channels.wecom import WeComChannel
-from notifier.config import read_secret
+from notifier.config import Settings, read_secret
 from notifier.keys import EMAIL
 from notifier.ledger.models import Delivery
 from notifier.schedule.model import ChannelSpec
@@ -165,3 +167,10 @@ class ChannelRegistry:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def email_channel(settings: Settings) -> Channel:
+    """The settings' email channel: their SMTP server, or the local mail drop without one."""
+    if settings.smtp.host:
+        return SmtpChannel(settings.smtp, envelope_from=settings.mail_from)
+    return MailDropChannel(settings.mail_drop_dir)

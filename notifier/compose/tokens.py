@@ -14,9 +14,14 @@ import binascii
 import functools
 import hashlib
 import hmac
+import secrets
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+from notifier.config import Settings
+from notifier.private_files import create_private, private_dir, warn_if_open
 
 # Bound to this purpose: the same secret keyed for anything else yields unrelated keys.
 _KEY_LABEL = b"notifier unsubscribe token v2"
@@ -68,3 +73,15 @@ def verify_unsubscribe_token(secret: bytes, token: str) -> str | None:
     if not addr or not mac:
         return None
     return addr if hmac.compare_digest(_legacy_unsubscribe_token(secret, addr), token) else None
+
+
+def unsubscribe_key(settings: Settings) -> bytes:
+    """The key of unsubscribe tokens: the setting, or a key file kept beside the mail drop."""
+    if settings.unsubscribe_secret is not None:
+        return settings.unsubscribe_secret.get_secret_value().encode()
+    path = Path("var") / "unsubscribe.key"
+    # 0600 in a 0700 directory: whoever reads the key can unsubscribe any address.
+    private_dir(path.parent)
+    if path.exists() or not create_private(path, secrets.token_hex(32).encode("ascii")):
+        warn_if_open(path, "the unsubscribe key")
+    return hashlib.sha256(path.read_text().strip().encode()).digest()
