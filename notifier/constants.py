@@ -88,7 +88,7 @@ HOOK_REMINDER = "hook"
 # deliveries table); Prometheus scrapes every 15-60 s, so one scraper always sees fresh counts.
 METRICS_COUNTS_TTL = 5.0
 # The chat worker holds at most this many claimed rows of one paced robot, and claims one only
-# when the robot's pace has room (delivery.py, `fair`): a robot's backlog stays in the ledger,
+# when the robot's pace has room (delivery/fairness.py): a robot's backlog stays in the ledger,
 # visible to other instances, instead of in this worker's claim and lanes. One is enough: the
 # next row is claimed while the pace's gap runs out (3 s at 20 a minute; a claim takes ms).
 PACED_HOLD = 1

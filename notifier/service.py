@@ -45,7 +45,7 @@ from notifier.timer import Timer
 log = logging.getLogger(__name__)
 
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
-# the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
+# the worker claims a paced robot's row only when its pace has room (delivery/fairness.py).
 CHAT_LANES = 8
 
 

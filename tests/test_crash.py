@@ -1,7 +1,7 @@
 """Real processes, real faults: `notifier run` killed with SIGKILL, stopped with SIGTERM, and
 sending through an SMTP server (its own process) that answers 421/451 or hangs up.
 
-The rule under test (issue 4, delivery.py): a kill at any point loses nothing; the only
+The rule under test (issue 4, delivery/worker.py): a kill at any point loses nothing; the only
 duplicate is a message whose SMTP 250 was never recorded, and it carries the same Message-ID.
 
 Run alone with `pytest -m crash -s` to see the counts; set CRASH_SEED to vary the kill times.
@@ -52,7 +52,7 @@ def sleep_polling(seconds: float, *, unless: object = None) -> None:
 
 # Why two pool sizes. A SIGKILL can cut every open SMTP transaction after the server's 250 and
 # before the outcome is committed, so the bound the package can keep is one duplicate per
-# message in flight at the kill (delivery.py), i.e. up to pool_size per kill. Issue 4's rule,
+# message in flight at the kill (delivery/worker.py), i.e. up to pool_size per kill. Issue 4's rule,
 # "duplicates <= kills", is that bound with one connection: POOL_SIZE=1 checks it exactly.
 # With the default pool (8) it failed in 4 of 5 seeded runs (1, 22, 15, 15, 15 duplicates for
 # 5 kills), so that run asserts the documented per-connection bound instead, kills * pool_size.
