@@ -188,14 +188,14 @@ def smtp_sink(kind: str = "auto", *, log: Path | None = None) -> Iterator[Sink]:
 
 def write_outreach_config(work: Path) -> tuple[Path, Path]:
     """Schedules and templates under `work` for one outreach send, 30 days ahead, to the
-    external CSV audience at `work/audience.csv` (written by the caller)."""
+    external CSV audience at `work/schedules/audience.csv` (written by the caller)."""
     schedules, templates = work / "schedules", work / "templates"
     schedules.mkdir(exist_ok=True)
     write_templates(templates)
     day = (datetime.now() + timedelta(days=30)).date().isoformat()
     (schedules / "outreach.yaml").write_text(
         "audiences:\n"
-        f"  enterprises: {{csv: {work / 'audience.csv'}, external: true}}\n"
+        f"  enterprises: {{csv: {work / 'schedules' / 'audience.csv'}, external: true}}\n"
         "events:\n"
         "  - id: outreach\n"
         "    title: 企业外联通知\n"
@@ -216,6 +216,9 @@ def write_templates(directory: Path, name: str = "reminder") -> Path:
 
 
 def write_audience_csv(path: Path, count: int) -> Path:
+    """`count` recipients; `path` inside the schedules directory (audience files outside it
+    are refused)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as out:
         out.write("email,name,company\n")
         for i in range(count):

@@ -96,7 +96,7 @@ async def _bench_notifier(port: int, count: int, database_url: str, work: Path) 
     schedules, templates = work / "schedules", work / "templates"
     schedules.mkdir(exist_ok=True)
     write_templates(templates)
-    csv_path = work / "audience.csv"
+    csv_path = work / "schedules" / "audience.csv"
     if not csv_path.exists():
         write_audience_csv(csv_path, count)
     day = (datetime.now() + timedelta(days=30)).date().isoformat()

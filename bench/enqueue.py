@@ -85,7 +85,7 @@ def main() -> None:
     results: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="nf-enqueue-") as tmp, pg_database() as pg_url:
         work = Path(tmp)
-        write_audience_csv(work / "audience.csv", args.rows)
+        write_audience_csv(work / "schedules" / "audience.csv", args.rows)
         for db in args.db.split(","):
             if db == "sqlite":
                 url, name = f"sqlite:///{work / 'enqueue.db'}", "SQLite"

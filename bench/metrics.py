@@ -42,7 +42,7 @@ async def run(work: Path, rows: int, scrapes: int, rounds: int) -> list[list[obj
     from notifier.web import create_web_app
 
     schedules, templates = write_outreach_config(work)
-    write_audience_csv(work / "audience.csv", rows)
+    write_audience_csv(work / "schedules" / "audience.csv", rows)
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         schedules_dir=schedules,

@@ -107,7 +107,7 @@ async def one_run(
     write_templates(templates)
     (schedules / "ontime.yaml").write_text(
         "audiences:\n"
-        f"  bureau: {{csv: {work / 'audience.csv'}}}\n"
+        f"  bureau: {{csv: {work / 'schedules' / 'audience.csv'}}}\n"
         "events:\n"
         f"  - id: ontime-{label}\n"
         "    title: 局务会议\n"
@@ -170,7 +170,7 @@ def main() -> None:
     results: dict[str, list[Run]] = {}
     with tempfile.TemporaryDirectory(prefix="nf-ontime-") as tmp:
         work = Path(tmp)
-        write_audience_csv(work / "audience.csv", args.audience)
+        write_audience_csv(work / "schedules" / "audience.csv", args.audience)
         for i in range(args.runs):  # a fresh database each run, as at a service's first T
             for db in dbs:
                 name = "SQLite" if db == "sqlite" else "PostgreSQL"
