@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
 import textwrap
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,11 +13,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from notifier.config import DeliverySettings, HttpSettings, Settings
 from notifier.ledger.models import NewDelivery, State
 from notifier.service import App
+from notifier.web import create_web_app
 from tests.conftest import smtp_settings, write_templates
 from tests.console_server import ConsoleServer
 from tests.smtp_server import SmtpServer
@@ -166,3 +170,32 @@ def start_console(root: Path, smtp: SmtpServer | None, *, worker: bool = True) -
 @pytest.fixture
 def hook_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTIFIER_HOOK_VISIT_REQUEST", HOOK_SECRET)
+
+
+# --- an App behind a test HTTP client, and signing in as a browser does ---
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def client(tmp_path: Path, hook_secret_env: None) -> AsyncIterator[tuple[App, Client]]:
+    async with App(console_settings(tmp_path), clock=lambda: NOW) as app:
+        await seed(app)
+        async with TestClient(TestServer(create_web_app(app))) as c:
+            yield app, c
+
+
+def form_token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+async def sign_in(c: Client, token: str = ADMIN_TOKEN, **extra: str) -> Any:
+    page = await (await c.get("/")).text()
+    return await c.post(
+        "/signin",
+        data={"csrf": form_token(page), "token": token, "next": "/", **extra},
+        allow_redirects=False,
+    )
+

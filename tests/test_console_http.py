@@ -4,12 +4,9 @@ sign-in limit, sign-out, headers, and keyset pagination of the ledger at the sto
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
@@ -25,38 +22,17 @@ from tests.console_fixtures import (
     NOW,
     TZ,
     VIEWER_TOKEN,
+    Client,
+    client,
     console_settings,
+    form_token,
     hook_secret_env,
     row,
-    seed,
+    sign_in,
 )
 
-__all__ = ["hook_secret_env"]
+__all__ = ["client", "hook_secret_env"]
 
-Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def client(tmp_path: Path, hook_secret_env: None) -> AsyncIterator[tuple[App, Client]]:
-    async with App(console_settings(tmp_path), clock=lambda: NOW) as app:
-        await seed(app)
-        async with TestClient(TestServer(create_web_app(app))) as c:
-            yield app, c
-
-
-def form_token(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
-
-
-async def sign_in(c: Client, token: str = ADMIN_TOKEN, **extra: str) -> Any:
-    page = await (await c.get("/")).text()
-    return await c.post(
-        "/signin",
-        data={"csrf": form_token(page), "token": token, "next": "/", **extra},
-        allow_redirects=False,
-    )
 
 
 async def test_signed_out_the_root_is_the_sign_in_page_with_a_strict_csp(

@@ -9,9 +9,7 @@ import dataclasses
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import ClientSession, CookieJar
@@ -27,38 +25,17 @@ from tests.console_fixtures import (
     ADMIN_TOKEN,
     NOW,
     VIEWER_TOKEN,
+    Client,
+    client,
     console_settings,
+    form_token,
     hook_secret_env,
     row,
-    seed,
+    sign_in,
 )
 
-__all__ = ["hook_secret_env"]
+__all__ = ["client", "hook_secret_env"]
 
-Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def client(tmp_path: Path, hook_secret_env: None) -> AsyncIterator[tuple[App, Client]]:
-    async with App(console_settings(tmp_path), clock=lambda: NOW) as app:
-        await seed(app)
-        async with TestClient(TestServer(create_web_app(app))) as c:
-            yield app, c
-
-
-def form_token(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match.group(1)
-
-
-async def sign_in(c: Client, token: str = ADMIN_TOKEN, **extra: str) -> Any:
-    page = await (await c.get("/")).text()
-    return await c.post(
-        "/signin",
-        data={"csrf": form_token(page), "token": token, "next": "/", **extra},
-        allow_redirects=False,
-    )
 
 
 # --- 6: the redirect after sign-in, and login CSRF -----------------------------------------
