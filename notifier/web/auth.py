@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from itsdangerous import BadSignature, Signer, TimestampSigner
 from pydantic import SecretStr
 
 from notifier.config import Settings
+from notifier.errors import StoreError
 from notifier.ledger.console import Attempt, ConsoleStore
 
 SESSION_COOKIE = "notifier_session"
@@ -76,10 +78,14 @@ class FailedTokens:
     """The failed-token limit: a sliding window of failures per scope and client address,
     kept in the database so that every instance on it counts the same failures.
 
-    Nothing is held in memory. A success clears nothing: failures leave the window by age
-    only, so a viewer signing in (or a calendar client polling with the right token) cannot
-    reset the count of someone at the same address guessing the admin token. Times are the
-    app's clock (wall time, shared by the instances).
+    A success clears nothing: failures leave the window by age only, so a viewer signing in
+    (or a calendar client polling with the right token) cannot reset the count of someone at
+    the same address guessing the admin token. Times are the app's clock (wall time, shared
+    by the instances).
+
+    While the database cannot count (an outage), this instance counts in memory with the same
+    limit and window: the admin must still read /readyz's detail, which says what is wrong,
+    and a guesser gains no more than one instance's limit for the outage's length.
     """
 
     def __init__(
@@ -92,16 +98,42 @@ class FailedTokens:
         self.store = store
         self.limit = limit
         self.window = window
+        # Failures counted here while the database is away, by (scope, client): their times.
+        self._here: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
     async def attempt(
         self, scope: str, client: str, *, now: float, check: Callable[[], bool]
     ) -> Attempt:
         """Refused unseen when `client` has too many failures of `scope`; else `check`ed, and
-        a failure recorded. Raises StoreError when the database cannot say."""
-        return await self.store.try_token(
-            scope, client, now=now, limit=self.limit, window=self.window, check=check
-        )
+        a failure recorded (in the database; in this instance while it is away)."""
+        try:
+            return await self.store.try_token(
+                scope, client, now=now, limit=self.limit, window=self.window, check=check
+            )
+        except StoreError:
+            return self._attempt_here((scope, client), now=now, check=check)
 
+    def _attempt_here(
+        self, key: tuple[str, str], *, now: float, check: Callable[[], bool]
+    ) -> Attempt:
+        times = [t for t in self._here.pop(key, []) if t > now - self.window]
+        try:
+            if len(times) >= self.limit:
+                return Attempt(wait=max(times[-self.limit] + self.window - now, 1e-3), ok=False)
+            if check():
+                return Attempt(wait=0.0, ok=True)
+            times.append(now)
+            return Attempt(wait=0.0, ok=False)
+        finally:
+            if times:
+                self._here[key] = times
+                while len(self._here) > FALLBACK_CLIENTS_MAX:
+                    self._here.popitem(last=False)
+
+
+# Clients whose failures one instance keeps in memory during a database outage (the oldest
+# forgotten first): bounds memory against a flood of addresses.
+FALLBACK_CLIENTS_MAX = 4096
 
 LIMITER_KEY = web.AppKey("failed_tokens", FailedTokens)
 
