@@ -27,6 +27,7 @@ from notifier.keys import EMAIL, admin_prefix, chat_key, email_key, hook_row_key
 from notifier.ledger.models import NewDelivery, State
 from notifier.schedule.model import Audience, Event, Hook, Reminder, Schedule
 from notifier.schedule.recipients import Recipient, check_address
+from notifier.schedule.sheets import AudienceFileError
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ class RowMaker:
                     external=audience.external,
                     **common,
                 )
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        except (OSError, UnicodeDecodeError, csv.Error, AudienceFileError) as exc:
             yield self.unmade_row(
                 key=f"{prefix}/{audience.name}/audience",
                 recipient=audience.name,

@@ -37,13 +37,8 @@ from notifier.schedule.raw import (
     RawReminder,
     parse_file,
 )
-from notifier.schedule.recipients import (
-    NO_EMAIL_COLUMN,
-    Recipient,
-    check_address,
-    check_name,
-    read_csv_audience,
-)
+from notifier.schedule.recipients import Recipient, check_address, check_name
+from notifier.schedule.sheets import AudienceFileError, Columns, read_audience
 
 
 def load_schedule(directory: Path) -> Schedule:
@@ -335,31 +330,36 @@ def _build_audience(
             extra = {k: str(v) for k, v in (m.model_extra or {}).items()}
             members.append(Recipient(m.email, m.name, extra))
         return Audience(name, spec.external, tuple(members), None, len(members))
-    assert spec.csv is not None
-    csv_path = (directory / spec.csv).resolve()
+    file = spec.csv if spec.csv is not None else spec.xlsx
+    key = "csv" if spec.csv is not None else "xlsx"
+    assert file is not None
+    csv_path = (directory / file).resolve()
     if not csv_path.is_relative_to(directory.resolve()):
         # An absolute path, `..` or a link out: a schedule file must not read (and mail to)
         # whatever file the service user can read.
         errors.append(
-            f"{where}.csv: {bounded_repr(spec.csv)} is outside the schedules directory "
+            f"{where}.{key}: {bounded_repr(file)} is outside the schedules directory "
             f"({csv_path}); keep audience files under {directory} (受众文件须在日程目录内)"
         )
         return None
     if not csv_path.is_file():
-        errors.append(f"{where}.csv: file not found: {csv_path}")
+        errors.append(f"{where}.{key}: file not found: {csv_path}")
         return None
+    columns = Columns(spec.columns.email, spec.columns.name) if spec.columns else Columns()
+    # CSV rows are named by the line they start on; a workbook's by Excel's row number.
+    unit = "row" if key == "xlsx" else "line"
     size = 0
     try:
-        for line, recipient, problem in read_csv_audience(csv_path):
+        for line, recipient, problem in read_audience(csv_path, sheet=spec.sheet, columns=columns):
             if recipient is not None:
                 size += 1
-            elif problem == NO_EMAIL_COLUMN:
-                errors.append(f"{where}.csv: {csv_path}: line 1: {problem}")
-                return None
             else:
                 # Bad rows are reported and skipped; the good ones are kept.
-                warnings.append(f"{csv_path}: line {line}: {problem} (row skipped)")
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        errors.append(f"{where}.csv: cannot read {csv_path}: {exc}")
+                warnings.append(f"{csv_path}: {unit} {line}: {problem} (row skipped)")
+    except AudienceFileError as exc:
+        errors.append(f"{where}.{key}: {csv_path}: {exc}")
         return None
-    return Audience(name, spec.external, None, csv_path, size)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        errors.append(f"{where}.{key}: cannot read {csv_path}: {exc}")
+        return None
+    return Audience(name, spec.external, None, csv_path, size, sheet=spec.sheet, columns=columns)

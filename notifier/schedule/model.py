@@ -18,21 +18,25 @@ from notifier.dates.workdays import (
     WorkCalendar,
     WorkdayPolicy,
 )
-from notifier.schedule.recipients import Recipient, read_csv_audience
+from notifier.schedule.recipients import Recipient
+from notifier.schedule.sheets import Columns, read_audience
 
 # --- the validated, resolved schedule ---
 
 
 @dataclass(frozen=True, slots=True)
 class Audience:
-    """Recipients given inline, or a CSV streamed at send time (an audience can be 100,000 rows)."""
+    """Recipients given inline, or a CSV or workbook streamed at send time (an audience can
+    be 100,000 rows)."""
 
     name: str
     external: bool
     members: tuple[Recipient, ...] | None
-    csv_path: Path | None
+    csv_path: Path | None  # the audience file: a CSV, or a workbook (.xlsx)
     size: int
     chat: str | None = None  # a channel id: the audience is one chat group, one message a send
+    sheet: str | None = None  # a workbook's sheet; None = the first
+    columns: Columns = field(default_factory=Columns)
 
     def recipients(self) -> Iterator[Recipient]:
         """The email recipients; none for a chat audience."""
@@ -42,7 +46,7 @@ class Audience:
             yield from self.members
             return
         assert self.csv_path is not None
-        for _, recipient, _ in read_csv_audience(self.csv_path):
+        for _, recipient, _ in read_audience(self.csv_path, sheet=self.sheet, columns=self.columns):
             if recipient is not None:
                 yield recipient
 
