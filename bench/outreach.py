@@ -1,5 +1,6 @@
 """Outreach with the office's own files (issue 20): `check` on a 100,000-row audience as UTF-8
-CSV, GBK CSV and XLSX (time and peak RSS of the process loading the schedule).
+CSV, GBK CSV and XLSX (time and peak RSS of the process loading the schedule); the delivery
+export of 100,000 ledger rows as XLSX and CSV (time, peak RSS, file size).
 
 Each measurement runs in a fresh child process, which reports its own VmHWM; "baseline" is
 the same child with notifier imported and nothing read. The files are generated beforehand
@@ -19,11 +20,13 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 sys.path.append(os.path.dirname(_HERE))  # for `bench._common`; PYTHONPATH may override notifier
 
 import argparse  # noqa: E402
+import asyncio  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from bench._common import machine, peak_rss_mib, table  # noqa: E402
 
@@ -119,22 +122,123 @@ def bench_check(work: Path, rows: int) -> str:
     return table(["audience file", "file MiB", "recipients", "load s", "peak RSS MiB"], lines)
 
 
+def settings_for(work: Path, url: str) -> Any:
+    from bench._common import write_templates
+    from notifier.config import Settings
+
+    schedules = work / "schedules"
+    schedules.mkdir(exist_ok=True)
+    (schedules / "main.yaml").write_text("events: []\n", encoding="utf-8")
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        schedules_dir=schedules,
+        templates_dir=write_templates(work / "templates"),
+        database_url=url,
+        mail_from="notifier@fao.example.com",
+        watch=False,
+    )
+
+
+async def child_fill(work: Path, url: str, rows: int) -> dict[str, float]:
+    """Ledger rows as a send to `rows` enterprises leaves them (a 2 KB message each)."""
+    from notifier.compose.message import encode_words
+    from notifier.ledger.models import NewDelivery, State
+    from notifier.service import App
+
+    body = "尊敬的企业：兹定于……" * 60
+    async with App(settings_for(work, url)) as app:
+        for start in range(0, rows, 5000):
+            batch = [
+                NewDelivery(
+                    key=f"outreach/2027-03-18/invite/biz{i}@trade.example.com/email",
+                    event_id="outreach",
+                    occurrence="2027-03-18",
+                    reminder_id="invite",
+                    recipient=f"biz{i}@trade.example.com",
+                    channel="email",
+                    due_at=1796000000.0 + i,
+                    message_id=f"<{i:032x}@fao.example.com>",
+                    subject="邀请函",
+                    message=(
+                        f"To: {encode_words(f'星海贸易{i}号有限公司')} <biz{i}@trade.example.com>"
+                        f"\r\nSubject: x\r\n\r\n{body}\r\n"
+                    ),
+                    state=State.SENT if i % 10 else State.DEAD,
+                    last_error=None if i % 10 else "550 5.1.1 mailbox unavailable",
+                )
+                for i in range(start, min(rows, start + 5000))
+            ]
+            await app.store.enqueue(batch, now=1796000000.0)
+    return {"rows": rows}
+
+
+async def child_export(work: Path, url: str, fmt: str) -> dict[str, float]:
+    from notifier.service import App
+
+    out = work / f"record.{fmt}"
+    async with App(settings_for(work, url)) as app:
+        start = time.perf_counter()
+        record = await app.delivery_record(fmt)  # type: ignore[arg-type]
+        first = None
+        with out.open("wb") as handle:
+            async for chunk in record.chunks():
+                if first is None:
+                    first = time.perf_counter() - start
+                handle.write(chunk)
+        seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "first": first or 0.0,
+        "rss": peak_rss_mib(),
+        "rows": record.rows,
+        "mib": out.stat().st_size / 2**20,
+    }
+
+
+def bench_export(work: Path, rows: int) -> str:
+    url = f"sqlite:///{work / 'export.db'}"
+    run_child("fill", str(work), url, str(rows))
+    lines = []
+    for fmt in ("csv", "xlsx"):
+        got = run_child("export", str(work), url, fmt)
+        lines.append(
+            [
+                fmt.upper(),
+                int(got["rows"]),
+                f"{got['seconds']:.1f}",
+                f"{got['first']:.2f}",
+                f"{got['rss']:.0f}",
+                f"{got['mib']:.1f}",
+            ]
+        )
+    return table(["format", "rows", "export s", "first bytes s", "peak RSS MiB", "file MiB"], lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--child", nargs="+")
+    parser.add_argument("--only", default="check,export", help="check,export,dbsize")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
         if kind == "check":
             print(json.dumps(child_check(Path(rest[0]))))
+        elif kind == "fill":
+            print(json.dumps(asyncio.run(child_fill(Path(rest[0]), rest[1], int(rest[2])))))
+        elif kind == "export":
+            print(json.dumps(asyncio.run(child_export(Path(rest[0]), rest[1], rest[2]))))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         print("## Outreach files (issue 20)\n")
         print(machine())
         print(f"\n`check` (schedule load) on a {args.rows:,}-row audience:\n")
-        print(bench_check(work, args.rows))
+        if "check" in args.only:
+            print(bench_check(work, args.rows))
+        if "export" in args.only:
+            print(f"\nExport of {args.rows:,} ledger rows (SQLite), written to a file:\n")
+            print(bench_export(work, args.rows))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from notifier.web.common import (
     echo,
     render_problem,
     require_admin,
+    stream_record,
 )
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,27 @@ async def get_deliveries(request: web.Request) -> web.Response:
     q = parse_query(request, schemas.DeliveriesQuery)
     rows = await app.deliveries(state=q.state, event=q.event, limit=q.limit)
     return answer(schemas.Deliveries(deliveries=[_delivery(d, app) for d in rows]))
+
+
+async def get_deliveries_export(request: web.Request) -> web.StreamResponse:
+    """The delivery log as a record (XLSX or CSV), streamed as it is read."""
+    await require_admin(request)
+    app = request.app[APP_KEY]
+    q = parse_query(request, schemas.ExportQuery)
+    try:
+        record = await app.delivery_record(
+            q.format,
+            event=q.event,
+            reminder=q.reminder,
+            audience=q.audience,
+            state=q.state,
+            recipient=q.recipient,
+            start=q.first,
+            end=q.last,
+        )
+    except SendError as exc:
+        raise ApiError(422, "invalid field", f"audience: {echo(str(exc))}") from None
+    return await stream_record(request, record)
 
 
 def _known_event(app: App, event_id: str) -> None:
