@@ -214,11 +214,105 @@ def bench_export(work: Path, rows: int) -> str:
     return table(["format", "rows", "export s", "first bytes s", "peak RSS MiB", "file MiB"], lines)
 
 
+async def child_dbsize(work: Path, url: str, recipients: int, mib: int) -> dict[str, float]:
+    """An outreach send with a `mib` MiB PDF to `recipients` enterprises: rows made and
+    committed (not sent), then the database's size; one row assembled as the worker would."""
+    from notifier.service import App
+
+    settings = settings_for(work, url)
+    schedules = settings.schedules_dir
+    (schedules / "files").mkdir(exist_ok=True)
+    (schedules / "files" / "邀请函.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(mib * 2**20))
+    with (schedules / "list.csv").open("w", encoding="utf-8") as out:
+        out.write("邮箱,单位名称\n")
+        for i in range(recipients):
+            out.write(f"biz{i}@trade{i % 97}.example.com,星海贸易{i}号有限公司\n")
+    (schedules / "main.yaml").write_text(
+        "audiences:\n  enterprises: {csv: list.csv, external: true}\n"
+        "events:\n  - id: apec\n    title: 说明会\n    date: '2027-03-18'\n"
+        "    audience: enterprises\n    attachments: [files/邀请函.pdf]\n"
+        "    reminders: [{before: 7 days, id: invite}]\n",
+        encoding="utf-8",
+    )
+    async with App(settings) as app:
+        start = time.perf_counter()
+        created, _ = await app.send_now("apec", reminder_id="invite")
+        enqueue = time.perf_counter() - start
+        [row] = await app.store.list_deliveries(limit=1)
+        start = time.perf_counter()
+        full = await app.store.assembled(row)
+        first_assembly = time.perf_counter() - start
+        start = time.perf_counter()
+        await app.store.assembled(row)
+        cached_assembly = time.perf_counter() - start
+        if url.startswith("sqlite"):
+            await app.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            size = await asyncio.to_thread(os.path.getsize, url.removeprefix("sqlite:///"))
+        else:
+            got = await app.store.db.fetchone("SELECT pg_database_size(current_database())")
+            assert got is not None
+            size = int(got[0])
+    return {
+        "rows": created,
+        "db_mib": size / 2**20,
+        "row_chars": len(row.message),
+        "sent_mib": len(full.message) / 2**20,
+        "enqueue": enqueue,
+        "assemble_ms": first_assembly * 1000,
+        "cached_ms": cached_assembly * 1000,
+        "rss": peak_rss_mib(),
+    }
+
+
+def bench_dbsize(work: Path, recipients: int, mib: int) -> str:
+    from bench._common import pg_database
+
+    lines = []
+    with pg_database() as pg_url:
+        urls = [("SQLite", f"sqlite:///{work / 'size.db'}")]
+        if pg_url:
+            urls.append(("PostgreSQL", pg_url))
+        for name, url in urls:
+            sub = work / name
+            sub.mkdir(exist_ok=True)
+            got = run_child("dbsize", str(sub), url, str(recipients), str(mib))
+            lines.append(
+                [
+                    name,
+                    int(got["rows"]),
+                    f"{got['db_mib']:.1f}",
+                    int(got["row_chars"]),
+                    f"{got['sent_mib']:.2f}",
+                    f"{got['enqueue']:.1f}",
+                    f"{got['assemble_ms']:.0f} / {got['cached_ms']:.0f}",
+                    f"{got['rss']:.0f}",
+                ]
+            )
+    copies = recipients * mib * 4 / 3
+    return (
+        table(
+            [
+                "database",
+                "rows",
+                "DB MiB",
+                "row message chars",
+                "message as sent MiB",
+                "enqueue s",
+                "assemble ms (first / cached)",
+                "peak RSS MiB",
+            ],
+            lines,
+        )
+        + f"\n\nA copy per row would be {recipients:,} x {mib} MiB x 4/3 (base64) ="
+        f" {copies / 1024:.1f} GiB."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--child", nargs="+")
-    parser.add_argument("--only", default="check,export", help="check,export,dbsize")
+    parser.add_argument("--only", default="check,export,dbsize", help="check,export,dbsize")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
@@ -226,6 +320,9 @@ def main() -> None:
             print(json.dumps(child_check(Path(rest[0]))))
         elif kind == "fill":
             print(json.dumps(asyncio.run(child_fill(Path(rest[0]), rest[1], int(rest[2])))))
+        elif kind == "dbsize":
+            result = child_dbsize(Path(rest[0]), rest[1], int(rest[2]), int(rest[3]))
+            print(json.dumps(asyncio.run(result)))
         elif kind == "export":
             print(json.dumps(asyncio.run(child_export(Path(rest[0]), rest[1], rest[2]))))
         return
@@ -236,6 +333,9 @@ def main() -> None:
         print(f"\n`check` (schedule load) on a {args.rows:,}-row audience:\n")
         if "check" in args.only:
             print(bench_check(work, args.rows))
+        if "dbsize" in args.only:
+            print("\nLedger size: an outreach send of a 2 MiB PDF to 5,000 enterprises:\n")
+            print(bench_dbsize(work, 5000, 2))
         if "export" in args.only:
             print(f"\nExport of {args.rows:,} ledger rows (SQLite), written to a file:\n")
             print(bench_export(work, args.rows))

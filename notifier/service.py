@@ -373,6 +373,10 @@ class App:
         """The ledger, newest first."""
         return await self.store.list_deliveries(state=state, event=event, limit=limit)
 
+    async def attachment_sizes(self, digests: Sequence[str]) -> dict[str, int]:
+        """The stored size of each attachment content named (the console's delivery page)."""
+        return await self.store.attachment_sizes(digests)
+
     async def delivery_record(
         self,
         fmt: Format,

@@ -20,12 +20,14 @@ import notifier.cli.channels as cli_channels
 from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.cli.common import fail_config, run_async, settings_or_exit
 from notifier.cli.holidays import holidays_group
+from notifier.compose.message import file_size
 from notifier.compose.records import FORMATS, Format
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery.worker import WorkerStats
 from notifier.errors import ConfigError, NotifierError
 from notifier.ledger.models import State
 from notifier.logs import setup_logging
+from notifier.schedule.model import Attachment
 from notifier.schedule.planner import plan, planned_json
 from notifier.service import App
 from notifier.web import start_http
@@ -184,6 +186,7 @@ def preview(
     """预览邮件 Print the rendered message for an event."""
     settings = settings_or_exit()
     used: list[str] = []  # the audience rendered for, then the row's channel
+    files: list[Attachment] = []
 
     async def go() -> str:
         async with App(settings) as app:
@@ -202,6 +205,7 @@ def preview(
                     f" / is not in audience {names}"
                 )
             used.extend([found.audience.name, found.row.channel])
+            files.extend(found.attachments)
             return found.row.message
 
     from email import message_from_string
@@ -212,7 +216,14 @@ def preview(
     click.echo(f"受众 Audience: {name}")
     if channel != "email":
         click.echo(cli_channels.chat_preview(channel, raw))
+        if files:
+            click.echo(
+                f"（群里只收到文字，不含附件 the group gets the text without {len(files)} "
+                "attachment(s): robots cannot carry files）"
+            )
         return
+    for file in files:
+        click.echo(f"附件 Attachment: {file.name} ({file.mime}, {file_size(file.size)})")
     msg = message_from_string(raw, policy=default)
     for header in ("From", "To", "Subject", "Date", "Message-ID"):
         click.echo(f"{header}: {msg[header]}")

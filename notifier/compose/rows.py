@@ -8,15 +8,17 @@ rows to make and enqueues them.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from notifier.channels.payloads import ChatMessage, chat_text, payload
 from notifier.compose.context import CHAT_RECIPIENT, reminder_context, template_context
-from notifier.compose.message import build_message, domain_of, message_id
+from notifier.compose.message import AttachedFile, build_message, domain_of, message_id
 from notifier.compose.rendering import Rendered, Renderer
 from notifier.compose.tokens import unsubscribe_token
 from notifier.config import Settings
@@ -25,7 +27,7 @@ from notifier.dates.rules import Occurrence
 from notifier.errors import RenderError, SendError
 from notifier.keys import EMAIL, admin_prefix, chat_key, email_key, hook_row_key
 from notifier.ledger.models import NewDelivery, State
-from notifier.schedule.model import Audience, Event, Hook, Reminder, Schedule
+from notifier.schedule.model import Attachment, Audience, Event, Hook, Reminder, Schedule
 from notifier.schedule.recipients import Recipient, check_address
 from notifier.schedule.sheets import AudienceFileError
 
@@ -71,6 +73,9 @@ class RowMaker:
         self._unsub_secret = unsubscribe_secret
         self._sender = (settings.org_name, settings.mail_from)
         self._domain = domain_of(settings.mail_from)
+        # Attachments: digest by (path, mtime, size), and contents not yet in the ledger.
+        self._file_digests: dict[tuple[Path, int, int], str] = {}
+        self._blobs: dict[str, bytes] = {}
 
     @property
     def schedule(self) -> Schedule:
@@ -109,6 +114,34 @@ class RowMaker:
             payload=payload,
         )
 
+    def attached(self, files: Sequence[Attachment]) -> tuple[AttachedFile, ...]:
+        """The files as a message names them, each read once per content (by size and
+        modification time) and kept for `take_blobs` until the ledger has it. A file that
+        cannot be read now is a RenderError: the row is not made, never made without it."""
+        named: list[AttachedFile] = []
+        for file in files:
+            try:
+                stat = file.path.stat()
+                seen = (file.path, stat.st_mtime_ns, stat.st_size)
+                digest = self._file_digests.get(seen)
+                if digest is None:
+                    content = file.path.read_bytes()
+                    digest = hashlib.sha256(content).hexdigest()
+                    self._file_digests[seen] = digest
+                    self._blobs[digest] = content
+            except OSError as exc:
+                raise RenderError(
+                    f"attachment {file.path}: {exc.strerror or exc} (附件无法读取)"
+                ) from exc
+            named.append(AttachedFile(file.name, file.mime, digest))
+        return tuple(named)
+
+    def take_blobs(self) -> dict[str, bytes]:
+        """The attachment contents read since the last call: the ledger must have them
+        before the rows that name them are committed (`Outbox` stores them first)."""
+        blobs, self._blobs = self._blobs, {}
+        return blobs
+
     def unsubscribe_url(self, email: str) -> str:
         token = unsubscribe_token(self._unsub_secret, email)
         return f"{self.settings.public_url.rstrip('/')}/unsubscribe?token={token}"
@@ -127,6 +160,7 @@ class RowMaker:
         external: bool,
         state: State = State.PENDING,
         unsubscribe_url: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> NewDelivery:
         msg_id = message_id(key, self._domain)
         headers: dict[str, str] = {}
@@ -145,6 +179,7 @@ class RowMaker:
             msg_id=msg_id,
             date=due,
             extra_headers=headers,
+            attachments=self.attached(attachments) if attachments else (),
         )
         return NewDelivery(
             key=key,
@@ -246,6 +281,7 @@ class RowMaker:
                     external=audience.external,
                     state=state,
                     unsubscribe_url=ctx["unsubscribe_url"],
+                    attachments=reminder.attachments if reminder else event.attachments,
                 )
             except RenderError as exc:
                 if not isolate:

@@ -8,10 +8,12 @@ The loader never raises anything but `ConfigError` for bad input.
 from __future__ import annotations
 
 import csv
+import mimetypes
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from notifier.dates.cadence import Cadence
 from notifier.dates.rules import (
@@ -28,7 +30,16 @@ from notifier.dates.workdays import (
 )
 from notifier.errors import ConfigError
 from notifier.schedule.files import bounded_errors, bounded_repr, invisible_in_data, read_yaml
-from notifier.schedule.model import Audience, ChannelSpec, Event, Hook, Mention, Reminder, Schedule
+from notifier.schedule.model import (
+    Attachment,
+    Audience,
+    ChannelSpec,
+    Event,
+    Hook,
+    Mention,
+    Reminder,
+    Schedule,
+)
 from notifier.schedule.raw import (
     ParsedFile,
     RawAudience,
@@ -112,6 +123,7 @@ def load_schedule(directory: Path) -> Schedule:
                 continue
             reminders: list[Reminder] = []
             seen: set[str] = set()
+            event_files = _attachments(directory, f"{where}.attachments", ev.attachments, errors)
             for j, rem in ev.numbered_reminders():
                 kind, value = _trigger(rem)
                 rid = rem.id or _reminder_id(kind, value, rem.every)
@@ -144,6 +156,10 @@ def load_schedule(directory: Path) -> Schedule:
                     every=rem.every,
                     audiences=names if len(names) > 1 else (),
                     replaces=tuple(rem.replaces),
+                    attachments=event_files
+                    + _attachments(
+                        directory, f"{where}.reminders[{j}].attachments", rem.attachments, errors
+                    ),
                 )
                 for name in names:
                     if name not in audiences:
@@ -159,6 +175,7 @@ def load_schedule(directory: Path) -> Schedule:
                 grace=ev.grace,
                 vars=dict(ev.vars),
                 source=path,
+                attachments=event_files,
             )
         for i, hk in raw.hooks:
             where = f"{path}: hooks[{i}]"
@@ -301,6 +318,70 @@ def _reminder_id(kind: str, value: Duration | str, every: Cadence | None = None)
         return f"on-{value}"
     unit = {"days": "d", "weeks": "w", "workdays": "wd"}[value.unit]
     return f"{kind}-{value.n}{unit}"
+
+
+def _attachments(
+    directory: Path, where: str, names: Sequence[str], errors: list[str]
+) -> tuple[Attachment, ...]:
+    """The files named, each checked: inside the schedules directory, a regular file, and
+    readable now (what cannot be read is an error naming it, never a message without it)."""
+    found: list[Attachment] = []
+    for i, name in enumerate(names):
+        path = (directory / name).resolve()
+        at = f"{where}[{i}]"
+        if not path.is_relative_to(directory.resolve()):
+            errors.append(
+                f"{at}: {bounded_repr(name)} is outside the schedules directory ({path}); "
+                f"keep attachments under {directory} (附件须在日程目录内)"
+            )
+            continue
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+            size = path.stat().st_size
+        except OSError as exc:
+            errors.append(f"{at}: cannot read {path}: {exc.strerror or exc} (附件无法读取)")
+            continue
+        if not path.is_file():
+            errors.append(f"{at}: {path} is not a file")
+            continue
+        if len(quote(path.name, safe="")) > MAX_ENCODED_NAME:
+            # filename*= stays on one line (continuations show as tcmime.*.bin in QQ Mail).
+            errors.append(f"{at}: the file name {path.name!r} is too long for a mail header")
+            continue
+        found.append(Attachment(path, mime_type(path), size))
+    return tuple(found)
+
+
+# An attachment's name percent-encoded, at most: `filename*=utf-8''NAME` on one line within
+# RFC 5322's 998 characters (some 100 Chinese characters).
+MAX_ENCODED_NAME = 960
+# The office's own kinds first: the system's mime.types may lack them (Debian's has no .wps).
+OFFICE_TYPES = {
+    ".pdf": "application/pdf",
+    ".doc": "application/msword",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xls": "application/vnd.ms-excel",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".ppt": "application/vnd.ms-powerpoint",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".wps": "application/vnd.ms-works",
+    ".ofd": "application/ofd",  # China's fixed-layout format (GB/T 33190)
+    ".zip": "application/zip",
+    ".txt": "text/plain",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+}
+
+
+def mime_type(path: Path) -> str:
+    """The MIME type by the file's suffix (what mail clients go by), octet-stream else."""
+    known = OFFICE_TYPES.get(path.suffix.lower())
+    if known:
+        return known
+    guessed, _ = mimetypes.guess_type(path.name, strict=False)
+    return guessed or "application/octet-stream"
 
 
 def _build_audience(

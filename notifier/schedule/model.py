@@ -52,6 +52,22 @@ class Audience:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a reminder's messages, as `check` found it. Its content is read
+    when rows are made and stored once in the ledger by hash (what a row sends is fixed
+    then, whatever happens to the file later)."""
+
+    path: Path
+    mime: str
+    size: int  # bytes, when the schedule was loaded
+
+    @property
+    def name(self) -> str:
+        """The file name the recipient sees."""
+        return self.path.name
+
+
+@dataclass(frozen=True, slots=True)
 class Reminder:
     id: str
     kind: Literal["before", "on", "after"]
@@ -66,6 +82,8 @@ class Reminder:
     audiences: tuple[str, ...] = ()
     # Ids of the reminders it took over from: their sends count as its own (no resend).
     replaces: tuple[str, ...] = ()
+    # The event's attachments, then its own.
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def all_audiences(self) -> tuple[str, ...]:
@@ -93,6 +111,7 @@ class Event:
     grace: timedelta | None
     vars: Mapping[str, Any]
     source: Path
+    attachments: tuple[Attachment, ...] = ()  # the event's own (a manual send's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,8 @@ class RawReminder(_Raw):
     workdays: WorkdayPolicy | None = None
     audience: str | list[str] | None = None
     template: str | None = None
+    # Files sent with each message, relative to the schedules directory (after the event's).
+    attachments: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # Ids of reminders this one took over from (renamed, or a one-day send turned into a
     # series): what they already sent is not sent again.
     replaces: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list)
@@ -138,6 +140,8 @@ class RawEvent(_Raw):
     template: str | None = None
     grace: timedelta | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    # Files sent with every reminder's messages, relative to the schedules directory.
+    attachments: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     reminders: list[RawReminder] = Field(min_length=1)
     # Each reminder's index in the file, when the event was kept without its faulty ones.
     _positions: tuple[int, ...] | None = PrivateAttr(default=None)

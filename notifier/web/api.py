@@ -270,6 +270,10 @@ async def post_preview(request: web.Request) -> web.Response:
             audiences=list(found.audiences),
             channel=row.channel,
             body=body,
+            attachments=[
+                schemas.PreviewAttachment(name=a.name, type=a.mime, size=a.size)
+                for a in found.attachments
+            ],
         )
     )
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 import notifier.web.console_views as views
 from notifier.channels.payloads import posted_text
-from notifier.compose.message import message_parts
+from notifier.compose.message import attachments_of, file_size, message_parts
 from notifier.compose.outbox import AudienceError
 from notifier.compose.records import FORMATS
 from notifier.errors import RenderError, SendError
@@ -190,6 +190,8 @@ class Preview:
     text: str
     html: str | None = None
     body: str | None = None  # a chat group's posted JSON
+    # (name, MIME type, size in words) of each file an email carries; a group gets none.
+    attachments: tuple[tuple[str, str, str], ...] = ()
 
 
 def _preview(request: web.Request) -> Preview:
@@ -227,11 +229,12 @@ def _message_preview(request: web.Request) -> Preview:
     if row is None:
         raise Denied(422, "收件人不在受众中 Not in the audience", f"{recipient or ''}")
     base = (reminder, found.audiences, found.audience, row.recipient)
+    files = tuple((a.name, a.mime, file_size(a.size)) for a in found.attachments)
     if found.audience.chat is not None:  # the ledger row holds the platform's JSON body
         text = posted_text(json.loads(row.message))
-        return Preview(*base, subject=row.subject, text=text, body=row.message)
+        return Preview(*base, subject=row.subject, text=text, body=row.message, attachments=files)
     subject, text, html = message_parts(row.message)
-    return Preview(*base, subject=subject, text=text, html=html)
+    return Preview(*base, subject=subject, text=text, html=html, attachments=files)
 
 
 async def get_event_page(request: web.Request) -> web.Response:
@@ -401,6 +404,15 @@ async def _delivery(request: web.Request) -> Delivery:
     return row
 
 
+async def _attachments(request: web.Request, row: Delivery) -> list[tuple[str, str, str]]:
+    """(name, MIME type, size) of the files the row's message carries, as stored."""
+    named = attachments_of(row.message) if row.channel == "email" else []
+    if not named:
+        return []
+    sizes = await request.app[APP_KEY].attachment_sizes([a.digest for a in named])
+    return [(a.name, a.mime, file_size(sizes.get(a.digest, 0))) for a in named]
+
+
 async def get_delivery_page(request: web.Request) -> web.Response:
     store = request.app[CONSOLE_STORE_KEY]
     row = await _delivery(request)
@@ -411,6 +423,7 @@ async def get_delivery_page(request: web.Request) -> web.Response:
             "page": "delivery",
             "row": row,
             # Admins only: a raw message holds its unsubscribe link's token, maybe in base64.
+            "attachments": await _attachments(request, row),
             "raw": row.message[:RAW_SHOWN_CHARS] if session_of(request).is_admin else None,
             "cut": len(row.message) > RAW_SHOWN_CHARS,
             "actionable": row.state in RETRYABLE,

@@ -321,6 +321,12 @@ class Deliveries(BaseModel):
     deliveries: list[Delivery]
 
 
+class PreviewAttachment(BaseModel):
+    name: str
+    type: str = Field(description="MIME type, from the file's suffix")
+    size: int = Field(ge=0, description="bytes")
+
+
 class Preview(BaseModel):
     subject: str
     text: str = Field(description="the text body; a chat group: the message as it will read")
@@ -335,6 +341,10 @@ class Preview(BaseModel):
         None,
         description="a chat group: the JSON body as it will be posted (a signature, where the"
         " platform wants one, is added at send time)",
+    )
+    attachments: list[PreviewAttachment] = Field(
+        default_factory=list,
+        description="the files each email carries; a chat group gets the text without them",
     )
 
 
