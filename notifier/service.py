@@ -336,6 +336,13 @@ class App:
         """Commit a batch of webhooks' rows in one transaction: per item, the ids of its rows
         and whether it was a redelivery (`Store.accept_hooks`). The intake wakes the workers
         for a new webhook due now (`wake_workers`)."""
+        # Attachment contents first: the rows about to be committed name them.
+        blobs = self.outbox.rows.take_blobs()
+        try:
+            await self.store.put_attachments(blobs, now=self.clock())
+        except BaseException:
+            self.outbox.rows.keep_blobs(blobs)
+            raise
         return await self.store.accept_hooks(items, now=self.clock())
 
     def preview(

@@ -14,6 +14,7 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.policy import default
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -292,3 +293,105 @@ def test_the_cli_preview_lists_the_attachments(
     size = f"{len(files[PDF_NAME]) / 1000:.1f} KB"
     assert f"附件 Attachment: {PDF_NAME} (application/pdf, {size})" in result.output
     assert f"附件 Attachment: {DOCX_NAME} ({DOCX_TYPE}," in result.output
+
+
+async def test_a_webhook_sends_the_files_it_names_from_its_hooks_own_list_only(
+    make_settings: MakeSettings,
+    smtp_server: Callable[..., SmtpServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from notifier.web import create_web_app
+    from tests.test_web import HOOK_ENV, NOW, SECRET, post_hook
+
+    monkeypatch.setenv(HOOK_ENV, SECRET)
+    server = smtp_server()
+    settings = make_settings(smtp=smtp_settings(server))
+    files = outreach(settings)
+    write_schedule(
+        settings.schedules_dir,
+        f"""\
+        hooks:
+          - id: notice
+            secret_env: {HOOK_ENV}
+            template: visit-notice
+            attachments: [files/{PDF_NAME}, files/{DOCX_NAME}]
+        """,
+        name="notice.yaml",
+    )
+    payload = {"visitor": "张三", "org": "ACME 公司", "date": "2026-03-05"}
+    app = App(settings, clock=lambda: NOW)
+    async with app, TestClient(TestServer(create_web_app(app))) as c:
+        one = {**payload, "to": ["a@example.org"], "attachments": [DOCX_NAME]}
+        assert (await post_hook(c, one, "h1", hook="notice"))[0] == 202
+        every = {**payload, "to": ["b@example.org"]}
+        assert (await post_hook(c, every, "h2", hook="notice"))[0] == 202
+        for bad in (["../main.yaml"], ["/etc/passwd"], [f"files/{PDF_NAME}"]):
+            status, answer = await post_hook(
+                c, {**payload, "to": ["c@example.org"], "attachments": bad}, "h3", hook="notice"
+            )
+            assert status == 422, answer
+            assert "is not one of the hook's attachments" in answer["detail"]
+        await app.worker.run_until_idle()
+    got = {str(m["To"]): m for m in server.sink.messages}
+    assert isinstance(got["a@example.org"], EmailMessage)
+    assert [p.get_filename() for p in got["a@example.org"].iter_attachments()] == [DOCX_NAME]
+    assert isinstance(got["b@example.org"], EmailMessage)
+    parts = list(got["b@example.org"].iter_attachments())
+    assert [p.get_filename() for p in parts] == [PDF_NAME, DOCX_NAME]
+    assert parts[0].get_content() == files[PDF_NAME]
+
+
+def test_check_and_the_preview_say_a_chat_group_gets_the_text_without_the_files(
+    config_dirs: tuple[Path, Path], make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime
+
+    from click.testing import CliRunner
+
+    from notifier.checks import load_config
+    from notifier.cli.main import main
+    from tests.test_preview_audiences import ROBOT_URL, SCHEDULE
+
+    monkeypatch.setenv("NOTIFIER_TEST_URL", ROBOT_URL)
+    schedules = config_dirs[0]
+    text = SCHEDULE.replace('date: "4·15"\n', 'date: "4·15"\n    attachments: [通知.pdf]\n')
+    write_schedule(schedules, text)
+    (schedules / "通知.pdf").write_bytes(pdf_bytes(1000))
+    settings = make_settings()
+    _, _, warnings = load_config(settings, now=datetime(2026, 3, 1).astimezone())
+    assert any(
+        "reminder 'on-start': chat group 'group' gets the text without the attachments" in w
+        for w in warnings
+    ), warnings
+    env = {
+        "NOTIFIER_SCHEDULES_DIR": str(settings.schedules_dir),
+        "NOTIFIER_TEMPLATES_DIR": str(settings.templates_dir),
+        "NOTIFIER_DATABASE_URL": settings.database_url,
+        "NOTIFIER_TEST_URL": ROBOT_URL,
+    }
+    args = ["preview", "security-day", "--reminder", "on-start", "--audience", "group"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "the group gets the text without 1 attachment(s)" in result.output
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_the_content_is_stored_once_and_sent_whole(
+    make_settings: MakeSettings, pg_url: str, smtp_server: Callable[..., SmtpServer]
+) -> None:
+    server = smtp_server()
+    settings = make_settings(database_url=pg_url, smtp=smtp_settings(server))
+    files = outreach(settings, enterprises=3)
+    async with App(settings) as app:
+        await app.outbox.send_now("apec-card", reminder_id="invite", now=app.clock())
+        # The same send again (`--again`): the same contents, no second copy stored.
+        await app.outbox.send_now("apec-card", reminder_id="invite", now=app.clock(), again=True)
+        stats = await app.worker.run_until_idle()
+        stored = await app.store.db.fetchall("SELECT digest, size FROM attachments")
+    assert stats.sent == 6
+    assert sorted(int(size) for _, size in stored) == sorted(len(d) for d in files.values())
+    for msg in server.sink.messages:
+        assert isinstance(msg, EmailMessage)
+        assert [p.get_content() for p in msg.iter_attachments()] == list(files.values())

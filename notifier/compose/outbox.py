@@ -220,7 +220,12 @@ class Outbox:
 
     async def _store_attachments(self, now: float) -> None:
         """The attachment contents the rows about to be committed name, stored first."""
-        await self.store.put_attachments(self.rows.take_blobs(), now=now)
+        blobs = self.rows.take_blobs()
+        try:
+            await self.store.put_attachments(blobs, now=now)
+        except BaseException:
+            self.rows.keep_blobs(blobs)
+            raise
 
     async def _enqueue_stream(self, rows: Iterable[NewDelivery], now: float) -> int:
         """Commit rows in chunks: memory stays flat however large the audience.

@@ -142,6 +142,10 @@ class RowMaker:
         blobs, self._blobs = self._blobs, {}
         return blobs
 
+    def keep_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Put back contents the ledger did not take (a failed store): the next try has them."""
+        self._blobs.update(blobs)
+
     def unsubscribe_url(self, email: str) -> str:
         token = unsubscribe_token(self._unsub_secret, email)
         return f"{self.settings.public_url.rstrip('/')}/unsubscribe?token={token}"
@@ -516,6 +520,7 @@ class RowMaker:
     ) -> list[NewDelivery]:
         """Rows for one accepted webhook, one per address; RenderError or SendError: a 422."""
         recipients = _distinct(self.hook_recipients(hook, payload))
+        files = hook_attachments(hook, payload)
         external = False
         if hook.audience is not None:
             external = self.schedule.audiences[hook.audience].external
@@ -544,6 +549,7 @@ class RowMaker:
                     source="hook",
                     external=external,
                     unsubscribe_url=ctx["unsubscribe_url"],
+                    attachments=files,
                 )
             )
         return rows
@@ -572,3 +578,22 @@ class RowMaker:
                 raise SendError(f"payload.to[{i}]: {problem}")
             out.append(Recipient(email, name))
         return out
+
+
+def hook_attachments(hook: Hook, payload: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The hook's files a webhook sends: all of them, or those `payload.attachments` names by
+    file name. A request never gives a path: a name not in the hook's list is a SendError."""
+    wanted = payload.get("attachments")
+    if wanted is None:
+        return hook.attachments
+    if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
+        raise SendError("payload.attachments: expected a list of file names")
+    by_name = {a.name: a for a in hook.attachments}
+    for i, name in enumerate(wanted):
+        if name not in by_name:
+            offered = ", ".join(sorted(by_name)) or "none"
+            raise SendError(
+                f"payload.attachments[{i}]: {name[:100]!r} is not one of the hook's "
+                f"attachments ({offered})"
+            )
+    return tuple(by_name[n] for n in dict.fromkeys(wanted))

@@ -186,7 +186,10 @@ def load_schedule(directory: Path) -> Schedule:
                 errors.append(f"{where}.audience: unknown audience '{hk.audience}'")
             elif hk.audience is not None and audiences[hk.audience].chat is not None:
                 errors.append(f"{where}.audience: a hook sends email; '{hk.audience}' is a chat")
-            hooks[hk.id] = Hook(hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path)
+            hook_files = _attachments(directory, f"{where}.attachments", hk.attachments, errors)
+            hooks[hk.id] = Hook(
+                hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path, hook_files
+            )
 
     admins = _admins(parsed, audiences, errors)
     if errors:

@@ -122,6 +122,7 @@ class Hook:
     audience: str | None
     grace: timedelta | None
     source: Path
+    attachments: tuple[Attachment, ...] = ()  # the only files a request can choose from
 
 
 @dataclass(frozen=True, slots=True)

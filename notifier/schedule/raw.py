@@ -307,6 +307,9 @@ class RawHook(_Raw):
     template: str
     audience: str | None = None
     grace: timedelta | None = None
+    # The hook's own files (relative to the schedules directory): all of them with each
+    # message, or those a request names by file name in `attachments` (never a path).
+    attachments: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
     @field_validator("grace", mode="before")
     @classmethod
