@@ -61,6 +61,7 @@ def _load_config(settings: Settings, *, now: datetime) -> tuple[Schedule, Render
         errors.extend(renderer.unknown_variables(name))
         warnings.extend(renderer.invisible_characters(name))
     errors.extend(channel_problems(schedule, warnings))
+    errors.extend(attachment_problems(schedule, settings.max_attachments_bytes, warnings))
     if errors:
         raise ConfigError(errors)
 
@@ -238,3 +239,36 @@ def bad_values(spec: ChannelSpec) -> list[str]:
             f"variable {p}" for p in webhook_key_problems(spec.secret_env, secret, rotation=False)
         ]
     return problems
+
+
+def sent_size(size: int) -> int:
+    """A file's bytes in a message: base64 in 76-character lines with CRLF."""
+    encoded = (size + 2) // 3 * 4
+    return encoded + (encoded + 75) // 76 * 2
+
+
+def attachment_problems(schedule: Schedule, limit: int, warnings: list[str]) -> list[str]:
+    """Each reminder's attachments over `limit` as sent (an error naming the files), and a
+    note for each chat group that gets the text without them (robots carry no files)."""
+    errors: list[str] = []
+    for event in schedule.events.values():
+        for reminder in event.reminders:
+            if not reminder.attachments:
+                continue
+            total = sum(sent_size(a.size) for a in reminder.attachments)
+            if total > limit:
+                files = ", ".join(f"{a.path} ({a.size:,} bytes)" for a in reminder.attachments)
+                errors.append(
+                    f"{event.source}: event '{event.id}' reminder '{reminder.id}': attachments "
+                    f"come to {total:,} bytes as sent, over NOTIFIER_MAX_ATTACHMENTS_BYTES="
+                    f"{limit:,} (附件总大小超过限制): {files}"
+                )
+            for name in reminder.all_audiences:
+                chat = schedule.audiences[name].chat
+                if chat is not None:
+                    warnings.append(
+                        f"{event.source}: event '{event.id}' reminder '{reminder.id}': chat "
+                        f"group '{name}' gets the text without the attachments (群机器人不能发送"
+                        "附件，群里只收到文字)"
+                    )
+    return errors

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     watch: bool = True
     # `notifier run`'s event loop: uvloop where installed (Linux, macOS), else asyncio's own.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # A message's attachments, as sent (base64 adds a third), at most this many bytes: 20 MB
+    # is the common limit of enterprise mailboxes (Exmail, Aliyun, 网易企业邮箱).
+    max_attachments_bytes: int = Field(default=20 * 1000 * 1000, gt=0)
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()

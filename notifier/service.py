@@ -12,7 +12,8 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -24,13 +25,16 @@ from notifier.channels.registry import STATUS_META, ChannelRegistry, email_chann
 from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.compose.admin_notices import AdminNotices
 from notifier.compose.outbox import Outbox, PreviewRow, Unmade
+from notifier.compose.records import DeliveryRecord, Format
 from notifier.compose.rows import RunningConfig
 from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
 from notifier.config import Settings
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
-from notifier.errors import NotifierError, StoreError
+from notifier.errors import NotifierError, SendError, StoreError
+from notifier.keys import EMAIL
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
+from notifier.ledger.export import ExportFilter, ExportRow
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.store import Store
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
@@ -332,6 +336,13 @@ class App:
         """Commit a batch of webhooks' rows in one transaction: per item, the ids of its rows
         and whether it was a redelivery (`Store.accept_hooks`). The intake wakes the workers
         for a new webhook due now (`wake_workers`)."""
+        # Attachment contents first: the rows about to be committed name them.
+        blobs = self.outbox.rows.take_blobs()
+        try:
+            await self.store.put_attachments(blobs, now=self.clock())
+        except BaseException:
+            self.outbox.rows.keep_blobs(blobs)
+            raise
         return await self.store.accept_hooks(items, now=self.clock())
 
     def preview(
@@ -368,6 +379,59 @@ class App:
     ) -> list[Delivery]:
         """The ledger, newest first."""
         return await self.store.list_deliveries(state=state, event=event, limit=limit)
+
+    async def attachment_sizes(self, digests: Sequence[str]) -> dict[str, int]:
+        """The stored size of each attachment content named (the console's delivery page)."""
+        return await self.store.attachment_sizes(digests)
+
+    async def delivery_record(
+        self,
+        fmt: Format,
+        *,
+        event: str | None = None,
+        reminder: str | None = None,
+        audience: str | None = None,
+        state: State | None = None,
+        recipient: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> DeliveryRecord:
+        """The delivery log as a record (台账) to export, oldest first: the rows the filters
+        select; `start`/`end` are days of the planned send in the configured zone, both
+        included. Iterate its `chunks()`. Raises SendError for an unknown audience."""
+        keep: Callable[[ExportRow], bool] | None = None
+        if audience is not None:
+            found = self.schedule.audiences.get(audience)
+            if found is None:
+                raise SendError(f"unknown audience '{audience}' (未知受众)")
+            if found.chat is not None:
+                chat = found.chat
+                keep = lambda row: row.channel == chat  # noqa: E731
+            else:
+                # Read off the loop: an audience file can be 100,000 rows.
+                addresses = await asyncio.to_thread(
+                    lambda: {r.email.casefold() for r in found.recipients()}
+                )
+                keep = lambda row: (  # noqa: E731
+                    row.channel == EMAIL and row.recipient.casefold() in addresses
+                )
+        tz = self.settings.tz
+        since = until = None
+        if start is not None:
+            since = datetime.combine(start, dtime(0), tz).timestamp()
+        if end is not None:
+            until = datetime.combine(end + timedelta(days=1), dtime(0), tz).timestamp()
+        events = self.schedule.events.values()
+        return DeliveryRecord(
+            self.store.db,
+            ExportFilter(event, reminder, state, recipient, since, until),
+            fmt,
+            tz=tz,
+            titles={e.id: e.title for e in events},
+            labels={(e.id, r.id): r.label for e in events for r in e.reminders},
+            keep=keep,
+            stamp=self.now().strftime("%Y%m%d-%H%M"),
+        )
 
     async def unsubscribe(self, address: str, *, source: str) -> None:
         await self.store.unsubscribe(address, now=self.clock(), source=source)

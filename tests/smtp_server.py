@@ -41,6 +41,7 @@ class Sink:
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults or Faults()
         self.messages: list[Message] = []
+        self.raw: list[bytes] = []  # every DATA received as sent, refused attempts too
         self.attempts = 0
         self.sessions: set[int] = set()  # distinct SMTP connections that sent DATA
         self.injected = Counter[str]()
@@ -59,6 +60,7 @@ class Sink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         f = self.faults
         with self._lock:
+            self.raw.append(envelope.content if isinstance(envelope.content, bytes) else b"")
             self.attempts += 1
             self.sessions.add(id(session))
             n = self.attempts

@@ -24,7 +24,8 @@ from click.testing import CliRunner
 from notifier.cli.main import main
 from notifier.compose.admin_notices import ADMIN_TEMPLATES
 from notifier.ledger.models import State
-from notifier.schedule.recipients import check_name, read_csv_audience
+from notifier.schedule.recipients import check_name
+from notifier.schedule.sheets import read_audience as read_csv_audience
 from notifier.service import App
 from notifier.web import create_web_app
 from tests.conftest import ROOT, MakeSettings, smtp_settings, write_schedule

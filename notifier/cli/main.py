@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,11 +20,14 @@ import notifier.cli.channels as cli_channels
 from notifier.checks import load_config, load_hook_secrets, workday_sources
 from notifier.cli.common import fail_config, run_async, settings_or_exit
 from notifier.cli.holidays import holidays_group
+from notifier.compose.message import file_size
+from notifier.compose.records import FORMATS, Format
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery.worker import WorkerStats
 from notifier.errors import ConfigError, NotifierError
 from notifier.ledger.models import State
 from notifier.logs import setup_logging
+from notifier.schedule.model import Attachment
 from notifier.schedule.planner import plan, planned_json
 from notifier.service import App
 from notifier.web import start_http
@@ -182,6 +186,7 @@ def preview(
     """预览邮件 Print the rendered message for an event."""
     settings = settings_or_exit()
     used: list[str] = []  # the audience rendered for, then the row's channel
+    files: list[Attachment] = []
 
     async def go() -> str:
         async with App(settings) as app:
@@ -200,6 +205,7 @@ def preview(
                     f" / is not in audience {names}"
                 )
             used.extend([found.audience.name, found.row.channel])
+            files.extend(found.attachments)
             return found.row.message
 
     from email import message_from_string
@@ -210,7 +216,14 @@ def preview(
     click.echo(f"受众 Audience: {name}")
     if channel != "email":
         click.echo(cli_channels.chat_preview(channel, raw))
+        if files:
+            click.echo(
+                f"（群里只收到文字，不含附件 the group gets the text without {len(files)} "
+                "attachment(s): robots cannot carry files）"
+            )
         return
+    for file in files:
+        click.echo(f"附件 Attachment: {file.name} ({file.mime}, {file_size(file.size)})")
     msg = message_from_string(raw, policy=default)
     for header in ("From", "To", "Subject", "Date", "Message-ID"):
         click.echo(f"{header}: {msg[header]}")
@@ -260,12 +273,15 @@ def send(event: str, reminder: str | None, on: date | None, again: bool) -> None
     run_async(go)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--state", type=click.Choice([s.value for s in State]), help="only this state")
 @click.option("--event", help="only this event id")
 @click.option("--limit", type=int, default=50, show_default=True)
-def deliveries(state: str | None, event: str | None, limit: int) -> None:
-    """投递记录 The ledger, newest first."""
+@click.pass_context
+def deliveries(ctx: click.Context, state: str | None, event: str | None, limit: int) -> None:
+    """投递记录 The ledger, newest first (`deliveries export`: the record as XLSX or CSV)."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = settings_or_exit()
 
     async def go() -> None:
@@ -291,6 +307,75 @@ def deliveries(state: str | None, event: str | None, limit: int) -> None:
         _console().print(table)
 
     run_async(go)
+
+
+@deliveries.command("export")
+@click.option("--event", help="only this event id")
+@click.option("--reminder", help="only this reminder id")
+@click.option("--audience", help="only the recipients of this audience")
+@click.option("--state", type=click.Choice([s.value for s in State]), help="only this state")
+@click.option("--recipient", help="only this address")
+@click.option("--from", "start", type=DATE, help="planned on or after this day (YYYY-MM-DD)")
+@click.option("--to", "end", type=DATE, help="planned on or before this day (YYYY-MM-DD)")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="xlsx or csv (default: the output file's suffix, else xlsx)",
+)
+@click.option("-o", "--output", default="-", help="file to write; - for stdout (default)")
+def deliveries_export(
+    event: str | None,
+    reminder: str | None,
+    audience: str | None,
+    state: str | None,
+    recipient: str | None,
+    start: date | None,
+    end: date | None,
+    fmt: Format | None,
+    output: str,
+) -> None:
+    """导出投递台账 Export the delivery log (XLSX or CSV, Chinese headers, local times)."""
+    settings = settings_or_exit()
+    suffix = output.rpartition(".")[2].lower() if output != "-" else ""
+    chosen: Format = fmt or ("csv" if suffix == "csv" else "xlsx")
+    if output == "-" and chosen == "xlsx" and sys.stdout.isatty():
+        click.echo("错误 error: an XLSX is binary; give -o FILE or redirect stdout", err=True)
+        sys.exit(2)
+
+    async def go() -> int:
+        async with App(settings) as app:
+            record = await app.delivery_record(
+                chosen,
+                event=event,
+                reminder=reminder,
+                audience=audience,
+                state=State(state) if state else None,
+                recipient=recipient,
+                start=start,
+                end=end,
+            )
+            # Written to a file beside the target and renamed: no half record on a failure.
+            target = None if output == "-" else Path(output)
+            part = None if target is None else target.with_name(target.name + ".part")
+            out = sys.stdout.buffer if part is None else part.open("wb")
+            try:
+                async for chunk in record.chunks():
+                    out.write(chunk)
+                out.flush()
+            except BaseException:
+                if part is not None:
+                    out.close()
+                    part.unlink(missing_ok=True)
+                raise
+            if part is not None and target is not None:
+                out.close()
+                part.replace(target)
+            return record.rows
+
+    rows = run_async(go)
+    where = "stdout" if output == "-" else output
+    click.echo(f"已导出 exported {rows} rows to {where} ({chosen})", err=True)
 
 
 @main.command()

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_string
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
+from urllib.parse import quote
 
 from notifier.errors import HeaderError
+from notifier.ledger.attachments import MARK, marker
 
 CRLF = "\r\n"
 
@@ -152,6 +155,45 @@ def _body(text: str) -> str:
     return base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
 
 
+@dataclass(frozen=True, slots=True)
+class AttachedFile:
+    """An attachment as a message names it: the content is in the ledger under `digest`."""
+
+    name: str
+    mime: str
+    digest: str
+
+
+def _quoted_name(name: str) -> str:
+    """`name` for a quoted `name=` / `filename=` parameter: as is when plain ASCII, else
+    RFC 2047 words, which Outlook (and Exmail, QQ Mail) read there; Outlook shows
+    "Untitled attachment" without them."""
+    if name.isascii() and not any(c in name for c in '"\\\r\n'):
+        return f'"{name}"'
+    return f'"{encode_words(name)}"'
+
+
+def attachment_part(file: AttachedFile) -> str:
+    """One attachment's headers and, for body, its ledger marker (spliced at send time).
+
+    The name goes in both forms: RFC 2231 `filename*=utf-8''...` on one line (never split
+    into `filename*0*=` continuations, which QQ Mail and Exmail show as `tcmime.*.bin`) and
+    RFC 2047 words in `name=` and `filename=`."""
+    check_header("attachment name", file.name)
+    check_header("attachment type", file.mime)
+    quoted = _quoted_name(file.name)
+    return CRLF.join(
+        [
+            f"Content-Type: {file.mime};{CRLF} name={quoted}",
+            f"Content-Disposition: attachment;{CRLF} filename={quoted};"
+            f"{CRLF} filename*=utf-8''{quote(file.name, safe='')}",
+            "Content-Transfer-Encoding: base64",
+            "",
+            marker(file.digest),
+        ]
+    )
+
+
 def build_message(
     *,
     sender: tuple[str, str],
@@ -162,8 +204,10 @@ def build_message(
     msg_id: str,
     date: datetime,
     extra_headers: Mapping[str, str] | None = None,
+    attachments: Sequence[AttachedFile] = (),
 ) -> str:
-    """A complete RFC 5322 message with CRLF line ends; bodies base64 so it is pure ASCII."""
+    """A complete RFC 5322 message with CRLF line ends; bodies base64 so it is pure ASCII.
+    Attachments are named by ledger markers: `Store.assembled` puts their content in."""
     headers = [
         f"From: {_address('From', *sender)}",
         f"To: {_address('To', *recipient)}",
@@ -176,23 +220,40 @@ def build_message(
         headers.append(f"{check_header('header name', name)}: {_encode(name, value)}")
     text_part = f'Content-Type: text/plain; charset="utf-8"{CRLF}Content-Transfer-Encoding: base64'
     if html is None:
-        return CRLF.join([*headers, text_part, "", _body(text)])
-    boundary = "=_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]
-    html_part = f'Content-Type: text/html; charset="utf-8"{CRLF}Content-Transfer-Encoding: base64'
+        body = CRLF.join([text_part, "", _body(text)])
+    else:
+        boundary = "=_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]
+        html_part = (
+            f'Content-Type: text/html; charset="utf-8"{CRLF}Content-Transfer-Encoding: base64'
+        )
+        body = CRLF.join(
+            [
+                f'Content-Type: multipart/alternative; boundary="{boundary}"',
+                "",
+                f"--{boundary}",
+                text_part,
+                "",
+                _body(text),
+                f"--{boundary}",
+                html_part,
+                "",
+                _body(html),
+                f"--{boundary}--",
+                "",
+            ]
+        )
+    if not attachments:
+        return CRLF.join([*headers, body])
+    mixed = "=_m" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]
+    parts = [f"--{mixed}{CRLF}{body}"]
+    parts += [f"--{mixed}{CRLF}{attachment_part(a)}" for a in attachments]
     return CRLF.join(
         [
             *headers,
-            f'Content-Type: multipart/alternative; boundary="{boundary}"',
+            f'Content-Type: multipart/mixed; boundary="{mixed}"',
             "",
-            f"--{boundary}",
-            text_part,
-            "",
-            _body(text),
-            f"--{boundary}",
-            html_part,
-            "",
-            _body(html),
-            f"--{boundary}--",
+            CRLF.join(parts),
+            f"--{mixed}--",
             "",
         ]
     )
@@ -211,3 +272,25 @@ def message_parts(raw: str) -> tuple[str, str, str | None]:
         elif part.get_content_type() == "text/html" and body_html is None:
             body_html = str(part.get_content())
     return str(msg["Subject"] or ""), text, body_html
+
+
+def file_size(size: int) -> str:
+    """A size as people read it: 812 B, 35.2 KB, 2.0 MB (1,000-based, as mail limits are)."""
+    if size < 1000:
+        return f"{size} B"
+    if size < 1000 * 1000:
+        return f"{size / 1000:.1f} KB"
+    return f"{size / 1000 / 1000:.1f} MB"
+
+
+def attachments_of(raw: str) -> list[AttachedFile]:
+    """The attachments a stored message names (name, type, digest), in order."""
+    if MARK not in raw:
+        return []
+    msg = message_from_string(raw, policy=default_policy)
+    assert isinstance(msg, EmailMessage)
+    found: list[AttachedFile] = []
+    for part in msg.iter_attachments():
+        digest = str(part.get_payload()).strip().removeprefix(MARK)
+        found.append(AttachedFile(part.get_filename() or "", part.get_content_type(), digest))
+    return found

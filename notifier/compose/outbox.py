@@ -26,7 +26,7 @@ from notifier.errors import NotifierError, SendError
 from notifier.keys import again_reminder_id, plan_key
 from notifier.ledger.models import NewDelivery, State
 from notifier.ledger.store import Store
-from notifier.schedule.model import Audience, Event, Reminder, Schedule
+from notifier.schedule.model import Attachment, Audience, Event, Reminder, Schedule
 from notifier.schedule.planner import PlannedSend, next_occurrence, occurrence_on, plan
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class PreviewRow:
     searched: tuple[str, ...]  # those looked in: the one named, or all of them
     audience: Audience  # where `row` was found (without a row: the first searched)
     row: NewDelivery | None  # None: no recipient (the one asked for) in those searched
+    # The files each email carries (a chat group gets the text without them).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,15 @@ class Outbox:
     def unsubscribe_secret(self) -> bytes:
         return self.rows.unsubscribe_secret
 
+    async def _store_attachments(self, now: float) -> None:
+        """The attachment contents the rows about to be committed name, stored first."""
+        blobs = self.rows.take_blobs()
+        try:
+            await self.store.put_attachments(blobs, now=now)
+        except BaseException:
+            self.rows.keep_blobs(blobs)
+            raise
+
     async def _enqueue_stream(self, rows: Iterable[NewDelivery], now: float) -> int:
         """Commit rows in chunks: memory stays flat however large the audience.
 
@@ -232,6 +243,7 @@ class Outbox:
                 if len(chunk) >= ENQUEUE_CHUNK:
                     if inflight is not None:
                         created += await inflight
+                    await self._store_attachments(now)
                     inflight = asyncio.create_task(self.store.enqueue(chunk, now=now))
                     chunk = []
                     await asyncio.sleep(0)  # let the commit start before rendering on
@@ -239,6 +251,7 @@ class Outbox:
                 created += await inflight
                 inflight = None
             if chunk:
+                await self._store_attachments(now)
                 created += await self.store.enqueue(chunk, now=now)
         finally:
             if inflight is not None:
@@ -496,6 +509,7 @@ class Outbox:
         today = datetime.fromtimestamp(now, self.settings.tz).date()
         event, _, reminder = self.resolve(event_id, reminder_id, on, today)
         base = reminder or event.reminders[0]
+        files = reminder.attachments if reminder else event.attachments
         audiences = base.all_audiences
         searched = self._chosen(
             audiences, audience_name, reminder.id if reminder else MANUAL_REMINDER
@@ -513,8 +527,8 @@ class Outbox:
             )
             row = next(rows, None)
             if row is not None:
-                return PreviewRow(audiences, searched, audience, row)
-        return PreviewRow(audiences, searched, self.schedule.audiences[searched[0]], None)
+                return PreviewRow(audiences, searched, audience, row, files)
+        return PreviewRow(audiences, searched, self.schedule.audiences[searched[0]], None, files)
 
     async def send_now(
         self,

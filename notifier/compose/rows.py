@@ -8,15 +8,17 @@ rows to make and enqueues them.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from notifier.channels.payloads import ChatMessage, chat_text, payload
 from notifier.compose.context import CHAT_RECIPIENT, reminder_context, template_context
-from notifier.compose.message import build_message, domain_of, message_id
+from notifier.compose.message import AttachedFile, build_message, domain_of, message_id
 from notifier.compose.rendering import Rendered, Renderer
 from notifier.compose.tokens import unsubscribe_token
 from notifier.config import Settings
@@ -25,8 +27,9 @@ from notifier.dates.rules import Occurrence
 from notifier.errors import RenderError, SendError
 from notifier.keys import EMAIL, admin_prefix, chat_key, email_key, hook_row_key
 from notifier.ledger.models import NewDelivery, State
-from notifier.schedule.model import Audience, Event, Hook, Reminder, Schedule
+from notifier.schedule.model import Attachment, Audience, Event, Hook, Reminder, Schedule
 from notifier.schedule.recipients import Recipient, check_address
+from notifier.schedule.sheets import AudienceFileError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class RowMaker:
         self._unsub_secret = unsubscribe_secret
         self._sender = (settings.org_name, settings.mail_from)
         self._domain = domain_of(settings.mail_from)
+        # Attachments: digest by (path, mtime, size), and contents not yet in the ledger.
+        self._file_digests: dict[tuple[Path, int, int], str] = {}
+        self._blobs: dict[str, bytes] = {}
 
     @property
     def schedule(self) -> Schedule:
@@ -108,6 +114,38 @@ class RowMaker:
             payload=payload,
         )
 
+    def attached(self, files: Sequence[Attachment]) -> tuple[AttachedFile, ...]:
+        """The files as a message names them, each read once per content (by size and
+        modification time) and kept for `take_blobs` until the ledger has it. A file that
+        cannot be read now is a RenderError: the row is not made, never made without it."""
+        named: list[AttachedFile] = []
+        for file in files:
+            try:
+                stat = file.path.stat()
+                seen = (file.path, stat.st_mtime_ns, stat.st_size)
+                digest = self._file_digests.get(seen)
+                if digest is None:
+                    content = file.path.read_bytes()
+                    digest = hashlib.sha256(content).hexdigest()
+                    self._file_digests[seen] = digest
+                    self._blobs[digest] = content
+            except OSError as exc:
+                raise RenderError(
+                    f"attachment {file.path}: {exc.strerror or exc} (附件无法读取)"
+                ) from exc
+            named.append(AttachedFile(file.name, file.mime, digest))
+        return tuple(named)
+
+    def take_blobs(self) -> dict[str, bytes]:
+        """The attachment contents read since the last call: the ledger must have them
+        before the rows that name them are committed (`Outbox` stores them first)."""
+        blobs, self._blobs = self._blobs, {}
+        return blobs
+
+    def keep_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Put back contents the ledger did not take (a failed store): the next try has them."""
+        self._blobs.update(blobs)
+
     def unsubscribe_url(self, email: str) -> str:
         token = unsubscribe_token(self._unsub_secret, email)
         return f"{self.settings.public_url.rstrip('/')}/unsubscribe?token={token}"
@@ -126,6 +164,7 @@ class RowMaker:
         external: bool,
         state: State = State.PENDING,
         unsubscribe_url: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> NewDelivery:
         msg_id = message_id(key, self._domain)
         headers: dict[str, str] = {}
@@ -144,6 +183,7 @@ class RowMaker:
             msg_id=msg_id,
             date=due,
             extra_headers=headers,
+            attachments=self.attached(attachments) if attachments else (),
         )
         return NewDelivery(
             key=key,
@@ -245,6 +285,7 @@ class RowMaker:
                     external=audience.external,
                     state=state,
                     unsubscribe_url=ctx["unsubscribe_url"],
+                    attachments=reminder.attachments if reminder else event.attachments,
                 )
             except RenderError as exc:
                 if not isolate:
@@ -339,7 +380,7 @@ class RowMaker:
                     external=audience.external,
                     **common,
                 )
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        except (OSError, UnicodeDecodeError, csv.Error, AudienceFileError) as exc:
             yield self.unmade_row(
                 key=f"{prefix}/{audience.name}/audience",
                 recipient=audience.name,
@@ -479,6 +520,7 @@ class RowMaker:
     ) -> list[NewDelivery]:
         """Rows for one accepted webhook, one per address; RenderError or SendError: a 422."""
         recipients = _distinct(self.hook_recipients(hook, payload))
+        files = hook_attachments(hook, payload)
         external = False
         if hook.audience is not None:
             external = self.schedule.audiences[hook.audience].external
@@ -507,6 +549,7 @@ class RowMaker:
                     source="hook",
                     external=external,
                     unsubscribe_url=ctx["unsubscribe_url"],
+                    attachments=files,
                 )
             )
         return rows
@@ -535,3 +578,22 @@ class RowMaker:
                 raise SendError(f"payload.to[{i}]: {problem}")
             out.append(Recipient(email, name))
         return out
+
+
+def hook_attachments(hook: Hook, payload: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The hook's files a webhook sends: all of them, or those `payload.attachments` names by
+    file name. A request never gives a path: a name not in the hook's list is a SendError."""
+    wanted = payload.get("attachments")
+    if wanted is None:
+        return hook.attachments
+    if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
+        raise SendError("payload.attachments: expected a list of file names")
+    by_name = {a.name: a for a in hook.attachments}
+    for i, name in enumerate(wanted):
+        if name not in by_name:
+            offered = ", ".join(sorted(by_name)) or "none"
+            raise SendError(
+                f"payload.attachments[{i}]: {name[:100]!r} is not one of the hook's "
+                f"attachments ({offered})"
+            )
+    return tuple(by_name[n] for n in dict.fromkeys(wanted))

@@ -179,7 +179,8 @@ class DeliveryWorker:
         limit = channel.send_timeout
         try:
             async with asyncio.timeout(limit):
-                await channel.send(row)
+                # Attachments are stored once and put into the message here (ledger 0015).
+                await channel.send(await self.store.assembled(row))
         except TransportError as exc:
             return exc
         except TimeoutError:

@@ -6,6 +6,7 @@ the clock, so its behaviour is a pure function of its inputs and the database.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 from notifier.constants import ENQUEUE_CHUNK
 from notifier.errors import StoreError
 from notifier.keys import hook_row_key
+from notifier.ledger import attachments
+from notifier.ledger.attachments import AttachmentCache
 from notifier.ledger.db import Database, Row, Tx
 from notifier.ledger.migrate import migrate, schema_version
 from notifier.ledger.models import (
@@ -129,6 +132,7 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._attachment_bodies = AttachmentCache()
 
     # --- schema -----------------------------------------------------------------------------
 
@@ -143,6 +147,50 @@ class Store:
     async def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""
         await self.db.fetchone("SELECT 1")
+
+    # --- attachments (stored once by hash; ledger/attachments.py) -----------------------
+
+    async def put_attachments(self, blobs: Mapping[str, bytes], *, now: float) -> None:
+        """Store each content under its SHA-256 digest, once: before the rows that name it."""
+        if not blobs:
+            return
+        await self.db.executemany(
+            "INSERT INTO attachments (digest, size, content, created_at)"
+            " VALUES (:digest, :size, :content, :now) ON CONFLICT (digest) DO NOTHING",
+            [{"digest": d, "size": len(c), "content": c, "now": now} for d, c in blobs.items()],
+        )
+
+    async def attachment_sizes(self, digests: Sequence[str]) -> dict[str, int]:
+        if not digests:
+            return {}
+        clause, params = in_clause("d", list(dict.fromkeys(digests)))
+        rows = await self.db.fetchall(
+            f"SELECT digest, size FROM attachments WHERE digest IN {clause}", params
+        )
+        return {str(d): int(n) for d, n in rows}
+
+    async def assembled(self, row: Delivery) -> Delivery:
+        """The row with its attachments' contents spliced into its message (the row itself
+        when it has none, without a query). Raises StoreError naming a missing content."""
+        wanted = attachments.digests(row.message)
+        if not wanted:
+            return row
+        cache = self._attachment_bodies
+        found = {d: cache.get(d) for d in wanted}
+        missing = [d for d, body in found.items() if body is None]
+        if missing:
+            clause, params = in_clause("d", missing)
+            for digest, content in await self.db.fetchall(
+                f"SELECT digest, content FROM attachments WHERE digest IN {clause}", params
+            ):
+                body = attachments.encoded(bytes(content))
+                found[digest] = body
+                cache.put(digest, body)
+        gone = [d for d, body in found.items() if body is None]
+        if gone:
+            raise StoreError(f"attachment content {gone[0][:12]}… is not in the ledger")
+        message = attachments.splice(row.message, {d: b for d, b in found.items() if b})
+        return dataclasses.replace(row, message=message)
 
     # --- enqueue ----------------------------------------------------------------------------
 

@@ -8,10 +8,12 @@ The loader never raises anything but `ConfigError` for bad input.
 from __future__ import annotations
 
 import csv
+import mimetypes
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from notifier.dates.cadence import Cadence
 from notifier.dates.rules import (
@@ -28,7 +30,16 @@ from notifier.dates.workdays import (
 )
 from notifier.errors import ConfigError
 from notifier.schedule.files import bounded_errors, bounded_repr, invisible_in_data, read_yaml
-from notifier.schedule.model import Audience, ChannelSpec, Event, Hook, Mention, Reminder, Schedule
+from notifier.schedule.model import (
+    Attachment,
+    Audience,
+    ChannelSpec,
+    Event,
+    Hook,
+    Mention,
+    Reminder,
+    Schedule,
+)
 from notifier.schedule.raw import (
     ParsedFile,
     RawAudience,
@@ -37,13 +48,8 @@ from notifier.schedule.raw import (
     RawReminder,
     parse_file,
 )
-from notifier.schedule.recipients import (
-    NO_EMAIL_COLUMN,
-    Recipient,
-    check_address,
-    check_name,
-    read_csv_audience,
-)
+from notifier.schedule.recipients import Recipient, check_address, check_name
+from notifier.schedule.sheets import AudienceFileError, Columns, read_audience
 
 
 def load_schedule(directory: Path) -> Schedule:
@@ -117,6 +123,7 @@ def load_schedule(directory: Path) -> Schedule:
                 continue
             reminders: list[Reminder] = []
             seen: set[str] = set()
+            event_files = _attachments(directory, f"{where}.attachments", ev.attachments, errors)
             for j, rem in ev.numbered_reminders():
                 kind, value = _trigger(rem)
                 rid = rem.id or _reminder_id(kind, value, rem.every)
@@ -149,6 +156,10 @@ def load_schedule(directory: Path) -> Schedule:
                     every=rem.every,
                     audiences=names if len(names) > 1 else (),
                     replaces=tuple(rem.replaces),
+                    attachments=event_files
+                    + _attachments(
+                        directory, f"{where}.reminders[{j}].attachments", rem.attachments, errors
+                    ),
                 )
                 for name in names:
                     if name not in audiences:
@@ -164,6 +175,7 @@ def load_schedule(directory: Path) -> Schedule:
                 grace=ev.grace,
                 vars=dict(ev.vars),
                 source=path,
+                attachments=event_files,
             )
         for i, hk in raw.hooks:
             where = f"{path}: hooks[{i}]"
@@ -174,7 +186,10 @@ def load_schedule(directory: Path) -> Schedule:
                 errors.append(f"{where}.audience: unknown audience '{hk.audience}'")
             elif hk.audience is not None and audiences[hk.audience].chat is not None:
                 errors.append(f"{where}.audience: a hook sends email; '{hk.audience}' is a chat")
-            hooks[hk.id] = Hook(hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path)
+            hook_files = _attachments(directory, f"{where}.attachments", hk.attachments, errors)
+            hooks[hk.id] = Hook(
+                hk.id, hk.secret_env, hk.template, hk.audience, hk.grace, path, hook_files
+            )
 
     admins = _admins(parsed, audiences, errors)
     if errors:
@@ -308,6 +323,70 @@ def _reminder_id(kind: str, value: Duration | str, every: Cadence | None = None)
     return f"{kind}-{value.n}{unit}"
 
 
+def _attachments(
+    directory: Path, where: str, names: Sequence[str], errors: list[str]
+) -> tuple[Attachment, ...]:
+    """The files named, each checked: inside the schedules directory, a regular file, and
+    readable now (what cannot be read is an error naming it, never a message without it)."""
+    found: list[Attachment] = []
+    for i, name in enumerate(names):
+        path = (directory / name).resolve()
+        at = f"{where}[{i}]"
+        if not path.is_relative_to(directory.resolve()):
+            errors.append(
+                f"{at}: {bounded_repr(name)} is outside the schedules directory ({path}); "
+                f"keep attachments under {directory} (附件须在日程目录内)"
+            )
+            continue
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+            size = path.stat().st_size
+        except OSError as exc:
+            errors.append(f"{at}: cannot read {path}: {exc.strerror or exc} (附件无法读取)")
+            continue
+        if not path.is_file():
+            errors.append(f"{at}: {path} is not a file")
+            continue
+        if len(quote(path.name, safe="")) > MAX_ENCODED_NAME:
+            # filename*= stays on one line (continuations show as tcmime.*.bin in QQ Mail).
+            errors.append(f"{at}: the file name {path.name!r} is too long for a mail header")
+            continue
+        found.append(Attachment(path, mime_type(path), size))
+    return tuple(found)
+
+
+# An attachment's name percent-encoded, at most: `filename*=utf-8''NAME` on one line within
+# RFC 5322's 998 characters (some 100 Chinese characters).
+MAX_ENCODED_NAME = 960
+# The office's own kinds first: the system's mime.types may lack them (Debian's has no .wps).
+OFFICE_TYPES = {
+    ".pdf": "application/pdf",
+    ".doc": "application/msword",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xls": "application/vnd.ms-excel",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".ppt": "application/vnd.ms-powerpoint",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".wps": "application/vnd.ms-works",
+    ".ofd": "application/ofd",  # China's fixed-layout format (GB/T 33190)
+    ".zip": "application/zip",
+    ".txt": "text/plain",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+}
+
+
+def mime_type(path: Path) -> str:
+    """The MIME type by the file's suffix (what mail clients go by), octet-stream else."""
+    known = OFFICE_TYPES.get(path.suffix.lower())
+    if known:
+        return known
+    guessed, _ = mimetypes.guess_type(path.name, strict=False)
+    return guessed or "application/octet-stream"
+
+
 def _build_audience(
     path: Path,
     directory: Path,
@@ -335,31 +414,36 @@ def _build_audience(
             extra = {k: str(v) for k, v in (m.model_extra or {}).items()}
             members.append(Recipient(m.email, m.name, extra))
         return Audience(name, spec.external, tuple(members), None, len(members))
-    assert spec.csv is not None
-    csv_path = (directory / spec.csv).resolve()
+    file = spec.csv if spec.csv is not None else spec.xlsx
+    key = "csv" if spec.csv is not None else "xlsx"
+    assert file is not None
+    csv_path = (directory / file).resolve()
     if not csv_path.is_relative_to(directory.resolve()):
         # An absolute path, `..` or a link out: a schedule file must not read (and mail to)
         # whatever file the service user can read.
         errors.append(
-            f"{where}.csv: {bounded_repr(spec.csv)} is outside the schedules directory "
+            f"{where}.{key}: {bounded_repr(file)} is outside the schedules directory "
             f"({csv_path}); keep audience files under {directory} (受众文件须在日程目录内)"
         )
         return None
     if not csv_path.is_file():
-        errors.append(f"{where}.csv: file not found: {csv_path}")
+        errors.append(f"{where}.{key}: file not found: {csv_path}")
         return None
+    columns = Columns(spec.columns.email, spec.columns.name) if spec.columns else Columns()
+    # CSV rows are named by the line they start on; a workbook's by Excel's row number.
+    unit = "row" if key == "xlsx" else "line"
     size = 0
     try:
-        for line, recipient, problem in read_csv_audience(csv_path):
+        for line, recipient, problem in read_audience(csv_path, sheet=spec.sheet, columns=columns):
             if recipient is not None:
                 size += 1
-            elif problem == NO_EMAIL_COLUMN:
-                errors.append(f"{where}.csv: {csv_path}: line 1: {problem}")
-                return None
             else:
                 # Bad rows are reported and skipped; the good ones are kept.
-                warnings.append(f"{csv_path}: line {line}: {problem} (row skipped)")
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        errors.append(f"{where}.csv: cannot read {csv_path}: {exc}")
+                warnings.append(f"{csv_path}: {unit} {line}: {problem} (row skipped)")
+    except AudienceFileError as exc:
+        errors.append(f"{where}.{key}: {csv_path}: {exc}")
         return None
-    return Audience(name, spec.external, None, csv_path, size)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        errors.append(f"{where}.{key}: cannot read {csv_path}: {exc}")
+        return None
+    return Audience(name, spec.external, None, csv_path, size, sheet=spec.sheet, columns=columns)

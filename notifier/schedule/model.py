@@ -18,21 +18,25 @@ from notifier.dates.workdays import (
     WorkCalendar,
     WorkdayPolicy,
 )
-from notifier.schedule.recipients import Recipient, read_csv_audience
+from notifier.schedule.recipients import Recipient
+from notifier.schedule.sheets import Columns, read_audience
 
 # --- the validated, resolved schedule ---
 
 
 @dataclass(frozen=True, slots=True)
 class Audience:
-    """Recipients given inline, or a CSV streamed at send time (an audience can be 100,000 rows)."""
+    """Recipients given inline, or a CSV or workbook streamed at send time (an audience can
+    be 100,000 rows)."""
 
     name: str
     external: bool
     members: tuple[Recipient, ...] | None
-    csv_path: Path | None
+    csv_path: Path | None  # the audience file: a CSV, or a workbook (.xlsx)
     size: int
     chat: str | None = None  # a channel id: the audience is one chat group, one message a send
+    sheet: str | None = None  # a workbook's sheet; None = the first
+    columns: Columns = field(default_factory=Columns)
 
     def recipients(self) -> Iterator[Recipient]:
         """The email recipients; none for a chat audience."""
@@ -42,9 +46,25 @@ class Audience:
             yield from self.members
             return
         assert self.csv_path is not None
-        for _, recipient, _ in read_csv_audience(self.csv_path):
+        for _, recipient, _ in read_audience(self.csv_path, sheet=self.sheet, columns=self.columns):
             if recipient is not None:
                 yield recipient
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a reminder's messages, as `check` found it. Its content is read
+    when rows are made and stored once in the ledger by hash (what a row sends is fixed
+    then, whatever happens to the file later)."""
+
+    path: Path
+    mime: str
+    size: int  # bytes, when the schedule was loaded
+
+    @property
+    def name(self) -> str:
+        """The file name the recipient sees."""
+        return self.path.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +82,8 @@ class Reminder:
     audiences: tuple[str, ...] = ()
     # Ids of the reminders it took over from: their sends count as its own (no resend).
     replaces: tuple[str, ...] = ()
+    # The event's attachments, then its own.
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def all_audiences(self) -> tuple[str, ...]:
@@ -89,6 +111,7 @@ class Event:
     grace: timedelta | None
     vars: Mapping[str, Any]
     source: Path
+    attachments: tuple[Attachment, ...] = ()  # the event's own (a manual send's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +122,7 @@ class Hook:
     audience: str | None
     grace: timedelta | None
     source: Path
+    attachments: tuple[Attachment, ...] = ()  # the only files a request can choose from
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,8 @@ class RawReminder(_Raw):
     workdays: WorkdayPolicy | None = None
     audience: str | list[str] | None = None
     template: str | None = None
+    # Files sent with each message, relative to the schedules directory (after the event's).
+    attachments: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # Ids of reminders this one took over from (renamed, or a one-day send turned into a
     # series): what they already sent is not sent again.
     replaces: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list)
@@ -138,6 +140,8 @@ class RawEvent(_Raw):
     template: str | None = None
     grace: timedelta | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    # Files sent with every reminder's messages, relative to the schedules directory.
+    attachments: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     reminders: list[RawReminder] = Field(min_length=1)
     # Each reminder's index in the file, when the event was kept without its faulty ones.
     _positions: tuple[int, ...] | None = PrivateAttr(default=None)
@@ -213,17 +217,41 @@ class RawRecipient(BaseModel):
     name: str = ""
 
 
+class RawColumns(_Raw):
+    """Which header holds the address and the display name, when the names are the office's
+    own (`columns: {email: 联系邮箱, name: 企业名称}`)."""
+
+    email: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+
+
 class RawAudience(_Raw):
     csv: str | None = None
+    xlsx: str | None = None  # an Excel workbook: its first sheet, or `sheet:`
+    sheet: str | None = Field(default=None, min_length=1)
+    columns: RawColumns | None = None
     members: list[RawRecipient] | None = None
     external: bool = False
     chat: str | None = Field(default=None, pattern=ID_PATTERN)  # a channel id: one chat group
 
     @model_validator(mode="after")
     def _one_source(self) -> RawAudience:
-        given = [k for k in ("csv", "members", "chat") if getattr(self, k) is not None]
+        given = [k for k in ("csv", "xlsx", "members", "chat") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("an audience needs exactly one of csv, members, chat")
+            raise ValueError("an audience needs exactly one of csv, xlsx, members, chat")
+        if self.sheet is not None and self.xlsx is None:
+            raise ValueError("sheet: is for an xlsx: workbook")
+        if self.columns is not None and self.csv is None and self.xlsx is None:
+            raise ValueError("columns: is for a csv: or xlsx: file")
+        # The key says what the file is: a workbook under csv: (or a CSV under xlsx:) is a
+        # slip to point out, not to guess past.
+        if self.csv is not None and self.csv.lower().endswith((".xlsx", ".xlsm", ".xls")):
+            raise ValueError(f"{self.csv!r} is an Excel workbook: write xlsx: {self.csv}")
+        if self.xlsx is not None and not self.xlsx.lower().endswith((".xlsx", ".xlsm")):
+            raise ValueError(
+                f"{self.xlsx!r} is not an .xlsx workbook (an .xls must be saved as .xlsx; "
+                "a CSV goes under csv:)"
+            )
         if self.chat is not None and self.external:
             raise ValueError(
                 "external: true is refused for a chat audience (chat groups have no unsubscribe)"
@@ -279,6 +307,9 @@ class RawHook(_Raw):
     template: str
     audience: str | None = None
     grace: timedelta | None = None
+    # The hook's own files (relative to the schedules directory): all of them with each
+    # message, or those a request names by file name in `attachments` (never a path).
+    attachments: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
     @field_validator("grace", mode="before")
     @classmethod

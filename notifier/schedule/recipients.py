@@ -1,13 +1,11 @@
-"""Recipients from CSV audiences, each checked for what a mail header can carry: the file
-and line of a bad row are reported and the row is left out; the others are kept."""
+"""Recipients, each checked for what a mail header can carry (`sheets` reads them from the
+audience files: the file and row of a bad one are reported and it is left out)."""
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -23,49 +21,6 @@ class Recipient:
         return {**self.fields, "name": self.name or self.email, "email": self.email}
 
 
-NO_EMAIL_COLUMN = "the header row must have an email column"
-
-
-def read_csv_audience(path: Path) -> Iterator[tuple[int, Recipient | None, str | None]]:
-    """Yield (line number, recipient or None, problem or None) for each data row, streaming.
-
-    The line is where the row starts: a quoted field may hold line breaks, and the csv
-    module counts the row's last line.
-    """
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "email" not in reader.fieldnames:
-            yield 1, None, NO_EMAIL_COLUMN
-            return
-        previous = reader.line_num
-        for row in reader:
-            end = reader.line_num
-            # Rarely more than one line on: a field with line breaks (or blank lines skipped).
-            line = end if end - previous == 1 else end - _breaks(row.values())
-            previous = end
-            if None in row or any(v is None for v in row.values()):
-                yield line, None, "wrong number of columns"
-                continue
-            email = (row.get("email") or "").strip()
-            name = (row.get("name") or "").strip()
-            problem = check_address(email) or check_name(name)
-            if problem:
-                yield line, None, problem
-                continue
-            fields = {k: v for k, v in row.items() if k not in ("email", "name") and k}
-            yield line, Recipient(email, name, fields), None
-
-
-def _breaks(values: Iterable[object]) -> int:
-    """Line breaks inside a row's fields (CRLF counts once, as the reader counts lines)."""
-    count = 0
-    for value in values:
-        if isinstance(value, str) and ("\n" in value or "\r" in value):
-            count += len(_LINE_BREAK.findall(value))
-    return count
-
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Control characters (all of C0, tab included; DEL; C1) and the Unicode line and paragraph
 # separators: none belongs in a name, and CR/LF/NUL would make the To header refused by
 # `message.build_message` (the whole row, then, could not be made at send time).

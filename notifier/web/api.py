@@ -35,6 +35,7 @@ from notifier.web.common import (
     echo,
     render_problem,
     require_admin,
+    stream_record,
 )
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,27 @@ async def get_deliveries(request: web.Request) -> web.Response:
     return answer(schemas.Deliveries(deliveries=[_delivery(d, app) for d in rows]))
 
 
+async def get_deliveries_export(request: web.Request) -> web.StreamResponse:
+    """The delivery log as a record (XLSX or CSV), streamed as it is read."""
+    await require_admin(request)
+    app = request.app[APP_KEY]
+    q = parse_query(request, schemas.ExportQuery)
+    try:
+        record = await app.delivery_record(
+            q.format,
+            event=q.event,
+            reminder=q.reminder,
+            audience=q.audience,
+            state=q.state,
+            recipient=q.recipient,
+            start=q.first,
+            end=q.last,
+        )
+    except SendError as exc:
+        raise ApiError(422, "invalid field", f"audience: {echo(str(exc))}") from None
+    return await stream_record(request, record)
+
+
 def _known_event(app: App, event_id: str) -> None:
     if event_id not in app.schedule.events:
         raise ApiError(404, "unknown event", f"no event '{echo(event_id)}'")
@@ -248,6 +270,10 @@ async def post_preview(request: web.Request) -> web.Response:
             audiences=list(found.audiences),
             channel=row.channel,
             body=body,
+            attachments=[
+                schemas.PreviewAttachment(name=a.name, type=a.mime, size=a.size)
+                for a in found.attachments
+            ],
         )
     )
 

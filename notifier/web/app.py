@@ -10,6 +10,7 @@ from notifier.service import App
 from notifier.web.api import (
     get_config,
     get_deliveries,
+    get_deliveries_export,
     get_events,
     get_upcoming,
     post_preview,
@@ -49,6 +50,7 @@ def create_web_app(app: App) -> web.Application:
             web.get("/api/events", get_events),
             web.get("/api/upcoming", get_upcoming),
             web.get("/api/deliveries", get_deliveries),
+            web.get("/api/deliveries/export", get_deliveries_export),
             web.post("/api/preview", post_preview),
             web.post("/api/events/{event_id}/send", post_send),
             web.get("/api/config", get_config),

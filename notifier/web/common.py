@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
+from notifier.compose.records import DeliveryRecord
 from notifier.constants import DB_RETRY_AFTER_SECONDS
 from notifier.errors import RenderError, SendError, StoreError
 from notifier.service import App
@@ -224,3 +225,27 @@ def render_problem(exc: RenderError | SendError) -> ApiError:
         extra["field"] = missing
         detail = f"missing field '{missing}' ({detail})"
     return ApiError(422, "cannot render", detail, extra=extra)
+
+
+async def stream_record(
+    request: web.Request, record: DeliveryRecord, *, headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
+    """Send an export as it is made (API and console alike): 100,000 rows never sit in
+    memory, and the first bytes leave before the last row is read."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": record.content_type,
+            "Content-Disposition": f'attachment; filename="{record.filename}"',
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        }
+    )
+    await response.prepare(request)
+    async for chunk in record.chunks():
+        await response.write(chunk)
+    await response.write_eof()
+    log.info(
+        "deliveries exported",
+        extra={"action": "deliveries_export", "rows": record.rows, "format": record.fmt},
+    )
+    return response

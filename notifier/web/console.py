@@ -427,6 +427,7 @@ CONSOLE_PATHS = frozenset(
         "/events/{event_id}/preview",
         "/events/{event_id}/send",
         "/deliveries",
+        "/deliveries/export",
         "/deliveries/{delivery_id}",
         "/deliveries/{delivery_id}/retry",
         "/deliveries/{delivery_id}/resend",

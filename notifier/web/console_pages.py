@@ -13,16 +13,18 @@ from aiohttp import web
 
 import notifier.web.console_views as views
 from notifier.channels.payloads import posted_text
-from notifier.compose.message import message_parts
+from notifier.compose.message import attachments_of, file_size, message_parts
 from notifier.compose.outbox import AudienceError
+from notifier.compose.records import FORMATS
 from notifier.errors import RenderError, SendError
 from notifier.ledger.console import RETRYABLE, DeliveryFilter, decode_cursor
 from notifier.ledger.models import Delivery, State
 from notifier.schedule.describe import rule_in_words
 from notifier.schedule.model import Audience, Event
-from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE
+from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE, stream_record
 from notifier.web.console import (
     CONSOLE_STORE_KEY,
+    HEADERS,
     PREVIEW_CSP,
     VIEWS_KEY,
     Denied,
@@ -188,6 +190,8 @@ class Preview:
     text: str
     html: str | None = None
     body: str | None = None  # a chat group's posted JSON
+    # (name, MIME type, size in words) of each file an email carries; a group gets none.
+    attachments: tuple[tuple[str, str, str], ...] = ()
 
 
 def _preview(request: web.Request) -> Preview:
@@ -225,11 +229,12 @@ def _message_preview(request: web.Request) -> Preview:
     if row is None:
         raise Denied(422, "收件人不在受众中 Not in the audience", f"{recipient or ''}")
     base = (reminder, found.audiences, found.audience, row.recipient)
+    files = tuple((a.name, a.mime, file_size(a.size)) for a in found.attachments)
     if found.audience.chat is not None:  # the ledger row holds the platform's JSON body
         text = posted_text(json.loads(row.message))
-        return Preview(*base, subject=row.subject, text=text, body=row.message)
+        return Preview(*base, subject=row.subject, text=text, body=row.message, attachments=files)
     subject, text, html = message_parts(row.message)
-    return Preview(*base, subject=subject, text=text, html=html)
+    return Preview(*base, subject=subject, text=text, html=html, attachments=files)
 
 
 async def get_event_page(request: web.Request) -> web.Response:
@@ -312,16 +317,40 @@ async def post_send_now(request: web.Request) -> web.Response:
 # --- 投递记录 -------------------------------------------------------------------------------
 
 
+def _state_param(request: web.Request) -> State | None:
+    value = request.query.get("state")
+    if not value:
+        return None
+    try:
+        return State(value)
+    except ValueError:
+        raise Denied(400, "参数错误 Bad parameter", "state: 未知状态 unknown state") from None
+
+
+async def get_deliveries_export(request: web.Request) -> web.StreamResponse:
+    """The 导出 Export button: the record of exactly the filtered view (state, event,
+    recipient, day), every page of it, streamed as XLSX (or CSV with format=csv)."""
+    app = request.app[APP_KEY]
+    fmt = request.query.get("format", "xlsx")
+    if fmt not in FORMATS:
+        raise Denied(400, "参数错误 Bad parameter", "format: xlsx 或 csv / xlsx or csv")
+    day = _date_param(request.query.get("date"), "date")
+    record = await app.delivery_record(
+        "csv" if fmt == "csv" else "xlsx",
+        state=_state_param(request),
+        event=_text_param(request, "event"),
+        recipient=_text_param(request, "recipient"),
+        start=day,
+        end=day,
+    )
+    return await stream_record(request, record, headers=HEADERS)
+
+
 async def get_deliveries_page(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     store = request.app[CONSOLE_STORE_KEY]
     q = request.query
-    state = None
-    if q.get("state"):
-        try:
-            state = State(q["state"])
-        except ValueError:
-            raise Denied(400, "参数错误 Bad parameter", "state: 未知状态 unknown state") from None
+    state = _state_param(request)
     day = _date_param(q.get("date"), "date")
     since = until = None
     if day is not None:
@@ -375,6 +404,15 @@ async def _delivery(request: web.Request) -> Delivery:
     return row
 
 
+async def _attachments(request: web.Request, row: Delivery) -> list[tuple[str, str, str]]:
+    """(name, MIME type, size) of the files the row's message carries, as stored."""
+    named = attachments_of(row.message) if row.channel == "email" else []
+    if not named:
+        return []
+    sizes = await request.app[APP_KEY].attachment_sizes([a.digest for a in named])
+    return [(a.name, a.mime, file_size(sizes.get(a.digest, 0))) for a in named]
+
+
 async def get_delivery_page(request: web.Request) -> web.Response:
     store = request.app[CONSOLE_STORE_KEY]
     row = await _delivery(request)
@@ -385,6 +423,7 @@ async def get_delivery_page(request: web.Request) -> web.Response:
             "page": "delivery",
             "row": row,
             # Admins only: a raw message holds its unsubscribe link's token, maybe in base64.
+            "attachments": await _attachments(request, row),
             "raw": row.message[:RAW_SHOWN_CHARS] if session_of(request).is_admin else None,
             "cut": len(row.message) > RAW_SHOWN_CHARS,
             "actionable": row.state in RETRYABLE,

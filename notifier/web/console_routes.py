@@ -59,6 +59,7 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.get("/events/{event_id}/send", page(pages.get_send_confirm)),
             web.post("/events/{event_id}/send", act(pages.post_send_now)),
             web.get("/deliveries", page(pages.get_deliveries_page)),
+            web.get("/deliveries/export", page(pages.get_deliveries_export)),
             web.get("/deliveries/{delivery_id}", page(pages.get_delivery_page)),
             web.post("/deliveries/{delivery_id}/retry", act(pages.post_retry)),
             web.post("/deliveries/{delivery_id}/resend", act(pages.post_resend)),

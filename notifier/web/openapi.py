@@ -24,6 +24,8 @@ from notifier import __version__ as VERSION
 
 JSON = "application/json"
 REF = "#/components/schemas/{model}"
+XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_MEDIA = "text/csv"
 
 # A body: a model (sent as JSON) or the media type of a text body.
 Body = type[BaseModel] | str
@@ -105,6 +107,17 @@ ROUTES: tuple[Route, ...] = (
         ok=(200, "Ledger rows", (s.Deliveries,)),
         errors=(400, *ADMIN_ERRORS, 422),
         query=s.DeliveriesQuery,
+        security=ADMIN,
+    ),
+    Route(
+        "get",
+        "/api/deliveries/export",
+        "exportDeliveries",
+        "The delivery log as a record (台账): XLSX or CSV, Chinese headers, local times",
+        "admin",
+        ok=(200, "The record, streamed", (XLSX_MEDIA, CSV_MEDIA)),
+        errors=(400, *ADMIN_ERRORS, 422),
+        query=s.ExportQuery,
         security=ADMIN,
     ),
     Route(

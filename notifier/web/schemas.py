@@ -180,6 +180,23 @@ class DeliveriesQuery(BaseModel):
     )
 
 
+def _filter(description: str) -> Any:
+    return Field(None, min_length=1, max_length=MAX_FILTER_LENGTH, description=description)
+
+
+class ExportQuery(BaseModel):
+    """The filters of /api/deliveries/export; days of the planned send, both ends included."""
+
+    format: Literal["xlsx", "csv"] = Field("xlsx", description="xlsx or csv (UTF-8 with BOM)")
+    event: str | None = _filter("only this event id (`hook:<id>` for hooks)")
+    reminder: str | None = _filter("only this reminder id")
+    audience: str | None = _filter("only the recipients of this audience")
+    state: State | None = Field(None, description="only this state")
+    recipient: str | None = _filter("only this address")
+    first: QueryDate | None = Field(None, alias="from", description="planned on or after this day")
+    last: QueryDate | None = Field(None, alias="to", description="planned on or before this day")
+
+
 class PreviewRequest(BaseModel):
     # strict: JSON types as sent (no "5" for 5, no "yes" for true); dates still from strings.
     model_config = ConfigDict(strict=True)
@@ -304,6 +321,12 @@ class Deliveries(BaseModel):
     deliveries: list[Delivery]
 
 
+class PreviewAttachment(BaseModel):
+    name: str
+    type: str = Field(description="MIME type, from the file's suffix")
+    size: int = Field(ge=0, description="bytes")
+
+
 class Preview(BaseModel):
     subject: str
     text: str = Field(description="the text body; a chat group: the message as it will read")
@@ -318,6 +341,10 @@ class Preview(BaseModel):
         None,
         description="a chat group: the JSON body as it will be posted (a signature, where the"
         " platform wants one, is added at send time)",
+    )
+    attachments: list[PreviewAttachment] = Field(
+        default_factory=list,
+        description="the files each email carries; a chat group gets the text without them",
     )
 
 
