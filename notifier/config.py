@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,46 @@ from notifier.constants import (
     DEFAULT_PREPARE_AHEAD,
     MIN_LEASE_SECONDS,
 )
+
+# A quota's windows, in seconds. Days are local days (NOTIFIER_TIMEZONE): providers reset
+# their daily quota at local midnight, not UTC's (see delivery/quotas.py).
+RATE_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` messages per `window` ("second", "minute", "hour" or "day")."""
+
+    count: int
+    window: str
+
+    @property
+    def seconds(self) -> int:
+        return RATE_WINDOWS[self.window]
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.window}"
+
+
+def parse_limits(text: str) -> tuple[Rate, ...]:
+    """`"30/minute, 500/hour, 2000/day"` -> its rates (one per window). Raises ValueError
+    naming the part that is wrong; "" is no limit."""
+    rates: dict[str, Rate] = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        m = _RATE.match(part)
+        if m is None:
+            raise ValueError(
+                f"{part.strip()!r} is not a limit: N/second, N/minute, N/hour or N/day, "
+                'comma-separated (e.g. "30/minute, 500/hour, 2000/day")'
+            )
+        count, window = int(m.group(1)), m.group(2)
+        if count < 1:
+            raise ValueError(f"{part.strip()!r}: the count must be at least 1")
+        if window in rates:
+            raise ValueError(f"{part.strip()!r}: a second limit per {window}")
+        rates[window] = Rate(count, window)
+    return tuple(sorted(rates.values(), key=lambda r: r.seconds))
 
 
 class SmtpSettings(BaseModel):
@@ -50,6 +91,23 @@ class SmtpSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0)
     pool_size: int = Field(default=8, ge=1, le=64)
     rate_limit: float = Field(default=0.0, ge=0, description="messages per second; 0 = no limit")
+    # The account's quotas, shared by every instance on the same database (delivery/quotas.py):
+    # "30/minute, 500/hour, 2000/day". `rate_limit` still works, as "N/second".
+    limits: str = ""
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        parse_limits(value)
+        return value
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """`limits`, with `rate_limit` as a per-second rate when `limits` has none."""
+        rates = parse_limits(self.limits)
+        if self.rate_limit >= 1 and not any(r.window == "second" for r in rates):
+            rates = (Rate(int(self.rate_limit), "second"), *rates)
+        return rates
 
     @model_validator(mode="after")
     def _no_password_in_clear(self) -> SmtpSettings:

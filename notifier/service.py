@@ -166,10 +166,7 @@ class App:
         return self._masker(text)
 
     def _remask(self) -> None:
-        chats = self.channels.chats.values()
-        self._masker = settings_masker(
-            self.settings, self.hook_secrets, (v for c in chats for v in c.sensitive)
-        )
+        self._masker = settings_masker(self.settings, self.hook_secrets, self.channels.sensitive())
 
     def wake_workers(self) -> None:
         """New rows are due now: look at once, email and chat alike (not at the next poll)."""
@@ -219,7 +216,7 @@ class App:
         """With chat channels configured, the email worker claims email rows only (robots
         have their own worker); without, it claims as it always did (the tuned claim, no
         filter), and a stray chat row it gets is routed like any other."""
-        self.worker.kind = "email" if self.channels.chats else None
+        self.worker.kind = "email" if self.channels.chats or self.channels.mails else None
 
     async def _save_channel_status(self, cid: str, problem: str | None) -> None:
         await self.store.set_meta(STATUS_META + cid, self.channels.status_record(cid))

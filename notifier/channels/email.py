@@ -38,8 +38,9 @@ def classify(exc: BaseException) -> TransportError:
 class SmtpChannel:
     name = "email"
 
-    def __init__(self, settings: SmtpSettings, *, envelope_from: str) -> None:
+    def __init__(self, settings: SmtpSettings, *, envelope_from: str, name: str = "email") -> None:
         assert settings.host, "SmtpChannel needs a host; use MailDropChannel otherwise"
+        self.name = name  # "email", or a mail channel's id (`channels: {x: {type: smtp}}`)
         self.settings = settings
         self.envelope_from = envelope_from
         self.description = f"SMTP {settings.host}:{settings.port} ({settings.security})"

@@ -126,8 +126,15 @@ class RowMaker:
         external: bool,
         state: State = State.PENDING,
         unsubscribe_url: str | None = None,
+        channel: str = EMAIL,
     ) -> NewDelivery:
-        msg_id = message_id(key, self._domain)
+        sender, domain = self._sender, self._domain
+        account = self.schedule.channels.get(channel) if channel != EMAIL else None
+        if account is not None and account.smtp is not None:
+            # The account's own address: hosted mail refuses a From that is not its own.
+            sender = (self.settings.org_name, account.smtp.mail_from)
+            domain = domain_of(account.smtp.mail_from)
+        msg_id = message_id(key, domain)
         headers: dict[str, str] = {}
         if external:
             url = unsubscribe_url or self.unsubscribe_url(recipient.email)
@@ -136,7 +143,7 @@ class RowMaker:
         else:
             headers["Auto-Submitted"] = "auto-generated"
         raw = build_message(
-            sender=self._sender,
+            sender=sender,
             recipient=(recipient.name, recipient.email),
             subject=rendered.subject,
             text=rendered.text,
@@ -151,7 +158,7 @@ class RowMaker:
             occurrence=occurrence,
             reminder_id=reminder_id,
             recipient=recipient.email,
-            channel=EMAIL,
+            channel=channel,
             due_at=due.timestamp(),
             message_id=msg_id,
             subject=rendered.subject,
@@ -245,6 +252,7 @@ class RowMaker:
                     external=audience.external,
                     state=state,
                     unsubscribe_url=ctx["unsubscribe_url"],
+                    channel=audience.mail_channel or EMAIL,
                 )
             except RenderError as exc:
                 if not isolate:
@@ -252,7 +260,7 @@ class RowMaker:
                 row = self.unmade_row(
                     key=key,
                     recipient=recipient.email,
-                    channel=EMAIL,
+                    channel=audience.mail_channel or EMAIL,
                     event_id=event.id,
                     occurrence=occurrence.start.isoformat(),
                     reminder_id=reminder_id,
@@ -335,7 +343,7 @@ class RowMaker:
                 yield self.unmade_row(
                     key=email_key(prefix, recipient.email),
                     recipient=recipient.email,
-                    channel=EMAIL,
+                    channel=audience.mail_channel or EMAIL,
                     external=audience.external,
                     **common,
                 )
@@ -479,9 +487,10 @@ class RowMaker:
     ) -> list[NewDelivery]:
         """Rows for one accepted webhook, one per address; RenderError or SendError: a 422."""
         recipients = _distinct(self.hook_recipients(hook, payload))
-        external = False
+        external, channel = False, EMAIL
         if hook.audience is not None:
             external = self.schedule.audiences[hook.audience].external
+            channel = self.schedule.audiences[hook.audience].mail_channel or EMAIL
         rem_ctx = reminder_context(None, HOOK_REMINDER, due.date())
         rows = []
         for position, recipient in enumerate(recipients):
@@ -507,6 +516,7 @@ class RowMaker:
                     source="hook",
                     external=external,
                     unsubscribe_url=ctx["unsubscribe_url"],
+                    channel=channel,
                 )
             )
         return rows
