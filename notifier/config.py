@@ -8,6 +8,7 @@ at start, at each reload and on SIGHUP.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -51,6 +52,7 @@ class Rate:
         return f"{self.count}/{self.window}"
 
 
+@functools.lru_cache(maxsize=64)  # read before every send of an account with limits
 def parse_limits(text: str) -> tuple[Rate, ...]:
     """`"30/minute, 500/hour, 2000/day"` -> its rates (one per window). Raises ValueError
     naming the part that is wrong; "" is no limit."""
@@ -92,7 +94,7 @@ class SmtpSettings(BaseModel):
     pool_size: int = Field(default=8, ge=1, le=64)
     rate_limit: float = Field(default=0.0, ge=0, description="messages per second; 0 = no limit")
     # The account's quotas, shared by every instance on the same database (delivery/quotas.py):
-    # "30/minute, 500/hour, 2000/day". `rate_limit` still works, as "N/second".
+    # "30/minute, 500/hour, 2000/day". `rate_limit` still works: each instance's own pace.
     limits: str = ""
 
     @field_validator("limits")
@@ -101,13 +103,15 @@ class SmtpSettings(BaseModel):
         parse_limits(value)
         return value
 
+    # After a throttle reply the whole account pauses: this long first, doubling up to the
+    # max (a reply that says the day's quota is gone: to the next local midnight).
+    pause_seconds: float = Field(default=60.0, gt=0)
+    pause_max_seconds: float = Field(default=3600.0, gt=0)
+
     @property
     def rates(self) -> tuple[Rate, ...]:
-        """`limits`, with `rate_limit` as a per-second rate when `limits` has none."""
-        rates = parse_limits(self.limits)
-        if self.rate_limit >= 1 and not any(r.window == "second" for r in rates):
-            rates = (Rate(int(self.rate_limit), "second"), *rates)
-        return rates
+        """The shared quotas (`limits`). `rate_limit` stays the per-instance pace it was."""
+        return parse_limits(self.limits)
 
     @model_validator(mode="after")
     def _no_password_in_clear(self) -> SmtpSettings:

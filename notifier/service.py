@@ -27,10 +27,12 @@ from notifier.compose.outbox import Outbox, PreviewRow, Unmade
 from notifier.compose.rows import RunningConfig
 from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
 from notifier.config import Settings
+from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import NotifierError, StoreError
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
+from notifier.ledger.limits import LimitStore, Waiting
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.store import Store
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
@@ -159,6 +161,11 @@ class App:
             clock=self.clock,
         )
         await self._open_channels(schedule, channel)
+        # The mail accounts' shared quotas and throttle pauses: both workers send mail.
+        self.limits = LimitStore(db)
+        self.worker.quotas = self.chat_worker.quotas = QuotaGate(
+            self.limits, tz=s.tz, clock=self.clock
+        )
 
     def mask_secrets(self, text: str) -> str:
         """`text` with every configured secret replaced by `***` (any case, AUTH forms too):
@@ -365,6 +372,10 @@ class App:
     ) -> list[Delivery]:
         """The ledger, newest first."""
         return await self.store.list_deliveries(state=state, event=event, limit=limit)
+
+    async def waiting(self, ids: Sequence[int]) -> dict[int, Waiting]:
+        """Of these rows, those waiting for a mail account's quota or pause: until when, why."""
+        return await self.limits.waiting(ids)
 
     async def unsubscribe(self, address: str, *, source: str) -> None:
         await self.store.unsubscribe(address, now=self.clock(), source=source)

@@ -26,10 +26,11 @@ def classify(exc: BaseException) -> TransportError:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        return TransportError(text, permanent=bool(codes) and all(c >= 500 for c in codes))
+        permanent = bool(codes) and all(c >= 500 for c in codes)
+        return TransportError(text, permanent=permanent, code=str(codes[0]) if codes else None)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = f"{exc.code} {exc.message}"
-        return TransportError(text, permanent=500 <= exc.code < 600)
+        return TransportError(text, permanent=500 <= exc.code < 600, code=str(exc.code))
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
         return TransportError(f"timeout: {exc}")
     return TransportError(f"{type(exc).__name__}: {exc}")

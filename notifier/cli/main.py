@@ -9,6 +9,7 @@ import signal
 import sys
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -22,6 +23,7 @@ from notifier.cli.holidays import holidays_group
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery.worker import WorkerStats
 from notifier.errors import ConfigError, NotifierError
+from notifier.ledger.limits import Waiting
 from notifier.ledger.models import State
 from notifier.logs import setup_logging
 from notifier.schedule.planner import plan, planned_json
@@ -260,6 +262,14 @@ def send(event: str, reminder: str | None, on: date | None, again: bool) -> None
     run_async(go)
 
 
+def _error_or_wait(error: str | None, waiting: Waiting | None, tz: ZoneInfo) -> str:
+    """A waiting row says when it goes and why; any other, its last error."""
+    if waiting is None:
+        return (error or "")[:60]
+    at = datetime.fromtimestamp(waiting.until, tz).strftime("%m-%d %H:%M")
+    return f"{waiting.reason[:40]} → {at}"
+
+
 @main.command()
 @click.option("--state", type=click.Choice([s.value for s in State]), help="only this state")
 @click.option("--event", help="only this event id")
@@ -273,6 +283,7 @@ def deliveries(state: str | None, event: str | None, limit: int) -> None:
             rows = await app.deliveries(
                 state=State(state) if state else None, event=event, limit=limit
             )
+            waits = await app.waiting([d.id for d in rows])
         table = Table(title="投递记录 Deliveries")
         for col in ("id", "state", "due", "event", "reminder", "recipient", "attempts", "error"):
             table.add_column(col)
@@ -286,7 +297,7 @@ def deliveries(state: str | None, event: str | None, limit: int) -> None:
                 d.reminder_id,
                 d.recipient,
                 str(d.attempts),
-                (d.last_error or "")[:60],
+                _error_or_wait(d.last_error, waits.get(d.id), tz),
             )
         _console().print(table)
 

@@ -28,6 +28,7 @@ from notifier.channels.base import Channel, TransportError
 from notifier.config import DeliverySettings
 from notifier.constants import LANE_CANCEL_RETRY_SECONDS, LEASE_RENEW_FRACTION, PACED_HOLD
 from notifier.delivery.fairness import FairPacing, Router
+from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.recorder import GroupCommit
 from notifier.delivery.weather import DbWeather, backoff
 from notifier.errors import StoreError
@@ -49,6 +50,7 @@ class WorkerStats:
     dead: int = 0
     skipped: int = 0
     expired: int = 0
+    deferred: int = 0  # put back unsent for an account's quota or pause (no attempt spent)
 
 
 class DeliveryWorker:
@@ -102,6 +104,8 @@ class DeliveryWorker:
         self._renewed = asyncio.Event()  # replaced after each renewal; lanes wait on it
         self._lost: set[int] = set()  # held rows whose lease another worker now has
         self._recording: set[int] = set()  # sent (or failed), outcome not yet committed
+        # A mail account's shared quotas and throttle pauses (delivery/quotas.py); None: none.
+        self.quotas: QuotaGate | None = None
 
     @property
     def capacity(self) -> int:
@@ -195,11 +199,16 @@ class DeliveryWorker:
             self.pacing.took(row.channel, pace)
         if self._limiter is not None:
             await self._limiter.acquire()
+        if self.quotas is not None and await self._held_back(row, channel):
+            return
         leased = await self._leased(row)
         if leased is None:
             return
         started = self.clock()
         error = await self._attempt(leased, channel)
+        if error is not None and self.quotas is not None:
+            if await self._held_back(leased, channel, error):
+                return
         outcome = self._outcome(leased, error, self.clock())
         self._count(leased, outcome, started)
         # Done with: no longer held (a stop must not hand back a sent row), only recording.
@@ -209,6 +218,39 @@ class DeliveryWorker:
             await self.recorder.submit(outcome)
         finally:
             self._recording.discard(row.id)
+
+    async def _held_back(
+        self, row: Delivery, channel: Channel, error: TransportError | None = None
+    ) -> bool:
+        """The account's limits, in one place: before the send (`error` None) its quota or
+        pause; after it, a throttle reply that pauses the account. Either way the row goes
+        back pending, due when the account has room, its attempt not spent (True)."""
+        assert self.quotas is not None
+        now = self.clock()
+        try:
+            if error is None:
+                wait = await self.quotas.admit(row, channel, now)
+            else:
+                wait = await self.quotas.throttled(row, channel, error, now)
+            if wait is None:
+                return False
+            current = self._held.get(row.id, row)  # its latest lease (renewals move it)
+            await self.quotas.limits.defer([current], until=wait.until, reason=wait.reason, now=now)
+        except StoreError as exc:
+            if error is not None:
+                return False  # recorded as an ordinary failed attempt
+            # Cannot count against the quota: do not send; retry once the database answers.
+            delay = self.weather.down("quota", exc)
+            self.recorder.add(Outcome(row.id, State.PENDING, now, str(exc), now + delay))
+            return True
+        self.stats.deferred += 1
+        log.info(
+            "send waits for the account's limits",
+            extra={"action": "send_deferred", "delivery": row.id, "until": wait.until,
+                   "reason": wait.reason},
+        )  # fmt: skip
+        self._unhold(row)
+        return True
 
     def _count(self, row: Delivery, outcome: Outcome, started: float) -> None:
         st = self.stats

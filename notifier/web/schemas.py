@@ -276,6 +276,16 @@ class Upcoming(BaseModel):
     upcoming: list[PlannedSend]
 
 
+class Waiting(BaseModel):
+    """A pending row held back by its mail account's quota or a throttle pause (no attempt
+    spent): it goes at `until`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    until: Timestamp
+    reason: str
+
+
 class Delivery(BaseModel):
     """A ledger row's metadata; the message body is never returned."""
 
@@ -298,6 +308,7 @@ class Delivery(BaseModel):
     sent_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
+    waiting: Waiting | None = None
 
 
 class Deliveries(BaseModel):
