@@ -35,6 +35,7 @@ from notifier.ledger.db import connect
 from notifier.ledger.limits import LimitStore, Waiting
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.store import Store
+from notifier.ledger.suppressions import Suppression, SuppressionStore
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
 # the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
 CHAT_LANES = 8
+# Suppressed addresses read to count an audience's (a list of thousands is already rare).
+SUPPRESSED_READ = 100_000
 
 
 class Listener(Protocol):
@@ -163,6 +166,8 @@ class App:
         await self._open_channels(schedule, channel)
         # The mail accounts' shared quotas and throttle pauses: both workers send mail.
         self.limits = LimitStore(db)
+        self.suppressions = SuppressionStore(db)
+        self.worker.suppressions = self.chat_worker.suppressions = self.suppressions
         self.worker.quotas = self.chat_worker.quotas = QuotaGate(
             self.limits, tz=s.tz, clock=self.clock
         )
@@ -376,6 +381,32 @@ class App:
     async def waiting(self, ids: Sequence[int]) -> dict[int, Waiting]:
         """Of these rows, those waiting for a mail account's quota or pause: until when, why."""
         return await self.limits.waiting(ids)
+
+    async def suppressed_in(self, audience_name: str) -> int:
+        """How many of an outside audience's addresses are on the suppression list (the send
+        skips them); 0 for a staff audience, whose mail still goes."""
+        audience = self.schedule.audiences[audience_name]
+        if not audience.external or audience.chat is not None:
+            return 0
+        listed = {e.address for e in await self.suppressions.entries(limit=SUPPRESSED_READ)}
+        if not listed:
+            return 0
+
+        def count() -> int:  # a CSV audience may be 100,000 rows: off the loop
+            return sum(1 for r in audience.recipients() if r.email.strip().lower() in listed)
+
+        return await asyncio.to_thread(count)
+
+    async def suppressed_addresses(self) -> list[Suppression]:
+        """The suppression list, the latest bounce first."""
+        return await self.suppressions.entries()
+
+    async def unsuppress(self, address: str) -> bool:
+        """Take an address off the suppression list (outreach mails it again)."""
+        removed = await self.suppressions.remove(address)
+        if removed:
+            log.info("address taken off the suppression list", extra={"action": "unsuppressed"})
+        return removed
 
     async def unsubscribe(self, address: str, *, source: str) -> None:
         await self.store.unsubscribe(address, now=self.clock(), source=source)

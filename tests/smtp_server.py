@@ -21,6 +21,10 @@ from email.policy import default
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+# A permanent refusal that is not about the address (a policy verdict): the row fails, and
+# nothing is suppressed (a 550 5.1.1 "no such user" is a bounce since issue 21).
+POLICY_REFUSAL = "550 5.7.1 message refused by local policy"
+
 
 @dataclass
 class Faults:
@@ -32,7 +36,8 @@ class Faults:
     stall_rate: float = 0.0
     stall_seconds: float = 5.0
     fail_first: int = 0
-    reject: set[str] = field(default_factory=set)  # recipients answered 550
+    reject: set[str] = field(default_factory=set)  # recipients answered `reject_reply`
+    reject_reply: str = "550 5.1.1 no such user"
     seed: int = 1
     # A hosted account's limit: past `throttle_after` messages in a window of
     # `throttle_window` seconds (aligned on the clock), answer `throttle_code`.
@@ -60,7 +65,7 @@ class Sink:
     ) -> str:
         if address.lower() in self.faults.reject:
             self.injected["550"] += 1
-            return "550 5.1.1 no such user"
+            return self.faults.reject_reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

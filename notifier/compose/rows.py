@@ -135,7 +135,9 @@ class RowMaker:
             sender = (self.settings.org_name, account.smtp.mail_from)
             domain = domain_of(account.smtp.mail_from)
         msg_id = message_id(key, domain)
-        headers: dict[str, str] = {}
+        # Ours, in the returned original of a bounce even where a provider rewrote the
+        # Message-ID: how the bounce reader finds the row (notifier/bounces/).
+        headers: dict[str, str] = {"X-Notifier-Id": msg_id.strip("<>").partition("@")[0]}
         if external:
             url = unsubscribe_url or self.unsubscribe_url(recipient.email)
             headers["List-Unsubscribe"] = f"<{url}>"

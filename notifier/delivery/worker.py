@@ -34,6 +34,7 @@ from notifier.delivery.weather import DbWeather, backoff
 from notifier.errors import StoreError
 from notifier.ledger.models import Delivery, Outcome, State
 from notifier.ledger.store import Store
+from notifier.ledger.suppressions import SuppressionStore
 from notifier.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class WorkerStats:
     skipped: int = 0
     expired: int = 0
     deferred: int = 0  # put back unsent for an account's quota or pause (no attempt spent)
+    bounced: int = 0  # of `failed`: the address refused for good (now suppressed)
 
 
 class DeliveryWorker:
@@ -106,6 +108,8 @@ class DeliveryWorker:
         self._recording: set[int] = set()  # sent (or failed), outcome not yet committed
         # A mail account's shared quotas and throttle pauses (delivery/quotas.py); None: none.
         self.quotas: QuotaGate | None = None
+        # Addresses that bounced: outreach skips them, a new bounce adds one; None: no list.
+        self.suppressions: SuppressionStore | None = None
 
     @property
     def capacity(self) -> int:
@@ -135,7 +139,8 @@ class DeliveryWorker:
         if self.mask is not None:
             error.message = self.mask(error.message)
         if error.permanent:
-            return Outcome(row.id, State.FAILED, now, error=error.message)
+            state = State.BOUNCED if error.bounce else State.FAILED
+            return Outcome(row.id, state, now, error=error.message)
         s = self.settings
         if row.attempts >= s.max_attempts or now - row.due_at > s.give_up_after:
             return Outcome(row.id, State.DEAD, now, error=f"gave up: {error.message}")
@@ -209,6 +214,8 @@ class DeliveryWorker:
         if error is not None and self.quotas is not None:
             if await self._held_back(leased, channel, error):
                 return
+        if error is not None and error.bounce:
+            await self._suppress(leased, error)
         outcome = self._outcome(leased, error, self.clock())
         self._count(leased, outcome, started)
         # Done with: no longer held (a stop must not hand back a sent row), only recording.
@@ -252,14 +259,35 @@ class DeliveryWorker:
         self._unhold(row)
         return True
 
+    async def _suppress(self, row: Delivery, error: TransportError) -> None:
+        """A 5xx for the address: on the suppression list before the row ends `bounced` (a
+        crash between the two sends it again, to bounce again: the list is an upsert)."""
+        if self.suppressions is None:
+            return
+        if self.mask is not None:
+            error.message = self.mask(error.message)
+        try:
+            await self.suppressions.suppress(
+                row.recipient,
+                reason=error.message[:200],
+                excerpt=error.message,
+                source="smtp",
+                delivery_id=row.id,
+                now=self.clock(),
+            )
+        except StoreError as exc:
+            self.weather.down("suppress", exc)
+
     def _count(self, row: Delivery, outcome: Outcome, started: float) -> None:
         st = self.stats
         if outcome.state is State.SENT:
             st.sent += 1
         elif outcome.state is State.PENDING:
             st.retried += 1
-        elif outcome.state is State.FAILED:
+        elif outcome.state in (State.FAILED, State.BOUNCED):
             st.failed += 1
+            if outcome.state is State.BOUNCED:
+                st.bounced += 1
         elif outcome.state is State.DEAD:
             st.dead += 1
         if outcome.error:
@@ -284,13 +312,17 @@ class DeliveryWorker:
         if not external:
             return rows
         gone = await self.store.unsubscribed(external)
-        if not gone:
+        bounced = await self.suppressions.suppressed(external) if self.suppressions else {}
+        if not gone and not bounced:
             return rows
         keep = []
         skipped = []
         for r in rows:
             if r.external and r.recipient.lower() in gone:
                 skipped.append(Outcome(r.id, State.SKIPPED, now, error="recipient unsubscribed"))
+            elif r.external and r.recipient.lower() in bounced:
+                why = f"address suppressed (bounced): {bounced[r.recipient.lower()]}"
+                skipped.append(Outcome(r.id, State.SKIPPED, now, error=why))
             else:
                 keep.append(r)
         self.stats.skipped += len(skipped)

@@ -255,6 +255,7 @@ async def post_preview(request: web.Request) -> web.Response:
             audience=found.audience.name,
             audiences=list(found.audiences),
             channel=row.channel,
+            suppressed=await app.suppressed_in(found.audience.name),
             body=body,
         )
     )

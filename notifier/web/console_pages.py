@@ -285,7 +285,13 @@ async def get_send_confirm(request: web.Request) -> web.Response:
     return render(
         request,
         "send_confirm.html",
-        {"page": "event", "event": event, "reminder": reminder, "audience": audience},
+        {
+            "page": "event",
+            "event": event,
+            "reminder": reminder,
+            "audience": audience,
+            "suppressed": await app.suppressed_in(audience.name),
+        },
     )
 
 

@@ -325,6 +325,12 @@ class Preview(BaseModel):
         description="every audience of the reminder, in order: the choices of `audience`"
     )
     channel: str = Field(description="`email`, or the chat channel the group's message goes to")
+    suppressed: int = Field(
+        0,
+        ge=0,
+        description="an outside audience: its addresses on the suppression list (they bounced)"
+        ", which the send skips",
+    )
     body: dict[str, Any] | None = Field(
         None,
         description="a chat group: the JSON body as it will be posted (a signature, where the"

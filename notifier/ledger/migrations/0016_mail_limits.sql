@@ -42,3 +42,6 @@ CREATE TABLE suppressions (
     first_at DOUBLE PRECISION NOT NULL,
     last_at DOUBLE PRECISION NOT NULL
 );
+
+-- A bounce read back names our Message-ID: find its row without a scan of the ledger.
+CREATE INDEX deliveries_message_id ON deliveries (message_id);
