@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
@@ -125,6 +126,48 @@ class SmtpSettings(BaseModel):
         return self
 
 
+class BounceSettings(BaseModel):
+    """The bounce mailbox, read over IMAP (notifier/bounces/): often the sending account's own
+    INBOX, since hosted mail rarely lets a sender set its own Return-Path.
+
+    `imap_url`: `imaps://user@host:993/INBOX` (TLS), or `imap://user@host:143/INBOX`
+    (STARTTLS when the server offers it; the password goes in clear only to a loopback
+    server). A user name with `@` is written `%40`.
+    """
+
+    imap_url: str | None = None
+    imap_password: SecretStr | None = None
+    poll_seconds: float = Field(default=300.0, gt=0)
+    processed_folder: str = Field(default="notifier-processed", min_length=1, max_length=200)
+
+    @field_validator("imap_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
+            raise ValueError(
+                f"{mask_url(value)!r} is not an IMAP URL: imaps://user@host:993/INBOX or "
+                "imap://user@host:143/INBOX (a user name with @ is written %40)"
+            )
+        return value.strip()
+
+    @property
+    def folder(self) -> str:
+        assert self.imap_url is not None
+        return unquote(urlsplit(self.imap_url).path.lstrip("/")) or "INBOX"
+
+
+def mask_url(value: str) -> str:
+    """A URL without its password, if it carries one."""
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -206,6 +249,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()
     notices: NoticeSettings = NoticeSettings()
+    bounces: BounceSettings = BounceSettings()
 
     @field_validator("timezone")
     @classmethod

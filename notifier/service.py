@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from notifier.bounces.mailbox import BounceReader
 from notifier.channels.base import Channel
 from notifier.channels.registry import STATUS_META, ChannelRegistry, email_channel
 from notifier.checks import load_config, load_hook_secrets, workday_sources
@@ -30,12 +31,13 @@ from notifier.config import Settings
 from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import NotifierError, StoreError
+from notifier.keys import EMAIL
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
 from notifier.ledger.limits import LimitStore, Waiting
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.store import Store
-from notifier.ledger.suppressions import Suppression, SuppressionStore
+from notifier.ledger.suppressions import BounceLedger, Suppression, SuppressionStore
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
@@ -167,6 +169,18 @@ class App:
         # The mail accounts' shared quotas and throttle pauses: both workers send mail.
         self.limits = LimitStore(db)
         self.suppressions = SuppressionStore(db)
+        # The bounce mailbox (NOTIFIER_BOUNCES__*), polled while `run` runs.
+        self.bounce_reader: BounceReader | None = None
+        if s.bounces.imap_url:
+            self.bounce_reader = BounceReader(
+                s.bounces,
+                account=EMAIL,
+                ledger=BounceLedger(db),
+                suppressions=self.suppressions,
+                get_meta=self._store.get_meta,
+                set_meta=self._store.set_meta,
+                clock=self.clock,
+            )
         self.worker.suppressions = self.chat_worker.suppressions = self.suppressions
         self.worker.quotas = self.chat_worker.quotas = QuotaGate(
             self.limits, tz=s.tz, clock=self.clock
@@ -591,6 +605,9 @@ class App:
                 runner = await serve(self)
             if s.watch:
                 tasks.append(asyncio.create_task(self._reloader.watch(stop), name="notifier-watch"))
+            if self.bounce_reader is not None:
+                reader = self.bounce_reader.run(stop)
+                tasks.append(asyncio.create_task(reader, name="notifier-bounces"))
             if ready is not None:
                 ready.set()
             await asyncio.gather(
