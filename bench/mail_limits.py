@@ -33,6 +33,7 @@ from pydantic import SecretStr  # noqa: E402
 from bench._common import machine, pg_database, table, write_templates  # noqa: E402
 from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings  # noqa: E402
 from notifier.ledger.models import State  # noqa: E402
+from notifier.logs import setup_logging  # noqa: E402
 from notifier.service import App  # noqa: E402
 from tests.smtp_server import Faults, SmtpServer  # noqa: E402
 
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--only", default="one,three")
     args = parser.parse_args()
+    setup_logging("text", "WARNING")  # what went wrong, if anything, on stderr
     rows = []
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
         if "one" in args.only:

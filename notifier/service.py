@@ -27,7 +27,7 @@ from notifier.compose.admin_notices import AdminNotices
 from notifier.compose.outbox import Outbox, PreviewRow, Unmade
 from notifier.compose.rows import RunningConfig
 from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
-from notifier.config import Settings
+from notifier.config import BounceSettings, Settings, read_secret
 from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import NotifierError, StoreError
@@ -170,21 +170,41 @@ class App:
         self.limits = LimitStore(db)
         self.suppressions = SuppressionStore(db)
         # The bounce mailbox (NOTIFIER_BOUNCES__*), polled while `run` runs.
-        self.bounce_reader: BounceReader | None = None
-        if s.bounces.imap_url:
-            self.bounce_reader = BounceReader(
-                s.bounces,
-                account=EMAIL,
-                ledger=BounceLedger(db),
-                suppressions=self.suppressions,
-                get_meta=self._store.get_meta,
-                set_meta=self._store.set_meta,
-                clock=self.clock,
-            )
+        self.bounce_reader = self._bounce_reader(s.bounces, EMAIL) if s.bounces.imap_url else None
         self.worker.suppressions = self.chat_worker.suppressions = self.suppressions
         self.worker.quotas = self.chat_worker.quotas = QuotaGate(
             self.limits, tz=s.tz, clock=self.clock
         )
+
+    def _bounce_reader(self, settings: BounceSettings, account: str) -> BounceReader:
+        return BounceReader(
+            settings,
+            account=account,
+            ledger=BounceLedger(self.store.db),
+            suppressions=self.suppressions,
+            get_meta=self.store.get_meta,
+            set_meta=self.store.set_meta,
+            clock=self.clock,
+        )
+
+    def bounce_readers(self) -> list[BounceReader]:
+        """The bounce mailboxes to poll: the settings' (NOTIFIER_BOUNCES__*), and each mail
+        channel's own (`bounces:` under the channel; its password variable set). Made when
+        `run` starts: a reload that changes a channel's mailbox applies at the next start."""
+        readers = [self.bounce_reader] if self.bounce_reader is not None else []
+        for cid, spec in sorted(self.schedule.channels.items()):
+            mine = spec.smtp.bounces if spec.smtp is not None else None
+            if mine is None or cid in self.channels.skipped:
+                continue
+            env = mine.imap_password_env
+            settings = BounceSettings(
+                imap_url=mine.imap_url,
+                imap_password=read_secret(env) if env else None,
+                poll_seconds=mine.poll_seconds,
+                processed_folder=mine.processed_folder,
+            )
+            readers.append(self._bounce_reader(settings, cid))
+        return readers
 
     def mask_secrets(self, text: str) -> str:
         """`text` with every configured secret replaced by `***` (any case, AUTH forms too):
@@ -605,9 +625,9 @@ class App:
                 runner = await serve(self)
             if s.watch:
                 tasks.append(asyncio.create_task(self._reloader.watch(stop), name="notifier-watch"))
-            if self.bounce_reader is not None:
-                reader = self.bounce_reader.run(stop)
-                tasks.append(asyncio.create_task(reader, name="notifier-bounces"))
+            for reader in self.bounce_readers():
+                task = asyncio.create_task(reader.run(stop), name=f"bounces-{reader.account}")
+                tasks.append(task)
             if ready is not None:
                 ready.set()
             await asyncio.gather(

@@ -91,3 +91,49 @@ async def test_bounces_of_ours_are_learned_and_filed_and_other_mail_is_left_alon
 
 def _flags(flags: str) -> set[str]:
     return set(flags.split()) - {"\\Recent"}
+
+
+async def test_a_mail_channel_reads_its_own_bounce_mailbox(
+    make_settings: MakeSettings,
+    smtp_server: Callable[..., SmtpServer],
+    imap: ImapServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = smtp_server()
+    monkeypatch.setenv("OUTREACH_HOST", "127.0.0.1")
+    monkeypatch.setenv("OUTREACH_IMAP_PASSWORD", PASSWORD)
+    channel = f"""\
+channels:
+  outreach-mail:
+    type: smtp
+    host_env: OUTREACH_HOST
+    port: {sink.port}
+    mail_from: {BOX}
+    bounces:
+      imap_url: imap://{BOX.replace("@", "%40")}@127.0.0.1:{imap.port}/INBOX
+      imap_password_env: OUTREACH_IMAP_PASSWORD
+      processed_folder: 已处理
+"""
+    settings = make_settings()
+    text = SCHEDULE.replace(
+        "    external: true\n", "    external: true\n    channel: outreach-mail\n"
+    )
+    write_schedule(settings.schedules_dir, channel + text)
+    async with App(settings) as app:
+        await app.outbox.send_now("outreach", now=app.clock())
+        await app.run_until_idle()
+        row = next(r for r in await app.store.list_deliveries() if r.recipient == ADDRESSES[0])
+        imap.append(samples.render(samples.EXIM, mid=row.message_id, to=ADDRESSES[0], box=BOX))
+        (reader,) = app.bounce_readers()
+        tally = await reader.poll()
+        (entry,) = await app.suppressions.entries()
+    assert reader.account == "outreach-mail" and row.channel == "outreach-mail"
+    assert (tally.matched, tally.suppressed) == (1, 1)
+    assert entry.address == ADDRESSES[0]
+
+
+def test_folder_names_are_written_in_modified_utf7() -> None:
+    from notifier.bounces.mailbox import _mutf7
+
+    assert _mutf7("~peter/mail/台北/日本語") == "~peter/mail/&U,BTFw-/&ZeVnLIqe-"  # RFC 3501
+    assert _mutf7("A&B") == "A&-B"

@@ -14,6 +14,7 @@ poll every few minutes needs no asyncio client.
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import ipaddress
 import logging
@@ -237,7 +238,30 @@ def _seen(value: str | None) -> tuple[int, int]:
 
 
 def _quoted(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A folder name as IMAP wants it: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    name = _mutf7(folder)
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _mutf7(name: str) -> str:
+    """已处理 -> &XfJSIJZk-: printable ASCII as is (& as &-), the rest as UTF-16 in base64."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            coded = base64.b64encode("".join(run).encode("utf-16-be")).decode("ascii")
+            out.append("&" + coded.rstrip("=").replace("/", ",") + "-")
+            run.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    flush()
+    return "".join(out)
 
 
 def _loopback(host: str) -> bool:

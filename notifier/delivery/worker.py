@@ -233,23 +233,28 @@ class DeliveryWorker:
         pause; after it, a throttle reply that pauses the account. Either way the row goes
         back pending, due when the account has room, its attempt not spent (True)."""
         assert self.quotas is not None
-        now = self.clock()
-        try:
-            if error is None:
-                wait = await self.quotas.admit(row, channel, now)
-            else:
-                wait = await self.quotas.throttled(row, channel, error, now)
-            if wait is None:
-                return False
-            current = self._held.get(row.id, row)  # its latest lease (renewals move it)
-            await self.quotas.limits.defer([current], until=wait.until, reason=wait.reason, now=now)
-        except StoreError as exc:
-            if error is not None:
-                return False  # recorded as an ordinary failed attempt
-            # Cannot count against the quota: do not send; retry once the database answers.
-            delay = self.weather.down("quota", exc)
-            self.recorder.add(Outcome(row.id, State.PENDING, now, str(exc), now + delay))
-            return True
+        while True:
+            now = self.clock()
+            try:
+                if error is None:
+                    wait = await self.quotas.admit(row, channel, now)
+                else:
+                    wait = await self.quotas.throttled(row, channel, error, now)
+                if wait is None:
+                    return False
+                current = self._held.get(row.id, row)  # its latest lease (renewals move it)
+                await self.quotas.limits.defer(
+                    [current], until=wait.until, reason=wait.reason, now=now
+                )
+                break
+            except StoreError as exc:
+                if error is not None:
+                    return False  # recorded as an ordinary failed attempt
+                # Cannot count against the quota: do not send, and spend no attempt: look
+                # again once the database answers (a row lost meanwhile is another's now).
+                await asyncio.sleep(self.weather.down("quota", exc))
+                if row.id not in self._held:
+                    return True
         self.stats.deferred += 1
         log.info(
             "send waits for the account's limits",

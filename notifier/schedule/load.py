@@ -31,6 +31,7 @@ from notifier.errors import ConfigError
 from notifier.schedule.files import bounded_errors, bounded_repr, invisible_in_data, read_yaml
 from notifier.schedule.model import (
     Audience,
+    BounceSpec,
     ChannelSpec,
     Event,
     Hook,
@@ -327,6 +328,19 @@ def _smtp_spec(ch: RawChannel) -> SmtpSpec | None:
         allow_plain_auth=bool(ch.allow_plain_auth),
         timeout=ch.timeout or base.timeout,
         limits=ch.limits or "",
+        bounces=_bounce_spec(ch),
+    )
+
+
+def _bounce_spec(ch: RawChannel) -> BounceSpec | None:
+    if ch.bounces is None:
+        return None
+    b = ch.bounces
+    base = BounceSpec(imap_url=b.imap_url, imap_password_env=b.imap_password_env)
+    return replace(
+        base,
+        poll_seconds=b.poll_seconds or base.poll_seconds,
+        processed_folder=b.processed_folder or base.processed_folder,
     )
 
 

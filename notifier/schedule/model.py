@@ -112,6 +112,16 @@ class Mention:
 
 
 @dataclass(frozen=True, slots=True)
+class BounceSpec:
+    """A mail channel's bounce mailbox (its password in a named variable)."""
+
+    imap_url: str
+    imap_password_env: str | None = None
+    poll_seconds: float = 300.0
+    processed_folder: str = "notifier-processed"
+
+
+@dataclass(frozen=True, slots=True)
 class SmtpSpec:
     """A mail account of its own (`type: smtp`): the settings' SMTP keys, with the host and
     credentials in named variables (read by the channel registry, never here)."""
@@ -126,11 +136,15 @@ class SmtpSpec:
     allow_plain_auth: bool = False
     timeout: float = 30.0
     limits: str = ""
+    bounces: BounceSpec | None = None
 
     @property
     def variables(self) -> list[str]:
         """The variables it names, host first."""
-        return [v for v in (self.host_env, self.username_env, self.password_env) if v]
+        names = [self.host_env, self.username_env, self.password_env]
+        if self.bounces is not None:
+            names.append(self.bounces.imap_password_env)
+        return [v for v in names if v]
 
 
 @dataclass(frozen=True, slots=True)

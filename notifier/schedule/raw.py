@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.config import parse_limits
+from notifier.config import BounceSettings, parse_limits
 from notifier.constants import (
     ERROR_VALUE_CHARS,
 )
@@ -250,6 +250,22 @@ class RawMention(_Raw):
     all: bool = False
 
 
+class RawBounces(_Raw):
+    """A mail channel's own bounce mailbox: NOTIFIER_BOUNCES__* under the channel, the
+    password in a named variable."""
+
+    imap_url: str
+    imap_password_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    poll_seconds: float | None = Field(default=None, gt=0)
+    processed_folder: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("imap_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        BounceSettings(imap_url=value)  # raises ValueError naming what is wrong
+        return value
+
+
 class RawChannel(_Raw):
     """A chat robot, an outbound webhook or a mail account (`type: smtp`); URL, secret, host
     and password come from the named variables."""
@@ -277,6 +293,7 @@ class RawChannel(_Raw):
     pool_size: int | None = Field(default=None, ge=1, le=64)
     allow_plain_auth: bool | None = None
     limits: str | None = None  # "30/minute, 500/hour, 2000/day"
+    bounces: RawBounces | None = None
 
     @field_validator("limits")
     @classmethod
@@ -329,7 +346,7 @@ class RawChannel(_Raw):
 
 _SMTP_KEYS = (
     "host_env", "port", "security", "username_env", "password_env", "mail_from", "pool_size",
-    "allow_plain_auth", "limits",
+    "allow_plain_auth", "limits", "bounces",
 )  # fmt: skip
 
 
