@@ -22,6 +22,7 @@ sys.path.append(os.path.dirname(_HERE))  # for `bench._common`; PYTHONPATH may o
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -31,7 +32,13 @@ from pathlib import Path  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from bench._common import machine, pg_database, table, write_templates  # noqa: E402
-from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings  # noqa: E402
+from notifier.config import (  # noqa: E402
+    BounceSettings,
+    DeliverySettings,
+    HttpSettings,
+    Settings,
+    SmtpSettings,
+)
 from notifier.ledger.models import State  # noqa: E402
 from notifier.logs import setup_logging  # noqa: E402
 from notifier.service import App  # noqa: E402
@@ -149,6 +156,75 @@ async def run(count: int, instances: int, database_url: str, work: Path) -> list
     ]
 
 
+async def bounce_loop(work: Path, sent: int = 400, bounced: int = 200) -> list[object]:
+    """`sent` messages out, `bounced` of them bounce (Postfix, Exim, Exchange and Chinese
+    text bounces in turn), beside 50 letters, 50 out-of-office replies and 20 bounces of mail
+    sent by hand; the reader polls a real Dovecot until nothing is new."""
+    from tests import bounce_samples as samples
+    from tests.imap_server import ImapServer
+
+    box, password = "waiban@fao.example.com", "bench-imap-password"
+    schedules, templates = write_config(work, sent)
+    server = SmtpServer().start()
+    kinds = [samples.POSTFIX, samples.EXIM, samples.EXCHANGE, samples.CHINESE]
+    with ImapServer(box, password) as imap:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            schedules_dir=schedules,
+            templates_dir=templates,
+            database_url=f"sqlite:///{work / 'bounces.db'}",
+            mail_from=box,
+            unsubscribe_secret=SecretStr("bench-unsubscribe-secret"),
+            smtp=SmtpSettings(host="127.0.0.1", port=server.port, pool_size=8),
+            bounces=BounceSettings(
+                imap_url=f"imap://{box.replace('@', '%40')}@127.0.0.1:{imap.port}/INBOX",
+                imap_password=SecretStr(password),
+            ),
+            http=HttpSettings(enabled=False),
+            watch=False,
+        )
+        try:
+            async with App(settings) as app:
+                await app.outbox.send_now("outreach", now=time.time())
+                await app.run_until_idle()
+                rows = await app.store.list_deliveries(limit=sent + 10)
+                with imap.connect() as conn:
+                    for i, row in enumerate(rows[:bounced]):
+                        raw = samples.render(
+                            kinds[i % 4], mid=row.message_id, to=row.recipient, box=box
+                        )
+                        conn.append("INBOX", None, None, raw)
+                    others = [samples.UNRELATED] * 50 + [samples.OUT_OF_OFFICE] * 50
+                    for i, template in enumerate(others):
+                        raw = samples.render(template, mid=rows[i].message_id, to="x", box=box)
+                        conn.append("INBOX", None, None, raw)
+                    for i in range(20):
+                        raw = samples.render(
+                            samples.POSTFIX, mid=f"<by-hand-{i}@x>", to="y@z", box=box
+                        )
+                        conn.append("INBOX", None, None, raw)
+                assert app.bounce_reader is not None
+                started = time.monotonic()
+                total, polls = dataclasses.replace(await app.bounce_reader.poll()), 1
+                while True:
+                    tally = await app.bounce_reader.poll()
+                    polls += 1
+                    if tally.read == 0:
+                        break
+                    for k, v in vars(tally).items():
+                        setattr(total, k, getattr(total, k) + v)
+                seconds = time.monotonic() - started
+                entries = await app.suppressions.entries(limit=sent)
+            inbox = len(imap.listing("INBOX"))
+            processed = len(imap.listing("notifier-processed"))
+        finally:
+            server.stop()
+    return [
+        bounced + 120, total.read, total.matched, total.suppressed, total.soft, total.left,
+        len(entries), inbox, processed, polls, f"{seconds:.1f}",
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000)
@@ -164,15 +240,28 @@ def main() -> None:
             with pg_database() as pg:
                 if pg is not None:
                     rows.append(asyncio.run(run(args.count, 3, pg, Path(tmp) / "three")))
-    print(f"## Mail limits: {args.count:,} messages at {LIMITS}, server throttles past 300/min\n")
-    headers = [
-        "instances", "first→last s", "ideal s", "lost", "sent", "extra attempts",
-        "waits (no attempt)", "server throttles", "max in a clock second", "max in any 1 s",
-        "max in a clock minute", "duplicates",
-    ]  # fmt: skip
-    print(table(headers, rows))
-    print()
+    if rows:
+        print(
+            f"## Mail limits: {args.count:,} messages at {LIMITS}, server throttles past 300/min\n"
+        )
+        headers = [
+            "instances", "first→last s", "ideal s", "lost", "sent", "extra attempts",
+            "waits (no attempt)", "server throttles", "max in a clock second", "max in any 1 s",
+            "max in a clock minute", "duplicates",
+        ]  # fmt: skip
+        print(table(headers, rows))
+        print()
     print(machine(sink="tests/smtp_server.py (aiosmtpd, in process)"))
+    if "bounces" in args.only:
+        with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
+            work = Path(tmp) / "bounces"
+            row = asyncio.run(bounce_loop(work))
+        print("\n## Bounce loop: a real Dovecot mailbox, 200 bounces of ours among 320 messages\n")
+        headers = [
+            "in the mailbox", "read", "matched", "suppressed", "soft", "left alone",
+            "suppression list", "left in INBOX", "in processed folder", "polls", "seconds",
+        ]  # fmt: skip
+        print(table(headers, [row]))
 
 
 if __name__ == "__main__":

@@ -184,7 +184,15 @@ class BounceReader:
         self.error = None
         log.info(
             "bounce mailbox read",
-            extra={"action": "bounces_read", "account": self.account, **vars(tally)},
+            extra={
+                "action": "bounces_read",
+                "account": self.account,
+                "read": tally.read,
+                "matched": tally.matched,
+                "suppressed": tally.suppressed,
+                "soft": tally.soft,
+                "left": tally.left,
+            },
         )
         return tally
 
