@@ -101,3 +101,27 @@ def test_a_bad_mail_channel_is_a_config_error_naming_the_place(
     with pytest.raises(ConfigError) as caught:
         load_config(settings, now=datetime(2027, 3, 1, tzinfo=settings.tz))
     assert message in str(caught.value)
+
+
+async def test_a_mail_channels_own_limits_hold_its_rows_and_not_the_default_channels(
+    make_settings: MakeSettings,
+    smtp_server: Callable[..., SmtpServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay, public = smtp_server(), smtp_server()
+    monkeypatch.setenv("OUTREACH_SMTP_HOST", "127.0.0.1")
+    settings = make_settings(smtp=smtp_settings(relay))
+    text = TWO_ACCOUNTS.format(port=public.port).replace(
+        "    pool_size: 2", '    pool_size: 2\n    limits: "1/day"'
+    )
+    text = text.replace(
+        "members: [{email: biz0@trade0.example.com, name: 星海贸易}]",
+        "members: [{email: biz0@trade0.example.com}, {email: biz1@trade1.example.com}]",
+    )
+    write_schedule(settings.schedules_dir, text)
+    async with App(settings) as app:
+        await app.outbox.send_now("apec-card", now=app.clock())
+        await app.outbox.send_now("staff-only", now=app.clock())
+        stats = await app.run_until_idle()
+    assert (stats.sent, stats.deferred) == (2, 1)
+    assert len(public.sink.messages) == 1 and len(relay.sink.messages) == 1
