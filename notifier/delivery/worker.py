@@ -110,6 +110,7 @@ class DeliveryWorker:
         self.quotas: QuotaGate | None = None
         # Addresses that bounced: outreach skips them, a new bounce adds one; None: no list.
         self.suppressions: SuppressionStore | None = None
+        self._lease_lock = asyncio.Lock()  # a renewal, or a row put back by its lease
 
     @property
     def capacity(self) -> int:
@@ -242,10 +243,16 @@ class DeliveryWorker:
                     wait = await self.quotas.throttled(row, channel, error, now)
                 if wait is None:
                     return False
-                current = self._held.get(row.id, row)  # its latest lease (renewals move it)
-                await self.quotas.limits.defer(
-                    [current], until=wait.until, reason=wait.reason, now=now
-                )
+                async with self._lease_lock:  # its latest lease, not moved meanwhile
+                    current = self._held.get(row.id, row)
+                    changed = await self.quotas.limits.defer(
+                        [current], until=wait.until, reason=wait.reason, now=now
+                    )
+                if not changed:  # no longer ours: another worker holds it, or it is done
+                    log.warning(
+                        "row not put back: its claim is no longer ours",
+                        extra={"action": "defer_missed", "delivery": row.id},
+                    )
                 break
             except StoreError as exc:
                 if error is not None:
@@ -385,6 +392,12 @@ class DeliveryWorker:
                 await self._renew()
 
     async def _renew(self) -> None:
+        # Not while a row goes back to the ledger (`_held_back`): that is guarded by the lease
+        # it read, and a renewal committed in between would leave the row claimed, unsent.
+        async with self._lease_lock:
+            await self._renew_held()
+
+    async def _renew_held(self) -> None:
         rows = list(self._held.values())
         try:
             renewed = await self.store.renew(
