@@ -203,12 +203,13 @@ def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
 
     An unused channel is an example, or one being set up: it must not stop the service.
     """
-    used = {
-        schedule.audiences[name].chat
+    names = {
+        name
         for event in schedule.events.values()
-        for reminder in event.reminders
-        for name in reminder.all_audiences
-    } | {schedule.audiences[name].chat for name in schedule.admins}
+        for r in event.reminders
+        for name in r.all_audiences
+    } | set(schedule.admins)
+    used = {schedule.audiences[n].chat or schedule.audiences[n].mail_channel for n in names}
     errors: list[str] = []
     for cid, spec in sorted(schedule.channels.items()):
         # What is wrong with a value that is set, without showing it (it holds the key).
@@ -226,7 +227,9 @@ def channel_problems(schedule: Schedule, warnings: list[str]) -> list[str]:
 
 def bad_values(spec: ChannelSpec) -> list[str]:
     """Problems with a channel's (set) variables, named, never shown."""
-    problems = []
+    problems: list[str] = []
+    if spec.smtp is not None:
+        return problems  # a host, a user name, a password: nothing to check without a login
     url = read_secret(spec.url_env)
     if url is not None:
         parts = urlsplit(url.get_secret_value().strip())

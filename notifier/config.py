@@ -8,12 +8,15 @@ at start, at each reload and on SIGHUP.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
@@ -28,6 +31,47 @@ from notifier.constants import (
     DEFAULT_PREPARE_AHEAD,
     MIN_LEASE_SECONDS,
 )
+
+# A quota's windows, in seconds. Days are local days (NOTIFIER_TIMEZONE): providers reset
+# their daily quota at local midnight, not UTC's (see delivery/quotas.py).
+RATE_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` messages per `window` ("second", "minute", "hour" or "day")."""
+
+    count: int
+    window: str
+
+    @property
+    def seconds(self) -> int:
+        return RATE_WINDOWS[self.window]
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.window}"
+
+
+@functools.lru_cache(maxsize=64)  # read before every send of an account with limits
+def parse_limits(text: str) -> tuple[Rate, ...]:
+    """`"30/minute, 500/hour, 2000/day"` -> its rates (one per window). Raises ValueError
+    naming the part that is wrong; "" is no limit."""
+    rates: dict[str, Rate] = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        m = _RATE.match(part)
+        if m is None:
+            raise ValueError(
+                f"{part.strip()!r} is not a limit: N/second, N/minute, N/hour or N/day, "
+                'comma-separated (e.g. "30/minute, 500/hour, 2000/day")'
+            )
+        count, window = int(m.group(1)), m.group(2)
+        if count < 1:
+            raise ValueError(f"{part.strip()!r}: the count must be at least 1")
+        if window in rates:
+            raise ValueError(f"{part.strip()!r}: a second limit per {window}")
+        rates[window] = Rate(count, window)
+    return tuple(sorted(rates.values(), key=lambda r: r.seconds))
 
 
 class SmtpSettings(BaseModel):
@@ -50,6 +94,25 @@ class SmtpSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0)
     pool_size: int = Field(default=8, ge=1, le=64)
     rate_limit: float = Field(default=0.0, ge=0, description="messages per second; 0 = no limit")
+    # The account's quotas, shared by every instance on the same database (delivery/quotas.py):
+    # "30/minute, 500/hour, 2000/day". `rate_limit` still works: each instance's own pace.
+    limits: str = ""
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        parse_limits(value)
+        return value
+
+    # After a throttle reply the whole account pauses: this long first, doubling up to the
+    # max (a reply that says the day's quota is gone: to the next local midnight).
+    pause_seconds: float = Field(default=60.0, gt=0)
+    pause_max_seconds: float = Field(default=3600.0, gt=0)
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """The shared quotas (`limits`). `rate_limit` stays the per-instance pace it was."""
+        return parse_limits(self.limits)
 
     @model_validator(mode="after")
     def _no_password_in_clear(self) -> SmtpSettings:
@@ -61,6 +124,48 @@ class SmtpSettings(BaseModel):
                 "(明文连接不发送密码)"
             )
         return self
+
+
+class BounceSettings(BaseModel):
+    """The bounce mailbox, read over IMAP (notifier/bounces/): often the sending account's own
+    INBOX, since hosted mail rarely lets a sender set its own Return-Path.
+
+    `imap_url`: `imaps://user@host:993/INBOX` (TLS), or `imap://user@host:143/INBOX`
+    (STARTTLS when the server offers it; the password goes in clear only to a loopback
+    server). A user name with `@` is written `%40`.
+    """
+
+    imap_url: str | None = None
+    imap_password: SecretStr | None = None
+    poll_seconds: float = Field(default=300.0, gt=0)
+    processed_folder: str = Field(default="notifier-processed", min_length=1, max_length=200)
+
+    @field_validator("imap_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
+            raise ValueError(
+                f"{mask_url(value)!r} is not an IMAP URL: imaps://user@host:993/INBOX or "
+                "imap://user@host:143/INBOX (a user name with @ is written %40)"
+            )
+        return value.strip()
+
+    @property
+    def folder(self) -> str:
+        assert self.imap_url is not None
+        return unquote(urlsplit(self.imap_url).path.lstrip("/")) or "INBOX"
+
+
+def mask_url(value: str) -> str:
+    """A URL without its password, if it carries one."""
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
 
 
 class HttpSettings(BaseModel):
@@ -147,6 +252,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()
     notices: NoticeSettings = NoticeSettings()
+    bounces: BounceSettings = BounceSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -83,6 +83,7 @@ def settings_masker(
             settings.viewer_token,
             settings.calendar_token,
             settings.unsubscribe_secret,
+            settings.bounces.imap_password,
         )
         if s is not None
     ]

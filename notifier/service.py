@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from notifier.bounces.mailbox import BounceReader
 from notifier.channels.base import Channel
 from notifier.channels.registry import STATUS_META, ChannelRegistry, email_channel
 from notifier.checks import load_config, load_hook_secrets, workday_sources
@@ -28,15 +29,18 @@ from notifier.compose.outbox import Outbox, PreviewRow, Unmade
 from notifier.compose.records import DeliveryRecord, Format
 from notifier.compose.rows import RunningConfig
 from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
-from notifier.config import Settings
+from notifier.config import BounceSettings, Settings, read_secret
+from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
 from notifier.errors import NotifierError, SendError, StoreError
 from notifier.keys import EMAIL
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
 from notifier.ledger.export import ExportFilter, ExportRow
+from notifier.ledger.limits import LimitStore, Waiting
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.store import Store
+from notifier.ledger.suppressions import BounceLedger, Suppression, SuppressionStore
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
 from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
@@ -51,6 +55,8 @@ log = logging.getLogger(__name__)
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
 # the worker claims a paced robot's row only when its pace has room (delivery/fairness.py).
 CHAT_LANES = 8
+# Suppressed addresses read to count an audience's (a list of thousands is already rare).
+SUPPRESSED_READ = 100_000
 
 
 class Listener(Protocol):
@@ -163,6 +169,45 @@ class App:
             clock=self.clock,
         )
         await self._open_channels(schedule, channel)
+        # The mail accounts' shared quotas and throttle pauses: both workers send mail.
+        self.limits = LimitStore(db)
+        self.suppressions = SuppressionStore(db)
+        # The bounce mailbox (NOTIFIER_BOUNCES__*), polled while `run` runs.
+        self.bounce_reader = self._bounce_reader(s.bounces, EMAIL) if s.bounces.imap_url else None
+        self.worker.suppressions = self.chat_worker.suppressions = self.suppressions
+        self.worker.quotas = self.chat_worker.quotas = QuotaGate(
+            self.limits, tz=s.tz, clock=self.clock
+        )
+
+    def _bounce_reader(self, settings: BounceSettings, account: str) -> BounceReader:
+        return BounceReader(
+            settings,
+            account=account,
+            ledger=BounceLedger(self.store.db),
+            suppressions=self.suppressions,
+            get_meta=self.store.get_meta,
+            set_meta=self.store.set_meta,
+            clock=self.clock,
+        )
+
+    def bounce_readers(self) -> list[BounceReader]:
+        """The bounce mailboxes to poll: the settings' (NOTIFIER_BOUNCES__*), and each mail
+        channel's own (`bounces:` under the channel; its password variable set). Made when
+        `run` starts: a reload that changes a channel's mailbox applies at the next start."""
+        readers = [self.bounce_reader] if self.bounce_reader is not None else []
+        for cid, spec in sorted(self.schedule.channels.items()):
+            mine = spec.smtp.bounces if spec.smtp is not None else None
+            if mine is None or cid in self.channels.skipped:
+                continue
+            env = mine.imap_password_env
+            settings = BounceSettings(
+                imap_url=mine.imap_url,
+                imap_password=read_secret(env) if env else None,
+                poll_seconds=mine.poll_seconds,
+                processed_folder=mine.processed_folder,
+            )
+            readers.append(self._bounce_reader(settings, cid))
+        return readers
 
     def mask_secrets(self, text: str) -> str:
         """`text` with every configured secret replaced by `***` (any case, AUTH forms too):
@@ -170,10 +215,7 @@ class App:
         return self._masker(text)
 
     def _remask(self) -> None:
-        chats = self.channels.chats.values()
-        self._masker = settings_masker(
-            self.settings, self.hook_secrets, (v for c in chats for v in c.sensitive)
-        )
+        self._masker = settings_masker(self.settings, self.hook_secrets, self.channels.sensitive())
 
     def wake_workers(self) -> None:
         """New rows are due now: look at once, email and chat alike (not at the next poll)."""
@@ -223,7 +265,7 @@ class App:
         """With chat channels configured, the email worker claims email rows only (robots
         have their own worker); without, it claims as it always did (the tuned claim, no
         filter), and a stray chat row it gets is routed like any other."""
-        self.worker.kind = "email" if self.channels.chats else None
+        self.worker.kind = "email" if self.channels.chats or self.channels.mails else None
 
     async def _save_channel_status(self, cid: str, problem: str | None) -> None:
         await self.store.set_meta(STATUS_META + cid, self.channels.status_record(cid))
@@ -433,6 +475,36 @@ class App:
             stamp=self.now().strftime("%Y%m%d-%H%M"),
         )
 
+    async def waiting(self, ids: Sequence[int]) -> dict[int, Waiting]:
+        """Of these rows, those waiting for a mail account's quota or pause: until when, why."""
+        return await self.limits.waiting(ids)
+
+    async def suppressed_in(self, audience_name: str) -> int:
+        """How many of an outside audience's addresses are on the suppression list (the send
+        skips them); 0 for a staff audience, whose mail still goes."""
+        audience = self.schedule.audiences[audience_name]
+        if not audience.external or audience.chat is not None:
+            return 0
+        listed = {e.address for e in await self.suppressions.entries(limit=SUPPRESSED_READ)}
+        if not listed:
+            return 0
+
+        def count() -> int:  # a CSV audience may be 100,000 rows: off the loop
+            return sum(1 for r in audience.recipients() if r.email.strip().lower() in listed)
+
+        return await asyncio.to_thread(count)
+
+    async def suppressed_addresses(self) -> list[Suppression]:
+        """The suppression list, the latest bounce first."""
+        return await self.suppressions.entries()
+
+    async def unsuppress(self, address: str) -> bool:
+        """Take an address off the suppression list (outreach mails it again)."""
+        removed = await self.suppressions.remove(address)
+        if removed:
+            log.info("address taken off the suppression list", extra={"action": "unsuppressed"})
+        return removed
+
     async def unsubscribe(self, address: str, *, source: str) -> None:
         await self.store.unsubscribe(address, now=self.clock(), source=source)
 
@@ -616,6 +688,9 @@ class App:
                 runner = await serve(self)
             if s.watch:
                 tasks.append(asyncio.create_task(self._reloader.watch(stop), name="notifier-watch"))
+            for reader in self.bounce_readers():
+                task = asyncio.create_task(reader.run(stop), name=f"bounces-{reader.account}")
+                tasks.append(task)
             if ready is not None:
                 ready.set()
             await asyncio.gather(

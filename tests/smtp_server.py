@@ -11,6 +11,7 @@ import asyncio
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -19,6 +20,10 @@ from email.policy import default
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+# A permanent refusal that is not about the address (a policy verdict): the row fails, and
+# nothing is suppressed (a 550 5.1.1 "no such user" is a bounce since issue 21).
+POLICY_REFUSAL = "550 5.7.1 message refused by local policy"
 
 
 @dataclass
@@ -31,8 +36,14 @@ class Faults:
     stall_rate: float = 0.0
     stall_seconds: float = 5.0
     fail_first: int = 0
-    reject: set[str] = field(default_factory=set)  # recipients answered 550
+    reject: set[str] = field(default_factory=set)  # recipients answered `reject_reply`
+    reject_reply: str = "550 5.1.1 no such user"
     seed: int = 1
+    # A hosted account's limit: past `throttle_after` messages in a window of
+    # `throttle_window` seconds (aligned on the clock), answer `throttle_code`.
+    throttle_after: int = 0
+    throttle_window: float = 1.0
+    throttle_code: str = "451 4.7.1 too frequently sending, please try again later"
 
 
 class Sink:
@@ -47,13 +58,15 @@ class Sink:
         self.injected = Counter[str]()
         self._rand = random.Random(self.faults.seed)
         self._lock = threading.Lock()
+        self.accepted_at: list[float] = []  # time.time() of each accepted message
+        self._window = (-1, 0)  # (throttle window number, messages accepted in it)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if address.lower() in self.faults.reject:
             self.injected["550"] += 1
-            return "550 5.1.1 no such user"
+            return self.faults.reject_reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -68,6 +81,14 @@ class Sink:
         if n <= f.fail_first or roll < f.rate:
             self.injected[f.code[:3]] += 1
             return f.code
+        if f.throttle_after:
+            with self._lock:
+                number = int(time.time() // f.throttle_window)
+                seen = self._window[1] if self._window[0] == number else 0
+                if seen >= f.throttle_after:
+                    self.injected["throttle"] += 1
+                    return f.throttle_code
+                self._window = (number, seen + 1)
         if roll < f.rate + f.drop_rate:
             self.injected["drop"] += 1
             assert session.transport is not None
@@ -81,6 +102,7 @@ class Sink:
         msg = message_from_bytes(data, policy=default)
         with self._lock:
             self.messages.append(msg)
+            self.accepted_at.append(time.time())
         return "250 2.0.0 OK"
 
     def message_ids(self) -> list[str]:
@@ -92,6 +114,16 @@ class Sink:
 
     def recipients(self) -> list[str]:
         return [str(m["To"]) for m in self.messages]
+
+    def largest_burst(self, seconds: float = 1.0) -> int:
+        """The most messages accepted within any `seconds` (a sliding window)."""
+        times = sorted(self.accepted_at)
+        best, first = 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= seconds:
+                first += 1
+            best = max(best, last - first + 1)
+        return best
 
 
 def free_port() -> int:

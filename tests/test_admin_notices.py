@@ -32,7 +32,7 @@ from notifier.schedule.load import load_schedule
 from notifier.service import App
 from tests.conftest import ROOT, MakeSettings, smtp_settings, write_schedule
 from tests.robots import Platforms
-from tests.smtp_server import Faults, SmtpServer
+from tests.smtp_server import POLICY_REFUSAL, Faults, SmtpServer
 from tests.waiting import wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -183,7 +183,7 @@ def test_moved_sends_lists_a_moved_reminder_and_the_days_an_every_series_gains_a
 async def test_a_daily_digest_lists_yesterdays_failed_deliveries_and_nothing_when_none(
     make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer], db_url: str
 ) -> None:
-    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}, reject_reply=POLICY_REFUSAL))
     settings = make_settings(database_url=db_url, smtp=smtp_settings(server))
     with_admin_templates(settings.templates_dir)
     write_schedule(settings.schedules_dir, schedule_text(date(2026, 4, 20)))
@@ -296,7 +296,7 @@ async def test_the_digest_goes_to_the_admins_mailbox_and_their_chat_group_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     robot = platforms.add(point_robot(monkeypatch, platforms, feishu=False))
-    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}, reject_reply=POLICY_REFUSAL))
     settings = make_settings(smtp=smtp_settings(server))
     with_admin_templates(settings.templates_dir)
     write_schedule(
@@ -480,7 +480,7 @@ def test_a_digest_time_that_is_not_hh_mm_is_refused_naming_the_variable(
 async def test_the_digest_waits_for_the_configured_time(
     make_settings: MakeSettings, smtp_server: Callable[..., SmtpServer]
 ) -> None:
-    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}, reject_reply=POLICY_REFUSAL))
     settings = make_settings(
         smtp=smtp_settings(server), notices=NoticeSettings(digest_at=time(9, 30))
     )

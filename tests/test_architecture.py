@@ -31,6 +31,7 @@ EDGES = ("notifier.web", "notifier.cli")
 #   channels  ways out, each behind the one Channel contract
 #   compose   templates, MIME, rows, the outbox, admin notices: the producers
 #   delivery  the worker: the consumer
+#   bounces   the bounce mailbox (IMAP): parses bounces, marks rows, suppresses addresses
 #   app       checks, planning, reloading, service: the App that wires the rest
 #   web, cli  the edges
 BASE = {
@@ -48,6 +49,8 @@ ALLOWED: dict[str, set[str]] = {
     "channels": {"schedule", "ledger", "config", "base"},
     "compose": {"channels", "schedule", "ledger", "config", "dates", "base"},
     "delivery": {"channels", "ledger", "config", "base"},
+    # The bounce mailbox: reads bounces over IMAP and tells the ledger (issue 21).
+    "bounces": {"ledger", "config", "base"},
 }
 ALLOWED["app"] = {"app", *ALLOWED, *set().union(*ALLOWED.values())}
 ALLOWED["web"] = ALLOWED["app"] | {"app"}

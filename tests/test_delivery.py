@@ -9,7 +9,7 @@ from pathlib import Path
 from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import MakeSettings, smtp_settings, write_schedule
-from tests.smtp_server import Faults, SmtpServer
+from tests.smtp_server import POLICY_REFUSAL, Faults, SmtpServer
 
 StartSmtp = Callable[..., SmtpServer]
 
@@ -74,7 +74,7 @@ async def test_transient_451_is_retried_with_the_same_message_id(
 async def test_permanent_550_marks_failed_with_the_reply_and_the_rest_continue(
     make_settings: MakeSettings, smtp_server: StartSmtp
 ) -> None:
-    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}))
+    server = smtp_server(Faults(reject={"fazhi@fao.example.com"}, reject_reply=POLICY_REFUSAL))
     async with App(make_settings(smtp=smtp_settings(server))) as app:
         await app.outbox.send_now("security-day", now=app.clock())
         stats = await app.worker.run_until_idle()

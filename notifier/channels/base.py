@@ -13,7 +13,8 @@ class TransportError(NotifierError):
     """A send failed. `permanent` tells the worker not to retry (an SMTP 5xx, say).
 
     `code` is the platform's own error code, if it gave one (a robot's errcode, an HTTP
-    status); `retry_after` is the platform's penalty in seconds: no retry before it.
+    status, an SMTP reply code); `retry_after` is the platform's penalty in seconds: no retry
+    before it; `bounce` says the address itself was refused for good.
     """
 
     def __init__(
@@ -23,9 +24,13 @@ class TransportError(NotifierError):
         permanent: bool = False,
         code: str | None = None,
         retry_after: float | None = None,
+        bounce: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
+        # The server refused the recipient's address for good (an SMTP 5xx for it): the row
+        # ends `bounced` and the address is suppressed.
+        self.bounce = bounce
         self.permanent = permanent
         self.code = code
         self.retry_after = retry_after

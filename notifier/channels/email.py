@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 
 import aiosmtplib
 
@@ -21,15 +22,37 @@ log = logging.getLogger(__name__)
 _START_TLS: dict[str, bool | None] = {"auto": None, "starttls": True, "none": False, "tls": False}
 
 
+# After DATA, a 5xx is about the one recipient only when it says so: an RFC 3463 status of
+# 5.1.x (bad mailbox or domain) or 5.2.1 (disabled), or the words servers use for it.
+_BAD_MAILBOX = re.compile(
+    r"\b5\.1\.\d\b|\b5\.2\.1\b|user unknown|no such user|unknown user|mailbox not found|"
+    r"mailbox unavailable|does not exist|doesn't exist|not exist|invalid recipient|"
+    r"用户不存在|收件人不存在|邮箱不存在|地址不存在|帐号不存在|账号不存在|无此用户",
+    re.IGNORECASE,
+)
+# A 5xx on RCPT TO that is about us, not the address: relaying or authentication refused.
+_NOT_THE_ADDRESS = re.compile(r"\b5\.7\.\d\b|relay|authenticat|auth required", re.IGNORECASE)
+
+
 def classify(exc: BaseException) -> TransportError:
-    """Map an SMTP failure to retry (4xx, network, timeouts) or give up (5xx)."""
+    """Map an SMTP failure to retry (4xx, network, timeouts) or give up (5xx); a 5xx for the
+    recipient (on RCPT TO, or after DATA when it names the mailbox) is a bounce."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        return TransportError(text, permanent=bool(codes) and all(c >= 500 for c in codes))
+        permanent = bool(codes) and all(c >= 500 for c in codes)
+        bounce = permanent and not _NOT_THE_ADDRESS.search(text)
+        code = str(codes[0]) if codes else None
+        return TransportError(text, permanent=permanent, code=code, bounce=bounce)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = f"{exc.code} {exc.message}"
-        return TransportError(text, permanent=500 <= exc.code < 600)
+        permanent = 500 <= exc.code < 600
+        bounce = (
+            permanent
+            and isinstance(exc, aiosmtplib.SMTPDataError)
+            and (_BAD_MAILBOX.search(exc.message) is not None)
+        )
+        return TransportError(text, permanent=permanent, code=str(exc.code), bounce=bounce)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
         return TransportError(f"timeout: {exc}")
     return TransportError(f"{type(exc).__name__}: {exc}")
@@ -38,8 +61,9 @@ def classify(exc: BaseException) -> TransportError:
 class SmtpChannel:
     name = "email"
 
-    def __init__(self, settings: SmtpSettings, *, envelope_from: str) -> None:
+    def __init__(self, settings: SmtpSettings, *, envelope_from: str, name: str = "email") -> None:
         assert settings.host, "SmtpChannel needs a host; use MailDropChannel otherwise"
+        self.name = name  # "email", or a mail channel's id (`channels: {x: {type: smtp}}`)
         self.settings = settings
         self.envelope_from = envelope_from
         self.description = f"SMTP {settings.host}:{settings.port} ({settings.security})"

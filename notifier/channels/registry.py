@@ -8,6 +8,7 @@ rebuild and, through the ledger's meta table, a restart.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from notifier.channels.http import ChannelStatus, HttpChannel, StatusHook
 from notifier.channels.maildrop import MailDropChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.channels.wecom import WeComChannel
-from notifier.config import Settings, read_secret
+from notifier.config import Settings, SmtpSettings, read_secret
 from notifier.keys import EMAIL
 from notifier.ledger.models import Delivery
 from notifier.schedule.model import ChannelSpec
@@ -43,8 +44,32 @@ KINDS: dict[str, type[HttpChannel]] = {
 
 def missing_variables(spec: ChannelSpec) -> list[str]:
     """The channel's variables that are not set (environment, then `.env`)."""
-    names = [spec.url_env] + ([spec.secret_env] if spec.secret_env else [])
+    if spec.smtp is not None:
+        names = spec.smtp.variables
+    else:
+        names = [spec.url_env] + ([spec.secret_env] if spec.secret_env else [])
     return [n for n in names if read_secret(n) is None]
+
+
+def account_settings(spec: ChannelSpec) -> SmtpSettings:
+    """A mail channel's account as SMTP settings, its variables read (they must be set:
+    `missing_variables` first). Raises ValueError for a value pydantic refuses."""
+    smtp = spec.smtp
+    assert smtp is not None
+    host = read_secret(smtp.host_env)
+    assert host is not None
+    user = read_secret(smtp.username_env) if smtp.username_env else None
+    return SmtpSettings(
+        host=host.get_secret_value().strip(),
+        port=smtp.port,
+        username=user.get_secret_value().strip() if user is not None else None,
+        password=read_secret(smtp.password_env) if smtp.password_env else None,
+        security=smtp.security,
+        allow_plain_auth=smtp.allow_plain_auth,
+        timeout=smtp.timeout,
+        pool_size=smtp.pool_size,
+        limits=smtp.limits,
+    )
 
 
 class UnknownChannel:
@@ -75,9 +100,12 @@ class ChannelRegistry:
     def __init__(self, email: Channel, *, on_status: StatusHook | None = None) -> None:
         self.email = email
         self.chats: dict[str, HttpChannel] = {}
+        # Mail channels (`type: smtp`): accounts of their own beside the settings' server.
+        self.mails: dict[str, SmtpChannel] = {}
         self.statuses: dict[str, ChannelStatus] = {}
         self.skipped: dict[str, list[str]] = {}  # channel id -> its unset variables
         self._on_status = on_status
+        self._closing: set[asyncio.Task[None]] = set()  # retired mail channels closing
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -91,11 +119,15 @@ class ChannelRegistry:
     def build(self, specs: Mapping[str, ChannelSpec]) -> None:
         """(Re)make the chat channels from the schedule; statuses are kept by id."""
         chats: dict[str, HttpChannel] = {}
+        mails: dict[str, SmtpChannel] = {}
         skipped: dict[str, list[str]] = {}
         for cid, spec in specs.items():
             missing = missing_variables(spec)
             if missing:
                 skipped[cid] = missing
+                continue
+            if spec.smtp is not None:
+                mails[cid] = self._mail(cid, spec)
                 continue
             url = read_secret(spec.url_env)
             secret = read_secret(spec.secret_env) if spec.secret_env else None
@@ -107,7 +139,43 @@ class ChannelRegistry:
                 chats[cid] = old
                 continue
             chats[cid] = self.make(spec, url=url, secret=secret)
-        self.chats, self.skipped = chats, skipped
+        for cid, old_mail in self.mails.items():
+            if mails.get(cid) is not old_mail:
+                self._retire(old_mail)
+        self.chats, self.mails, self.skipped = chats, mails, skipped
+
+    def _mail(self, cid: str, spec: ChannelSpec) -> SmtpChannel:
+        """The mail channel `cid`: the running one if its account is unchanged (its pooled
+        connections kept), else a new one."""
+        assert spec.smtp is not None
+        settings = account_settings(spec)
+        old = self.mails.get(cid)
+        if (
+            old is not None
+            and old.settings == settings
+            and old.envelope_from == spec.smtp.mail_from
+        ):
+            return old
+        return SmtpChannel(settings, envelope_from=spec.smtp.mail_from, name=cid)
+
+    def _retire(self, channel: SmtpChannel) -> None:
+        """Close a mail channel a reload replaced or removed (its idle connections), on the
+        loop if one runs; a send in progress finishes on its own connection."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(channel.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def sensitive(self) -> list[str]:
+        """Every channel's secrets (robots' keys and URLs, mail passwords), for the masker."""
+        out = [v for c in self.chats.values() for v in c.sensitive]
+        for mail in self.mails.values():
+            if mail.settings.password is not None:
+                out.append(mail.settings.password.get_secret_value())
+        return out
 
     def make(self, spec: ChannelSpec, *, url: SecretStr, secret: SecretStr | None) -> HttpChannel:
         status = self.statuses.setdefault(spec.id, ChannelStatus())
@@ -124,6 +192,9 @@ class ChannelRegistry:
         """The row's channel and the pace it must keep (None: none)."""
         if row.channel == EMAIL:
             return self.email, None
+        mail = self.mails.get(row.channel)
+        if mail is not None:
+            return mail, None
         chat = self.chats.get(row.channel)
         if chat is None:
             return UnknownChannel(row.channel), None
@@ -164,6 +235,9 @@ class ChannelRegistry:
     async def close(self) -> None:
         for chat in self.chats.values():
             await chat.close()
+        for mail in self.mails.values():
+            await mail.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -97,8 +97,13 @@ def list_channels() -> None:
         return
     for cid, spec in sorted(schedule.channels.items()):
         missing = missing_variables(spec)
-        url = read_secret(spec.url_env)
-        where = masked_url(url.get_secret_value()) if url else f"({spec.url_env} 未设置 unset)"
+        if spec.smtp is not None:
+            host = read_secret(spec.smtp.host_env)
+            shown = f"smtp://{host.get_secret_value()}:{spec.smtp.port}" if host else None
+            where = shown or f"({spec.smtp.host_env} 未设置 unset)"
+        else:
+            url = read_secret(spec.url_env)
+            where = masked_url(url.get_secret_value()) if url else f"({spec.url_env} 未设置 unset)"
         state = f"missing {', '.join(missing)}" if missing else "ok"
         click.echo(f"{cid}\t{spec.type}\t{where}\t{state}")
 

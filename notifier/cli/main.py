@@ -10,6 +10,7 @@ import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -25,6 +26,7 @@ from notifier.compose.records import FORMATS, Format
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery.worker import WorkerStats
 from notifier.errors import ConfigError, NotifierError
+from notifier.ledger.limits import Waiting
 from notifier.ledger.models import State
 from notifier.logs import setup_logging
 from notifier.schedule.model import Attachment
@@ -273,6 +275,14 @@ def send(event: str, reminder: str | None, on: date | None, again: bool) -> None
     run_async(go)
 
 
+def _error_or_wait(error: str | None, waiting: Waiting | None, tz: ZoneInfo) -> str:
+    """A waiting row says when it goes and why; any other, its last error."""
+    if waiting is None:
+        return (error or "")[:60]
+    at = datetime.fromtimestamp(waiting.until, tz).strftime("%m-%d %H:%M")
+    return f"{waiting.reason[:40]} → {at}"
+
+
 @main.group(invoke_without_command=True)
 @click.option("--state", type=click.Choice([s.value for s in State]), help="only this state")
 @click.option("--event", help="only this event id")
@@ -289,6 +299,7 @@ def deliveries(ctx: click.Context, state: str | None, event: str | None, limit: 
             rows = await app.deliveries(
                 state=State(state) if state else None, event=event, limit=limit
             )
+            waits = await app.waiting([d.id for d in rows])
         table = Table(title="投递记录 Deliveries")
         for col in ("id", "state", "due", "event", "reminder", "recipient", "attempts", "error"):
             table.add_column(col)
@@ -302,7 +313,7 @@ def deliveries(ctx: click.Context, state: str | None, event: str | None, limit: 
                 d.reminder_id,
                 d.recipient,
                 str(d.attempts),
-                (d.last_error or "")[:60],
+                _error_or_wait(d.last_error, waits.get(d.id), tz),
             )
         _console().print(table)
 

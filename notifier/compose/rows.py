@@ -165,9 +165,18 @@ class RowMaker:
         state: State = State.PENDING,
         unsubscribe_url: str | None = None,
         attachments: Sequence[Attachment] = (),
+        channel: str = EMAIL,
     ) -> NewDelivery:
-        msg_id = message_id(key, self._domain)
-        headers: dict[str, str] = {}
+        sender, domain = self._sender, self._domain
+        account = self.schedule.channels.get(channel) if channel != EMAIL else None
+        if account is not None and account.smtp is not None:
+            # The account's own address: hosted mail refuses a From that is not its own.
+            sender = (self.settings.org_name, account.smtp.mail_from)
+            domain = domain_of(account.smtp.mail_from)
+        msg_id = message_id(key, domain)
+        # Ours, in the returned original of a bounce even where a provider rewrote the
+        # Message-ID: how the bounce reader finds the row (notifier/bounces/).
+        headers: dict[str, str] = {"X-Notifier-Id": msg_id.strip("<>").partition("@")[0]}
         if external:
             url = unsubscribe_url or self.unsubscribe_url(recipient.email)
             headers["List-Unsubscribe"] = f"<{url}>"
@@ -175,7 +184,7 @@ class RowMaker:
         else:
             headers["Auto-Submitted"] = "auto-generated"
         raw = build_message(
-            sender=self._sender,
+            sender=sender,
             recipient=(recipient.name, recipient.email),
             subject=rendered.subject,
             text=rendered.text,
@@ -191,7 +200,7 @@ class RowMaker:
             occurrence=occurrence,
             reminder_id=reminder_id,
             recipient=recipient.email,
-            channel=EMAIL,
+            channel=channel,
             due_at=due.timestamp(),
             message_id=msg_id,
             subject=rendered.subject,
@@ -286,6 +295,7 @@ class RowMaker:
                     state=state,
                     unsubscribe_url=ctx["unsubscribe_url"],
                     attachments=reminder.attachments if reminder else event.attachments,
+                    channel=audience.mail_channel or EMAIL,
                 )
             except RenderError as exc:
                 if not isolate:
@@ -293,7 +303,7 @@ class RowMaker:
                 row = self.unmade_row(
                     key=key,
                     recipient=recipient.email,
-                    channel=EMAIL,
+                    channel=audience.mail_channel or EMAIL,
                     event_id=event.id,
                     occurrence=occurrence.start.isoformat(),
                     reminder_id=reminder_id,
@@ -376,7 +386,7 @@ class RowMaker:
                 yield self.unmade_row(
                     key=email_key(prefix, recipient.email),
                     recipient=recipient.email,
-                    channel=EMAIL,
+                    channel=audience.mail_channel or EMAIL,
                     external=audience.external,
                     **common,
                 )
@@ -521,9 +531,10 @@ class RowMaker:
         """Rows for one accepted webhook, one per address; RenderError or SendError: a 422."""
         recipients = _distinct(self.hook_recipients(hook, payload))
         files = hook_attachments(hook, payload)
-        external = False
+        external, channel = False, EMAIL
         if hook.audience is not None:
             external = self.schedule.audiences[hook.audience].external
+            channel = self.schedule.audiences[hook.audience].mail_channel or EMAIL
         rem_ctx = reminder_context(None, HOOK_REMINDER, due.date())
         rows = []
         for position, recipient in enumerate(recipients):
@@ -550,6 +561,7 @@ class RowMaker:
                     external=external,
                     unsubscribe_url=ctx["unsubscribe_url"],
                     attachments=files,
+                    channel=channel,
                 )
             )
         return rows

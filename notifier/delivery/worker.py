@@ -28,11 +28,13 @@ from notifier.channels.base import Channel, TransportError
 from notifier.config import DeliverySettings
 from notifier.constants import LANE_CANCEL_RETRY_SECONDS, LEASE_RENEW_FRACTION, PACED_HOLD
 from notifier.delivery.fairness import FairPacing, Router
+from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.recorder import GroupCommit
 from notifier.delivery.weather import DbWeather, backoff
 from notifier.errors import StoreError
 from notifier.ledger.models import Delivery, Outcome, State
 from notifier.ledger.store import Store
+from notifier.ledger.suppressions import SuppressionStore
 from notifier.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class WorkerStats:
     dead: int = 0
     skipped: int = 0
     expired: int = 0
+    deferred: int = 0  # put back unsent for an account's quota or pause (no attempt spent)
+    bounced: int = 0  # of `failed`: the address refused for good (now suppressed)
 
 
 class DeliveryWorker:
@@ -102,6 +106,11 @@ class DeliveryWorker:
         self._renewed = asyncio.Event()  # replaced after each renewal; lanes wait on it
         self._lost: set[int] = set()  # held rows whose lease another worker now has
         self._recording: set[int] = set()  # sent (or failed), outcome not yet committed
+        # A mail account's shared quotas and throttle pauses (delivery/quotas.py); None: none.
+        self.quotas: QuotaGate | None = None
+        # Addresses that bounced: outreach skips them, a new bounce adds one; None: no list.
+        self.suppressions: SuppressionStore | None = None
+        self._lease_lock = asyncio.Lock()  # a renewal, or a row put back by its lease
 
     @property
     def capacity(self) -> int:
@@ -131,7 +140,8 @@ class DeliveryWorker:
         if self.mask is not None:
             error.message = self.mask(error.message)
         if error.permanent:
-            return Outcome(row.id, State.FAILED, now, error=error.message)
+            state = State.BOUNCED if error.bounce else State.FAILED
+            return Outcome(row.id, state, now, error=error.message)
         s = self.settings
         if row.attempts >= s.max_attempts or now - row.due_at > s.give_up_after:
             return Outcome(row.id, State.DEAD, now, error=f"gave up: {error.message}")
@@ -196,11 +206,18 @@ class DeliveryWorker:
             self.pacing.took(row.channel, pace)
         if self._limiter is not None:
             await self._limiter.acquire()
+        if self.quotas is not None and await self._held_back(row, channel):
+            return
         leased = await self._leased(row)
         if leased is None:
             return
         started = self.clock()
         error = await self._attempt(leased, channel)
+        if error is not None and self.quotas is not None:
+            if await self._held_back(leased, channel, error):
+                return
+        if error is not None and error.bounce:
+            await self._suppress(leased, error)
         outcome = self._outcome(leased, error, self.clock())
         self._count(leased, outcome, started)
         # Done with: no longer held (a stop must not hand back a sent row), only recording.
@@ -211,14 +228,79 @@ class DeliveryWorker:
         finally:
             self._recording.discard(row.id)
 
+    async def _held_back(
+        self, row: Delivery, channel: Channel, error: TransportError | None = None
+    ) -> bool:
+        """The account's limits, in one place: before the send (`error` None) its quota or
+        pause; after it, a throttle reply that pauses the account. Either way the row goes
+        back pending, due when the account has room, its attempt not spent (True)."""
+        assert self.quotas is not None
+        while True:
+            now = self.clock()
+            try:
+                if error is None:
+                    wait = await self.quotas.admit(row, channel, now)
+                else:
+                    wait = await self.quotas.throttled(row, channel, error, now)
+                if wait is None:
+                    return False
+                async with self._lease_lock:  # its latest lease, not moved meanwhile
+                    current = self._held.get(row.id, row)
+                    changed = await self.quotas.limits.defer(
+                        [current], until=wait.until, reason=wait.reason, now=now
+                    )
+                if not changed:  # no longer ours: another worker holds it, or it is done
+                    log.warning(
+                        "row not put back: its claim is no longer ours",
+                        extra={"action": "defer_missed", "delivery": row.id},
+                    )
+                break
+            except StoreError as exc:
+                if error is not None:
+                    return False  # recorded as an ordinary failed attempt
+                # Cannot count against the quota: do not send, and spend no attempt: look
+                # again once the database answers (a row lost meanwhile is another's now).
+                await asyncio.sleep(self.weather.down("quota", exc))
+                if row.id not in self._held:
+                    return True
+        self.stats.deferred += 1
+        log.info(
+            "send waits for the account's limits",
+            extra={"action": "send_deferred", "delivery": row.id, "until": wait.until,
+                   "reason": wait.reason},
+        )  # fmt: skip
+        self._unhold(row)
+        return True
+
+    async def _suppress(self, row: Delivery, error: TransportError) -> None:
+        """A 5xx for the address: on the suppression list before the row ends `bounced` (a
+        crash between the two sends it again, to bounce again: the list is an upsert)."""
+        if self.suppressions is None:
+            return
+        if self.mask is not None:
+            error.message = self.mask(error.message)
+        try:
+            await self.suppressions.suppress(
+                row.recipient,
+                reason=error.message[:200],
+                excerpt=error.message,
+                source="smtp",
+                delivery_id=row.id,
+                now=self.clock(),
+            )
+        except StoreError as exc:
+            self.weather.down("suppress", exc)
+
     def _count(self, row: Delivery, outcome: Outcome, started: float) -> None:
         st = self.stats
         if outcome.state is State.SENT:
             st.sent += 1
         elif outcome.state is State.PENDING:
             st.retried += 1
-        elif outcome.state is State.FAILED:
+        elif outcome.state in (State.FAILED, State.BOUNCED):
             st.failed += 1
+            if outcome.state is State.BOUNCED:
+                st.bounced += 1
         elif outcome.state is State.DEAD:
             st.dead += 1
         if outcome.error:
@@ -243,13 +325,17 @@ class DeliveryWorker:
         if not external:
             return rows
         gone = await self.store.unsubscribed(external)
-        if not gone:
+        bounced = await self.suppressions.suppressed(external) if self.suppressions else {}
+        if not gone and not bounced:
             return rows
         keep = []
         skipped = []
         for r in rows:
             if r.external and r.recipient.lower() in gone:
                 skipped.append(Outcome(r.id, State.SKIPPED, now, error="recipient unsubscribed"))
+            elif r.external and r.recipient.lower() in bounced:
+                why = f"address suppressed (bounced): {bounced[r.recipient.lower()]}"
+                skipped.append(Outcome(r.id, State.SKIPPED, now, error=why))
             else:
                 keep.append(r)
         self.stats.skipped += len(skipped)
@@ -307,6 +393,12 @@ class DeliveryWorker:
                 await self._renew()
 
     async def _renew(self) -> None:
+        # Not while a row goes back to the ledger (`_held_back`): that is guarded by the lease
+        # it read, and a renewal committed in between would leave the row claimed, unsent.
+        async with self._lease_lock:
+            await self._renew_held()
+
+    async def _renew_held(self) -> None:
         rows = list(self._held.values())
         try:
             renewed = await self.store.renew(

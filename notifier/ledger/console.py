@@ -27,6 +27,7 @@ AUDIT_ACTIONS = (
     "retry",
     "resend",
     "resubscribe",
+    "unsuppress",
     "sign_in",
     "sign_in_failed",
     "sign_out",

@@ -15,7 +15,9 @@ class State(enum.StrEnum):
 
     pending -> sending -> sent | pending (retry) | failed (5xx) | dead (gave up);
     missed: planned while the service was down, beyond the grace period, never sent;
-    skipped: the recipient unsubscribed before the send.
+    skipped: the recipient unsubscribed (or, for outreach, is suppressed) before the send;
+    bounced: the server refused the address for good (a 5xx on RCPT TO): never retried, and
+    the address goes on the suppression list.
     """
 
     PENDING = "pending"
@@ -25,6 +27,7 @@ class State(enum.StrEnum):
     DEAD = "dead"
     MISSED = "missed"
     SKIPPED = "skipped"
+    BOUNCED = "bounced"
 
 
 @dataclass(frozen=True, slots=True)

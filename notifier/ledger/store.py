@@ -670,10 +670,10 @@ class Store:
     # --- the admins' digest ---------------------------------------------------------------
 
     async def ended_badly(self, *, since: float, until: float) -> list[EndedRow]:
-        """Rows that ended failed or dead in [since, until), oldest first."""
+        """Rows that ended failed, dead or bounced in [since, until), oldest first."""
         rows = await self.db.fetchall(
             "SELECT id, state, event_id, reminder_id, recipient, subject, due_at, last_error"
-            " FROM deliveries WHERE state IN ('failed', 'dead')"
+            " FROM deliveries WHERE state IN ('failed', 'dead', 'bounced')"
             " AND updated_at >= :start AND updated_at < :end ORDER BY updated_at, id",
             {"start": since, "end": until},
         )

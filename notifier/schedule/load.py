@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import mimetypes
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -33,16 +34,19 @@ from notifier.schedule.files import bounded_errors, bounded_repr, invisible_in_d
 from notifier.schedule.model import (
     Attachment,
     Audience,
+    BounceSpec,
     ChannelSpec,
     Event,
     Hook,
     Mention,
     Reminder,
     Schedule,
+    SmtpSpec,
 )
 from notifier.schedule.raw import (
     ParsedFile,
     RawAudience,
+    RawChannel,
     RawMention,
     RawRecipient,
     RawReminder,
@@ -105,6 +109,19 @@ def load_schedule(directory: Path) -> Schedule:
                 if audience.chat not in channels:
                     errors.append(
                         f"{path}: audiences.{name}.chat: unknown channel '{audience.chat}'"
+                    )
+                elif channels[audience.chat].type == "smtp":
+                    errors.append(
+                        f"{path}: audiences.{name}.chat: '{audience.chat}' is a mail channel "
+                        "(type smtp): name it in channel, with members or csv"
+                    )
+            if audience is not None and audience.mail_channel is not None:
+                mail = channels.get(audience.mail_channel)
+                if mail is None or mail.type != "smtp":
+                    what = "unknown channel" if mail is None else f"a {mail.type} channel"
+                    errors.append(
+                        f"{path}: audiences.{name}.channel: '{audience.mail_channel}' is "
+                        f"{what}, not a mail channel (type smtp)"
                     )
             if audience is not None:
                 audiences[name] = audience
@@ -287,7 +304,7 @@ def _build_channels(parsed: Sequence[ParsedFile], errors: list[str]) -> dict[str
             channels[name] = ChannelSpec(
                 id=name,
                 type=ch.type,
-                url_env=ch.url_env,
+                url_env=ch.url_env or "",
                 secret_env=ch.secret_env,
                 mention=Mention(tuple(m.mobiles), tuple(m.userids), m.all),
                 per_minute=ch.per_minute,
@@ -297,8 +314,41 @@ def _build_channels(parsed: Sequence[ParsedFile], errors: list[str]) -> dict[str
                 source=raw.path,
                 penalty=ch.penalty,
                 form=ch.form or "card",
+                smtp=_smtp_spec(ch),
             )
     return channels
+
+
+def _smtp_spec(ch: RawChannel) -> SmtpSpec | None:
+    """A mail channel's account, the settings' defaults where the file says nothing."""
+    if ch.type != "smtp":
+        return None
+    assert ch.host_env is not None and ch.mail_from is not None  # RawChannel checked
+    base = SmtpSpec(host_env=ch.host_env, mail_from=ch.mail_from)
+    return replace(
+        base,
+        port=ch.port or base.port,
+        security=ch.security or base.security,
+        username_env=ch.username_env,
+        password_env=ch.password_env,
+        pool_size=ch.pool_size or base.pool_size,
+        allow_plain_auth=bool(ch.allow_plain_auth),
+        timeout=ch.timeout or base.timeout,
+        limits=ch.limits or "",
+        bounces=_bounce_spec(ch),
+    )
+
+
+def _bounce_spec(ch: RawChannel) -> BounceSpec | None:
+    if ch.bounces is None:
+        return None
+    b = ch.bounces
+    base = BounceSpec(imap_url=b.imap_url, imap_password_env=b.imap_password_env)
+    return replace(
+        base,
+        poll_seconds=b.poll_seconds or base.poll_seconds,
+        processed_folder=b.processed_folder or base.processed_folder,
+    )
 
 
 def _trigger(
@@ -413,7 +463,9 @@ def _build_audience(
                 warnings.append(f"{where}[{i}].name: {problem}")
             extra = {k: str(v) for k, v in (m.model_extra or {}).items()}
             members.append(Recipient(m.email, m.name, extra))
-        return Audience(name, spec.external, tuple(members), None, len(members))
+        return Audience(
+            name, spec.external, tuple(members), None, len(members), mail_channel=spec.channel
+        )
     file = spec.csv if spec.csv is not None else spec.xlsx
     key = "csv" if spec.csv is not None else "xlsx"
     assert file is not None
@@ -446,4 +498,13 @@ def _build_audience(
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         errors.append(f"{where}.{key}: cannot read {csv_path}: {exc}")
         return None
-    return Audience(name, spec.external, None, csv_path, size, sheet=spec.sheet, columns=columns)
+    return Audience(
+        name,
+        spec.external,
+        None,
+        csv_path,
+        size,
+        sheet=spec.sheet,
+        columns=columns,
+        mail_channel=spec.channel,
+    )

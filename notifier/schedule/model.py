@@ -37,6 +37,9 @@ class Audience:
     chat: str | None = None  # a channel id: the audience is one chat group, one message a send
     sheet: str | None = None  # a workbook's sheet; None = the first
     columns: Columns = field(default_factory=Columns)
+    # An email channel's id (type smtp): the account its mail goes out through; None: the
+    # settings' SMTP server (the "email" channel).
+    mail_channel: str | None = None
 
     def recipients(self) -> Iterator[Recipient]:
         """The email recipients; none for a chat audience."""
@@ -133,12 +136,49 @@ class Mention:
 
 
 @dataclass(frozen=True, slots=True)
+class BounceSpec:
+    """A mail channel's bounce mailbox (its password in a named variable)."""
+
+    imap_url: str
+    imap_password_env: str | None = None
+    poll_seconds: float = 300.0
+    processed_folder: str = "notifier-processed"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSpec:
+    """A mail account of its own (`type: smtp`): the settings' SMTP keys, with the host and
+    credentials in named variables (read by the channel registry, never here)."""
+
+    host_env: str
+    mail_from: str
+    port: int = 25
+    security: Literal["auto", "none", "starttls", "tls"] = "auto"
+    username_env: str | None = None
+    password_env: str | None = None
+    pool_size: int = 4
+    allow_plain_auth: bool = False
+    timeout: float = 30.0
+    limits: str = ""
+    bounces: BounceSpec | None = None
+
+    @property
+    def variables(self) -> list[str]:
+        """The variables it names, host first."""
+        names = [self.host_env, self.username_env, self.password_env]
+        if self.bounces is not None:
+            names.append(self.bounces.imap_password_env)
+        return [v for v in names if v]
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSpec:
-    """A configured chat robot or outbound webhook (variables named, not read, here)."""
+    """A configured chat robot, outbound webhook or mail account (variables named, not read,
+    here)."""
 
     id: str
-    type: Literal["wecom", "dingtalk", "feishu", "webhook"]
-    url_env: str
+    type: Literal["wecom", "dingtalk", "feishu", "webhook", "smtp"]
+    url_env: str  # "" for a mail account (its variables are in `smtp`)
     secret_env: str | None
     mention: Mention
     per_minute: float | None
@@ -148,6 +188,7 @@ class ChannelSpec:
     source: Path
     penalty: float | None = None
     form: Literal["card", "post"] = "card"  # feishu: interactive card or post (rich text)
+    smtp: SmtpSpec | None = None  # type smtp: the account
 
 
 @dataclass(frozen=True)

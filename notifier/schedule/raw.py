@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.config import BounceSettings, parse_limits
 from notifier.constants import (
     ERROR_VALUE_CHARS,
 )
@@ -233,6 +234,9 @@ class RawAudience(_Raw):
     members: list[RawRecipient] | None = None
     external: bool = False
     chat: str | None = Field(default=None, pattern=ID_PATTERN)  # a channel id: one chat group
+    # An email channel's id (`type: smtp`): the account this audience's mail goes out through;
+    # unset, the settings' SMTP server (NOTIFIER_SMTP__*).
+    channel: str | None = Field(default=None, pattern=ID_PATTERN)
 
     @model_validator(mode="after")
     def _one_source(self) -> RawAudience:
@@ -252,6 +256,11 @@ class RawAudience(_Raw):
                 f"{self.xlsx!r} is not an .xlsx workbook (an .xls must be saved as .xlsx; "
                 "a CSV goes under csv:)"
             )
+        if self.chat is not None and self.channel is not None:
+            raise ValueError(
+                "channel names an email channel (type: smtp); a chat audience has its own "
+                "in chat (聊天受众不使用 channel)"
+            )
         if self.chat is not None and self.external:
             raise ValueError(
                 "external: true is refused for a chat audience (chat groups have no unsubscribe)"
@@ -259,7 +268,7 @@ class RawAudience(_Raw):
         return self
 
 
-CHANNEL_TYPES = ("wecom", "dingtalk", "feishu", "webhook")
+CHANNEL_TYPES = ("wecom", "dingtalk", "feishu", "webhook", "smtp")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -269,11 +278,28 @@ class RawMention(_Raw):
     all: bool = False
 
 
-class RawChannel(_Raw):
-    """A chat robot or an outbound webhook; URL and secret come from the named variables."""
+class RawBounces(_Raw):
+    """A mail channel's own bounce mailbox: NOTIFIER_BOUNCES__* under the channel, the
+    password in a named variable."""
 
-    type: Literal["wecom", "dingtalk", "feishu", "webhook"]
-    url_env: str = Field(pattern=_ENV_NAME)
+    imap_url: str
+    imap_password_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    poll_seconds: float | None = Field(default=None, gt=0)
+    processed_folder: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("imap_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        BounceSettings(imap_url=value)  # raises ValueError naming what is wrong
+        return value
+
+
+class RawChannel(_Raw):
+    """A chat robot, an outbound webhook or a mail account (`type: smtp`); URL, secret, host
+    and password come from the named variables."""
+
+    type: Literal["wecom", "dingtalk", "feishu", "webhook", "smtp"]
+    url_env: str | None = Field(default=None, pattern=_ENV_NAME)
     secret_env: str | None = Field(default=None, pattern=_ENV_NAME)
     mention: RawMention | None = None
     per_minute: float | None = Field(default=None, ge=0)  # 0 = no limit
@@ -284,6 +310,51 @@ class RawChannel(_Raw):
     # Feishu only: an `interactive` card (the default) or a `post` (rich text, which chat
     # lists and search show as text).
     form: Literal["card", "post"] | None = None
+    # type: smtp only: a mail account of its own (the settings' NOTIFIER_SMTP__* keys, with
+    # the server and credentials in named variables).
+    host_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["auto", "none", "starttls", "tls"] | None = None
+    username_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    password_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    mail_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    pool_size: int | None = Field(default=None, ge=1, le=64)
+    allow_plain_auth: bool | None = None
+    limits: str | None = None  # "30/minute, 500/hour, 2000/day"
+    bounces: RawBounces | None = None
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_limits(value)  # raises ValueError naming the bad part
+        return value
+
+    @model_validator(mode="after")
+    def _fits_smtp(self) -> RawChannel:
+        smtp_only = [k for k in _SMTP_KEYS if getattr(self, k) is not None]
+        if self.type != "smtp":
+            if smtp_only:
+                raise ValueError(f"{', '.join(smtp_only)}: for type smtp only")
+            if self.url_env is None:
+                raise ValueError(f"a {self.type} channel needs url_env")
+            return self
+        chat_only = [
+            k for k in ("url_env", "secret_env", "mention", "form") if getattr(self, k) is not None
+        ]
+        if chat_only:
+            raise ValueError(f"{', '.join(chat_only)}: not for a mail channel (type smtp)")
+        if self.host_env is None or self.mail_from is None:
+            raise ValueError("a mail channel (type smtp) needs host_env and mail_from")
+        if self.password_env is not None and self.username_env is None:
+            raise ValueError("password_env without username_env")
+        if self.security == "none" and self.username_env and not self.allow_plain_auth:
+            raise ValueError(
+                "security: none with a username would send the password in clear: use "
+                "starttls or tls, or allow_plain_auth: true for a trusted relay "
+                "(明文连接不发送密码)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fits_type(self) -> RawChannel:
@@ -299,6 +370,12 @@ class RawChannel(_Raw):
         if self.type == "feishu" and self.mention is not None and self.mention.mobiles:
             raise ValueError("feishu mentions take userids (open_id), not mobiles")
         return self
+
+
+_SMTP_KEYS = (
+    "host_env", "port", "security", "username_env", "password_env", "mail_from", "pool_size",
+    "allow_plain_auth", "limits", "bounces",
+)  # fmt: skip
 
 
 class RawHook(_Raw):

@@ -25,6 +25,7 @@ from notifier.compose.outbox import AudienceError, PreviewRow
 from notifier.constants import UPCOMING_DAYS
 from notifier.errors import RenderError, SendError
 from notifier.keys import EMAIL
+from notifier.ledger.limits import Waiting
 from notifier.ledger.models import Delivery
 from notifier.schedule.planner import next_occurrence, planned_json
 from notifier.service import App
@@ -174,9 +175,14 @@ def _at(ts: float | None, app: App) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, app.settings.tz)
 
 
-def _delivery(d: Delivery, app: App) -> schemas.Delivery:
+def _delivery(d: Delivery, app: App, waiting: Waiting | None = None) -> schemas.Delivery:
     """Metadata and subject only: message bodies never leave the ledger through the API."""
     tz = app.settings.tz
+    wait = None
+    if waiting is not None:
+        wait = schemas.Waiting(
+            until=datetime.fromtimestamp(waiting.until, tz), reason=waiting.reason
+        )
     return schemas.Delivery(
         id=d.id,
         event=d.event_id,
@@ -195,6 +201,7 @@ def _delivery(d: Delivery, app: App) -> schemas.Delivery:
         sent_at=_at(d.sent_at, app),
         created_at=datetime.fromtimestamp(d.created_at, tz),
         updated_at=datetime.fromtimestamp(d.updated_at, tz),
+        waiting=wait,
     )
 
 
@@ -203,7 +210,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     q = parse_query(request, schemas.DeliveriesQuery)
     rows = await app.deliveries(state=q.state, event=q.event, limit=q.limit)
-    return answer(schemas.Deliveries(deliveries=[_delivery(d, app) for d in rows]))
+    waits = await app.waiting([d.id for d in rows])
+    return answer(schemas.Deliveries(deliveries=[_delivery(d, app, waits.get(d.id)) for d in rows]))
 
 
 async def get_deliveries_export(request: web.Request) -> web.StreamResponse:
@@ -269,6 +277,7 @@ async def post_preview(request: web.Request) -> web.Response:
             audience=found.audience.name,
             audiences=list(found.audiences),
             channel=row.channel,
+            suppressed=await app.suppressed_in(found.audience.name),
             body=body,
             attachments=[
                 schemas.PreviewAttachment(name=a.name, type=a.mime, size=a.size)

@@ -62,6 +62,7 @@ NAV = (
     ("events", "/events", "事件", "Events"),
     ("deliveries", "/deliveries", "投递记录", "Deliveries"),
     ("audiences", "/audiences", "受众", "Audiences"),
+    ("suppressions", "/suppressions", "抑制名单", "Suppressed"),
     ("config", "/config", "配置", "Config"),
 )
 MAX_FORM_BYTES = 16 * 1024
@@ -433,6 +434,8 @@ CONSOLE_PATHS = frozenset(
         "/deliveries/{delivery_id}/resend",
         "/audiences",
         "/audiences/resubscribe",
+        "/suppressions",
+        "/suppressions/remove",
         "/config",
         "/config/holidays",
         "/config/holidays/preview",

@@ -290,7 +290,13 @@ async def get_send_confirm(request: web.Request) -> web.Response:
     return render(
         request,
         "send_confirm.html",
-        {"page": "event", "event": event, "reminder": reminder, "audience": audience},
+        {
+            "page": "event",
+            "event": event,
+            "reminder": reminder,
+            "audience": audience,
+            "suppressed": await app.suppressed_in(audience.name),
+        },
     )
 
 
@@ -382,6 +388,7 @@ async def get_deliveries_page(request: web.Request) -> web.Response:
         {
             "page": "deliveries",
             "rows": page.rows,
+            "waits": await app.waiting([r.id for r in page.rows]),
             "next_cursor": page.next_cursor,
             "query": query,
             "next_query": {k: v for k, v in query.items() if v},
@@ -429,6 +436,7 @@ async def get_delivery_page(request: web.Request) -> web.Response:
             "actionable": row.state in RETRYABLE,
             "history": await store.audit_entries(target=f"delivery:{row.id}", limit=50),
             "failures": await store.failed_attempts(row.id),
+            "waiting": (await request.app[APP_KEY].waiting([row.id])).get(row.id),
             "notice": request.query.get("notice", ""),
         },
     )

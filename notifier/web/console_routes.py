@@ -12,6 +12,7 @@ from aiohttp import web
 
 import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
+import notifier.web.console_suppressions as suppressions
 from notifier.service import App
 from notifier.web.auth import LIMITER_KEY, SIGNIN_LINK_PATH, Auth
 from notifier.web.console import (
@@ -65,6 +66,8 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.post("/deliveries/{delivery_id}/resend", act(pages.post_resend)),
             web.get("/audiences", page(pages.get_audiences_page)),
             web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
+            web.get("/suppressions", page(suppressions.get_suppressions_page)),
+            web.post("/suppressions/remove", act(suppressions.post_unsuppress)),
             web.get("/config", page(pages.get_config_page)),
             web.get("/config/holidays", page(holidays.get_holidays_import)),
             web.post("/config/holidays/preview", act(holidays.post_holidays_preview)),

@@ -293,6 +293,16 @@ class Upcoming(BaseModel):
     upcoming: list[PlannedSend]
 
 
+class Waiting(BaseModel):
+    """A pending row held back by its mail account's quota or a throttle pause (no attempt
+    spent): it goes at `until`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    until: Timestamp
+    reason: str
+
+
 class Delivery(BaseModel):
     """A ledger row's metadata; the message body is never returned."""
 
@@ -315,6 +325,7 @@ class Delivery(BaseModel):
     sent_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
+    waiting: Waiting | None = None
 
 
 class Deliveries(BaseModel):
@@ -337,6 +348,12 @@ class Preview(BaseModel):
         description="every audience of the reminder, in order: the choices of `audience`"
     )
     channel: str = Field(description="`email`, or the chat channel the group's message goes to")
+    suppressed: int = Field(
+        0,
+        ge=0,
+        description="an outside audience: its addresses on the suppression list (they bounced)"
+        ", which the send skips",
+    )
     body: dict[str, Any] | None = Field(
         None,
         description="a chat group: the JSON body as it will be posted (a signature, where the"
