@@ -28,6 +28,9 @@ from notifier.compose.rows import RunningConfig
 from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
 from notifier.config import Settings
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
+from notifier.editing import Draft, EditPreview, EditRefused, check_conflict, current_event, draft
+from notifier.editing import check as check_draft
+from notifier.editing import preview as preview_draft
 from notifier.errors import NotifierError, StoreError
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
@@ -38,6 +41,7 @@ from notifier.masking import Masker, settings_masker
 from notifier.metrics import Metrics
 from notifier.planning import PlanningLoop
 from notifier.reloading import Loaded, Reloader, brief
+from notifier.schedule.edit import remove_file, write_atomic
 from notifier.schedule.model import Hook, Schedule
 from notifier.schedule.planner import PlannedSend
 from notifier.timer import Timer
@@ -98,6 +102,8 @@ class App:
         self.loaded_at = clock()
         self.reload_failed_at: float | None = None
         self._reloader = Reloader(self)
+        # One console save at a time in this process: check, write and reload go together.
+        self._edit_lock = asyncio.Lock()
 
     # --- lifecycle ---
 
@@ -410,6 +416,72 @@ class App:
         while True:
             await asyncio.sleep(REPEAT_WINDOW_SECONDS)
             flush_repeats()
+
+    # --- editing the calendar (the console's use cases) ---
+
+    def event_source(self, event_id: str) -> tuple[Path, dict[str, Any]]:
+        """The file an event lives in and its mapping as written there (EditError if gone)."""
+        return current_event(self.schedule, event_id)
+
+    async def preview_edit(
+        self,
+        old_id: str | None,
+        new: Mapping[str, Any] | None,
+        *,
+        file: str | None = None,
+    ) -> EditPreview:
+        """What saving would do: the check's verdict, the sends and how they change."""
+        schedule, now = self.schedule, self.now()
+
+        def run() -> EditPreview:
+            d = draft(self.settings, schedule, old_id, new, file=file)
+            return preview_draft(self.settings, schedule, d, now=now)
+
+        return await asyncio.to_thread(run)
+
+    async def save_event(
+        self,
+        old_id: str | None,
+        new: Mapping[str, Any] | None,
+        *,
+        base: str | None,
+        file: str | None = None,
+    ) -> Draft:
+        """Create (old_id None), change or delete (new None) an event in its file, then
+        reload. Raises EditConflict when the event changed since `base` (its YAML when the
+        form was loaded), EditRefused when the check or the reload refuses the change (the
+        file is then as it was), EditError when the file cannot take it."""
+        async with self._edit_lock:
+            schedule, now = self.schedule, self.now()
+            directory = self.settings.schedules_dir
+
+            def write() -> Draft:
+                d = draft(self.settings, schedule, old_id, new, file=file)
+                check_conflict(d, base)
+                _, errors, _ = check_draft(self.settings, d, now=now)
+                if errors:
+                    raise EditRefused(errors)
+                write_atomic(directory, d.path, d.after)
+                return d
+
+            d = await asyncio.to_thread(write)
+            if not await self.reload_now():
+                errors = list(self.config_errors)
+                if d.new_file:
+                    remove_file(directory, d.path)
+                else:
+                    write_atomic(directory, d.path, d.before)
+                await self.reload_off_loop()
+                raise EditRefused(errors)
+            log.info(
+                "event saved from the console",
+                extra={
+                    "action": "event_deleted" if new is None else "event_saved",
+                    "event": old_id or d.new_id,
+                    "file": str(d.path),
+                },
+            )
+            return d
 
     # --- reload ---
 

@@ -31,6 +31,9 @@ AUDIT_ACTIONS = (
     "sign_in_failed",
     "sign_out",
     "import_holidays",
+    "create_event",
+    "edit_event",
+    "delete_event",
 )
 # Rows that retry and resend accept: the ones that will not be sent otherwise.
 RETRYABLE = (State.FAILED, State.DEAD)

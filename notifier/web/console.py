@@ -27,6 +27,7 @@ from notifier.service import App
 from notifier.web.auth import (
     CSRF_FIELD,
     ROLE_ADMIN,
+    ROLE_EDITOR,
     SCOPE_ADMIN,
     SIGNIN_LINK_PATH,
     SIGNIN_LINK_SECONDS,
@@ -100,12 +101,15 @@ def render(
         "nav": NAV,
         "session": session,
         "is_admin": bool(session and session.is_admin),
+        "can_edit": bool(session and session.can_edit),
+        "role": session.role if session else "",
         "csrf_field": CSRF_FIELD,
         "csrf": session.csrf if session else "",
         "org": app.settings.org_name,
         "version": __version__,
         "local": lambda ts, fmt="%Y-%m-%d %H:%M": local(app, ts, fmt),
         "path": request.path,
+        "request_notice": request.query.get("notice", ""),
         "page": "error",
     }
     response = aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
@@ -168,8 +172,13 @@ async def form_of(request: web.Request) -> Mapping[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
-def guard(handler: Handler, *, action: bool = False) -> Handler:
-    """Sign-in, CSRF and role checks, HTML errors and security headers around a page."""
+def guard(
+    handler: Handler, *, action: bool = False, edit: bool = False, admin_page: bool = False
+) -> Handler:
+    """Sign-in, CSRF and role checks, HTML errors and security headers around a page.
+
+    `action`: a POST only admins may make; `edit`: a POST admins and editors may make;
+    `admin_page`: a page editors may not read (the audit log)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         app = request.app[APP_KEY]
@@ -182,6 +191,12 @@ def guard(handler: Handler, *, action: bool = False) -> Handler:
                     raise Denied(403, "未登录 Signed out", "请先登录。Sign in first.")
                 return signin_page(request)
             request[SESSION_KEY] = session
+            if admin_page and session.role == ROLE_EDITOR:
+                raise Denied(
+                    403,
+                    "无权查看 Not allowed",
+                    "编辑者不能查看审计日志。Editors cannot read the audit log.",
+                )
             if request.method == "POST":
                 form = await form_of(request)
                 if not csrf_ok(session, form.get(CSRF_FIELD)):
@@ -190,6 +205,12 @@ def guard(handler: Handler, *, action: bool = False) -> Handler:
                         "表单已失效 Invalid form",
                         "缺少或错误的 CSRF 令牌，请刷新页面后重试。"
                         "The form's CSRF token is missing or wrong: reload the page.",
+                    )
+                if edit and not session.can_edit:
+                    raise Denied(
+                        403,
+                        "只读账号 Read-only",
+                        "查看者不能编辑。A viewer cannot edit.",
                     )
                 if action and not session.is_admin:
                     raise Denied(
@@ -424,6 +445,9 @@ CONSOLE_PATHS = frozenset(
         "/calendar",
         "/events",
         "/events/{event_id}",
+        "/events/new",
+        "/events/{event_id}/edit",
+        "/events/{event_id}/delete",
         "/events/{event_id}/preview",
         "/events/{event_id}/send",
         "/deliveries",

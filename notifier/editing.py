@@ -1,0 +1,259 @@
+"""Editing the calendar from the console: a draft of the changed file, its check (the same
+`load_config` as `notifier check`, on a copy of the schedules directory), the send days it
+gives over the next 400 days, and how they differ from the running schedule's.
+
+The App's use cases (save_event, delete_event) put a checked draft in place; this module
+changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from notifier.checks import load_config
+from notifier.config import Settings
+from notifier.errors import ConfigError, NotifierError
+from notifier.schedule.describe import move_reason
+from notifier.schedule.edit import (
+    CONSOLE_FILE,
+    EditError,
+    event_text,
+    find_event,
+    inserted,
+    replaced,
+    safe_target,
+    trial_copy,
+)
+from notifier.schedule.model import Event, Schedule
+from notifier.schedule.planner import PlannedSend, plan_event
+
+# The preview's reach: a year and some, as `check` looks ahead for missing workday data.
+PREVIEW_DAYS = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One event created, changed or deleted: the file's text before and after."""
+
+    path: Path
+    old_id: str | None  # None: a new event
+    new_id: str | None  # None: deleted
+    before: str  # "" for a new file
+    after: str
+    old_event: dict[str, Any] | None
+    new_event: dict[str, Any] | None
+    new_file: bool = False
+
+    @property
+    def diff(self) -> str:
+        return unified_diff(self.before, self.after, str(self.path))
+
+
+@dataclass(frozen=True, slots=True)
+class SendRow:
+    at: datetime
+    occurrence: date
+    reminder: str
+    label: str
+    audience: str
+    provisional: bool
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendChange:
+    change: Literal["added", "moved", "removed"]
+    occurrence: date
+    reminder: str
+    label: str
+    old: datetime | None
+    new: datetime | None
+    reason: str | None
+
+
+@dataclass
+class EditPreview:
+    draft: Draft
+    errors: list[str]
+    warnings: list[str] = field(default_factory=list)
+    sends: list[SendRow] = field(default_factory=list)
+    changes: list[SendChange] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class EditConflict(NotifierError):
+    """The event changed since the page was loaded: the save is refused, never merged."""
+
+    def __init__(self, event_id: str, base: str, current: str) -> None:
+        super().__init__(f"event '{event_id}' changed since the form was loaded")
+        self.event_id = event_id
+        self.base = base
+        self.current = current
+        self.diff = unified_diff(base, current, event_id)
+
+
+class EditRefused(NotifierError):
+    """The change does not pass the check (or the reload): nothing was written or kept."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors[:3]))
+        self.errors = errors
+
+
+def unified_diff(before: str, after: str, name: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"a/{name}",
+            tofile=f"b/{name}",
+        )
+    )
+
+
+def current_event(schedule: Schedule, event_id: str) -> tuple[Path, dict[str, Any]]:
+    """The file an event lives in and its mapping as written there; EditError if gone."""
+    event = schedule.events.get(event_id)
+    if event is None:
+        raise EditError(f"no event '{event_id}'")
+    path = event.source
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EditError(f"{path}: cannot read: {exc.strerror}") from None
+    found = find_event(text, event_id, path)
+    if found is None:
+        raise EditError(f"{path}: no event '{event_id}' in this file (edited meanwhile?)")
+    return path, found[1]
+
+
+def draft(
+    settings: Settings,
+    schedule: Schedule,
+    old_id: str | None,
+    new: Mapping[str, Any] | None,
+    *,
+    file: str | None = None,
+) -> Draft:
+    """The changed file's text; EditError if the file cannot take the change."""
+    directory = settings.schedules_dir
+    if old_id is None:
+        assert new is not None
+        path = safe_target(directory, Path(file or CONSOLE_FILE))
+        exists = path.exists()
+        before = path.read_text(encoding="utf-8") if exists else ""
+        after = inserted(before, new, path)
+        return Draft(path, None, str(new.get("id")), before, after, None, dict(new), not exists)
+    path, old = current_event(schedule, old_id)
+    before = path.read_text(encoding="utf-8")
+    after = replaced(before, old_id, new, path)
+    new_id = None if new is None else str(new.get("id"))
+    return Draft(path, old_id, new_id, before, after, old, None if new is None else dict(new))
+
+
+def check_conflict(d: Draft, base: str | None) -> None:
+    """Raise EditConflict when the event is no longer what the form was made from."""
+    if d.old_id is None or base is None:
+        return
+    current = event_text(d.old_event)
+    if current != base:
+        raise EditConflict(d.old_id, base, current)
+
+
+def check(
+    settings: Settings, d: Draft, *, now: datetime
+) -> tuple[Schedule | None, list[str], list[str]]:
+    """`notifier check` on the schedules directory as the draft would leave it: the new
+    schedule (None if refused), the errors and the warnings, in check's words."""
+    directory = settings.schedules_dir
+    with trial_copy(directory, {d.path: d.after}) as copy:
+        trial = settings.model_copy(update={"schedules_dir": copy})
+        try:
+            schedule, _, warnings = load_config(trial, now=now)
+        except ConfigError as exc:
+            return None, [_real(e, copy, directory) for e in exc.errors], []
+        return schedule, [], [_real(w, copy, directory) for w in warnings]
+
+
+def _real(line: str, copy: Path, directory: Path) -> str:
+    return line.replace(str(copy), str(directory))
+
+
+def preview(settings: Settings, schedule: Schedule, d: Draft, *, now: datetime) -> EditPreview:
+    """The check's verdict, the edited event's sends over PREVIEW_DAYS and what changes."""
+    trial, errors, warnings = check(settings, d, now=now)
+    if trial is None:
+        return EditPreview(d, errors)
+    until = now + timedelta(days=PREVIEW_DAYS)
+    old_event = schedule.events.get(d.old_id) if d.old_id else None
+    new_event = trial.events.get(d.new_id) if d.new_id else None
+    old = _sends(old_event, schedule, now, until, settings)
+    new = _sends(new_event, trial, now, until, settings)
+    return EditPreview(
+        d,
+        [],
+        warnings=warnings,
+        sends=[_row(p, trial) for p in new],
+        changes=_compare(old, new, schedule, trial),
+    )
+
+
+def _sends(
+    event: Event | None, schedule: Schedule, now: datetime, until: datetime, settings: Settings
+) -> list[PlannedSend]:
+    if event is None:
+        return []
+    sends = plan_event(event, schedule, now, until, settings.tz)
+    sends.sort(key=lambda p: (p.send_at, p.reminder.id))
+    return sends
+
+
+def _row(p: PlannedSend, schedule: Schedule) -> SendRow:
+    return SendRow(
+        at=p.send_at,
+        occurrence=p.occurrence.start,
+        reminder=p.reminder.id,
+        label=p.reminder.label,
+        audience=", ".join(p.reminder.all_audiences),
+        provisional=p.provisional,
+        reason=move_reason(p.occurrence, p.reminder, p.send_date, schedule.calendar),
+    )
+
+
+def _compare(
+    old: list[PlannedSend], new: list[PlannedSend], before: Schedule, after: Schedule
+) -> list[SendChange]:
+    """Sends matched by occurrence, reminder id and place in a series: added, moved, removed."""
+
+    def keyed(sends: list[PlannedSend]) -> dict[tuple[date, str, int], PlannedSend]:
+        return {(p.occurrence.start, p.reminder.id, p.index): p for p in sends}
+
+    was, now = keyed(old), keyed(new)
+    out: list[SendChange] = []
+    for key, p in now.items():
+        q = was.get(key)
+        reason = move_reason(p.occurrence, p.reminder, p.send_date, after.calendar)
+        if q is None:
+            out.append(
+                SendChange("added", key[0], key[1], p.reminder.label, None, p.send_at, reason)
+            )
+        elif q.send_at != p.send_at:
+            out.append(
+                SendChange("moved", key[0], key[1], p.reminder.label, q.send_at, p.send_at, reason)
+            )
+    for key, q in was.items():
+        if key not in now:
+            reason = move_reason(q.occurrence, q.reminder, q.send_date, before.calendar)
+            out.append(
+                SendChange("removed", key[0], key[1], q.reminder.label, q.send_at, None, reason)
+            )
+    out.sort(key=lambda c: (c.new or c.old, c.reminder))
+    return out

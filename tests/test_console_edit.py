@@ -1,0 +1,297 @@
+"""事件 → 新建 / 编辑 / 删除 over plain HTTP, against a real App on a real SQLite file: the
+preview before saving, the file kept as written, conflicts, roles and every refusal. The same
+flows in Chromium are in test_console_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from notifier.schedule.files import load_yaml_text
+from notifier.service import App
+from notifier.web import create_web_app
+from tests.console_fixtures import (
+    ADMIN_TOKEN,
+    EDITOR_TOKEN,
+    NOW,
+    VIEWER_TOKEN,
+    console_settings,
+    hook_secret_env,
+)
+
+__all__ = ["hook_secret_env"]
+
+Client = TestClient[Any, Any]
+
+# A hand-written file with comments, quoting and a key the console does not edit.
+COMMENTED = """\
+# 法治处的讲座安排（手写，请保留本注释）
+# Lectures of the law office (hand-written: keep this comment).
+
+events:
+  # 每年一次的宪法讲座
+  - id: lecture
+    title: 宪法讲座
+    date: "9·10"   # 教师节当天 / on Teachers' Day
+    vars:
+      room: 三楼会议室
+    reminders:
+      - before: 5 days
+        # 提前一周改为提前五天（2025年会议决定）
+        replaces: before-1w
+      - on: start
+"""
+
+
+@pytest.fixture
+async def client(tmp_path: Path, hook_secret_env: None) -> AsyncIterator[tuple[App, Client]]:
+    settings = console_settings(tmp_path)
+    (settings.schedules_dir / "lectures.yaml").write_text(COMMENTED, encoding="utf-8")
+    async with App(settings, clock=lambda: NOW) as app:
+        async with TestClient(TestServer(create_web_app(app))) as c:
+            yield app, c
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+def base_of(html: str) -> str:
+    match = re.search(r'name="base" value="([^"]*)"', html)
+    assert match, "no base field in the page"
+    import html as html_lib
+
+    return html_lib.unescape(match.group(1))
+
+
+async def signed_in(c: Client, token: str = ADMIN_TOKEN) -> str:
+    page = await (await c.get("/")).text()
+    resp = await c.post("/signin", data={"csrf": csrf_of(page), "token": token, "next": "/"})
+    assert resp.status == 200
+    return csrf_of(await (await c.get("/events")).text())
+
+
+def new_event(csrf: str, **fields: str) -> dict[str, str]:
+    """A form for a new event: 普法讲座 on 4月6日 (in the 清明 holiday of 2026), one reminder
+    on the day."""
+    data = {
+        "csrf": csrf,
+        "id": "law-lecture",
+        "title": "普法讲座",
+        "rule": "date",
+        "date": "4月6日",
+        "r0_kind": "on",
+        "r0_value": "start",
+        "do": "preview",
+    }
+    data.update(fields)
+    return data
+
+
+async def test_a_new_events_preview_shows_the_day_a_holiday_moves_it_to_and_writes_nothing(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    resp = await c.post("/events/new", data=new_event(csrf))
+    body = await resp.text()
+    assert resp.status == 200, body
+    assert "检查通过" in body
+    # 2026-04-06 is in the 清明 holiday (04-04..06): the send moves to Friday 04-03.
+    assert "2026-04-03 09:00" in body and "4月4日至6日清明节放假，提前至4月3日" in body
+    # 2027 has no official data yet: its send is provisional.
+    assert re.search(r"2027-04-0\d 09:00 <span class=\"chip provisional\">", body)
+    assert '<tr class="change-added">' in body
+    assert not (app.settings.schedules_dir / "console.yaml").exists()
+    assert "law-lecture" not in app.schedule.events
+
+
+async def test_saving_a_new_event_writes_console_yaml_reloads_and_is_audited(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    resp = await c.post("/events/new", data=new_event(csrf, do="save"), allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == "/events/law-lecture?notice=saved"
+    saved = (app.settings.schedules_dir / "console.yaml").read_text(encoding="utf-8")
+    data = load_yaml_text(saved)
+    assert data["events"] == [
+        {"id": "law-lecture", "title": "普法讲座", "date": "4月6日", "reminders": [{"on": "start"}]}
+    ]
+    assert app.schedule.events["law-lecture"].title == "普法讲座"
+    page = await (await c.get(resp.headers["Location"])).text()
+    assert "已保存" in page
+    entries = await app.console.audit_entries(limit=5)
+    assert any(e.action == "create_event" and e.target == "event:law-lecture" for e in entries)
+
+
+async def test_editing_an_event_keeps_the_files_comments_order_and_other_keys(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/events/lecture/edit")).text()
+    assert 'value="宪法讲座"' in page and "9·10" in page
+    form = {
+        "csrf": csrf,
+        "base": base_of(page),
+        "id": "lecture",
+        "title": "宪法专题讲座",
+        "rule": "date",
+        "date": "9·10",
+        "vars": "room: 三楼会议室\n",
+        "r0_kind": "before",
+        "r0_value": "5 days",
+        "r1_kind": "on",
+        "r1_value": "start",
+        "do": "save",
+    }
+    resp = await c.post("/events/lecture/edit", data=form, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    after = (app.settings.schedules_dir / "lectures.yaml").read_text(encoding="utf-8")
+    # One line changed; every comment, the quoting and `replaces:` are as they were.
+    assert after == COMMENTED.replace("title: 宪法讲座", "title: 宪法专题讲座")
+    assert app.schedule.events["lecture"].title == "宪法专题讲座"
+
+
+async def test_a_bad_date_is_shown_next_to_its_field_in_checks_words_and_not_saved(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    resp = await c.post("/events/new", data=new_event(csrf, date="13月45日", do="save"))
+    body = await resp.text()
+    assert resp.status == 422
+    match = re.search(r'<p class="bad field-error" id="e-date" role="alert">([^<]+)</p>', body)
+    assert match, body
+    assert "console.yaml: events[0].date:" in match.group(1)
+    assert "13月45日" in match.group(1)
+    assert not (app.settings.schedules_dir / "console.yaml").exists()
+    # A reminder's fault is shown by its row.
+    resp = await c.post("/events/new", data=new_event(csrf, r0_kind="before", r0_value="7x"))
+    body = await resp.text()
+    assert resp.status == 422 and 'id="e-r0_value"' in body and "events[0].reminders[0]" in body
+
+
+async def test_a_second_save_over_a_changed_event_is_refused_with_what_changed(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/events/lecture/edit")).text()
+    base = base_of(page)
+    path = app.settings.schedules_dir / "lectures.yaml"
+    # Someone else changes the event meanwhile (here by hand).
+    path.write_text(COMMENTED.replace('"9·10"', '"9·11"'), encoding="utf-8")
+    form = {
+        "csrf": csrf,
+        "base": base,
+        "id": "lecture",
+        "title": "我的标题",
+        "rule": "date",
+        "date": "9·10",
+        "r0_kind": "on",
+        "r0_value": "start",
+        "do": "save",
+    }
+    resp = await c.post("/events/lecture/edit", data=form)
+    body = await resp.text()
+    assert resp.status == 409
+    assert "-date: 9·10" in body and "+date: 9·11" in body
+    assert path.read_text(encoding="utf-8") == COMMENTED.replace('"9·10"', '"9·11"')
+
+
+async def test_deleting_shows_the_sends_removed_then_removes_the_event_from_its_file(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/events/lecture/delete")).text()
+    assert '<tr class="change-removed">' in page and "2026-09-10 09:00" in page
+    resp = await c.post(
+        "/events/lecture/delete", data={"csrf": csrf, "base": base_of(page)}, allow_redirects=False
+    )
+    assert resp.status == 303
+    after = (app.settings.schedules_dir / "lectures.yaml").read_text(encoding="utf-8")
+    assert "lecture" not in app.schedule.events and "id: lecture" not in after
+    assert after.startswith("# 法治处的讲座安排（手写，请保留本注释）")
+
+
+async def test_a_viewer_sees_no_edit_buttons_and_every_edit_post_is_403(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c, VIEWER_TOKEN)
+    assert "新建事件" not in await (await c.get("/events")).text()
+    page = await (await c.get("/events/lecture")).text()
+    assert "/events/lecture/edit" not in page and "/events/lecture/delete" not in page
+    before = (app.settings.schedules_dir / "lectures.yaml").read_text(encoding="utf-8")
+    for path, data in (
+        ("/events/new", new_event(csrf, do="save")),
+        ("/events/new", new_event(csrf)),
+        ("/events/lecture/edit", new_event(csrf, id="lecture", do="save")),
+        ("/events/lecture/delete", {"csrf": csrf}),
+    ):
+        resp = await c.post(path, data=data)
+        assert resp.status == 403, path
+    assert (app.settings.schedules_dir / "lectures.yaml").read_text(encoding="utf-8") == before
+    assert not (app.settings.schedules_dir / "console.yaml").exists()
+
+
+async def test_an_editor_edits_events_but_cannot_send_retry_import_or_read_the_audit_log(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    events = await (await c.get("/events")).text()
+    assert "新建事件" in events and "编辑者 editor" in events
+    resp = await c.post("/events/new", data=new_event(csrf, do="save"), allow_redirects=False)
+    assert resp.status == 303
+    assert "law-lecture" in app.schedule.events
+    for path, data in (
+        ("/events/lecture/send", {"csrf": csrf}),
+        ("/deliveries/1/retry", {"csrf": csrf}),
+        ("/deliveries/1/resend", {"csrf": csrf}),
+        ("/config/holidays/preview", {"csrf": csrf, "notice": "x"}),
+        ("/config/holidays/save", {"csrf": csrf, "notice": "x"}),
+        ("/audiences/resubscribe", {"csrf": csrf, "email": "a@b.example"}),
+    ):
+        resp = await c.post(path, data=data)
+        assert resp.status == 403, path
+    assert (await c.get("/audit")).status == 403
+    entries = await app.console.audit_entries(limit=5)
+    assert any(e.action == "create_event" and e.role == "editor" for e in entries)
+
+
+async def test_edit_refusals_are_html_pages_never_500(client: tuple[App, Client]) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    # An unknown event.
+    assert (await c.get("/events/nope/edit")).status == 404
+    assert (await c.get("/events/nope/delete")).status == 404
+    resp = await c.post("/events/nope/edit", data=new_event(csrf, id="nope", do="save"))
+    assert resp.status == 409 and resp.content_type == "text/html"
+    # A file outside the schedules directory, a file that is not YAML, a link.
+    for name in ("../outside.yaml", "notes.txt"):
+        resp = await c.post("/events/new", data=new_event(csrf, file=name, do="save"))
+        assert resp.status == 409 and resp.content_type == "text/html", name
+    link = app.settings.schedules_dir / "linked.yaml"
+    link.symlink_to(app.settings.schedules_dir / "lectures.yaml")
+    resp = await c.post("/events/new", data=new_event(csrf, file="linked.yaml", do="save"))
+    assert resp.status == 409 and "link" in await resp.text()
+    # vars that are not a mapping; an id already taken; no CSRF token.
+    resp = await c.post("/events/new", data=new_event(csrf, vars="- a\n- b\n"))
+    assert resp.status == 422 and 'id="e-vars"' in await resp.text()
+    resp = await c.post("/events/new", data=new_event(csrf, id="lecture", do="save"))
+    assert resp.status == 422 and "defined again" in await resp.text()
+    resp = await c.post("/events/new", data={**new_event(csrf, do="save"), "csrf": "x"})
+    assert resp.status == 403
+    assert not (app.settings.schedules_dir / "console.yaml").exists()
