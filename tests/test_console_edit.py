@@ -66,9 +66,7 @@ def csrf_of(html: str) -> str:
 def base_of(html: str) -> str:
     match = re.search(r'name="base" value="([^"]*)"', html)
     assert match, "no base field in the page"
-    import html as html_lib
-
-    return html_lib.unescape(match.group(1))
+    return match.group(1)
 
 
 async def signed_in(c: Client, token: str = ADMIN_TOKEN) -> str:

@@ -10,6 +10,8 @@ with the diff, never written over it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -225,6 +227,21 @@ def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, lis
     return by_field, other
 
 
+def pack_base(text: str) -> str:
+    """The event's YAML for a hidden field: base64, as browsers drop line breaks from an
+    input's value."""
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def unpack_base(value: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(value.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise Denied(
+            400, "表单已损坏 Bad form", "表单的 base 字段无效，请重新打开编辑页。Reload the page."
+        ) from None
+
+
 def _blank_rows(f: EventForm) -> EventForm:
     f.rows = [*f.rows, *(Row() for _ in range(BLANK_ROWS))]
     return f
@@ -271,7 +288,9 @@ async def get_edit_event(request: web.Request) -> web.Response:
         _, data = app.event_source(event_id)
     except EditError as exc:
         raise Denied(404, "未找到 Not found", str(exc)) from None
-    return _page(request, form_from_event(data), event_id=event_id, base=event_text(data))
+    return _page(
+        request, form_from_event(data), event_id=event_id, base=pack_base(event_text(data))
+    )
 
 
 async def post_edit_event(request: web.Request) -> web.Response:
@@ -287,7 +306,9 @@ async def post_edit_event(request: web.Request) -> web.Response:
     file = (f.file or None) if event_id is None else None
     try:
         if values.get("do") == "save":
-            d = await app.save_event(event_id, new, base=base if event_id else None, file=file)
+            d = await app.save_event(
+                event_id, new, base=unpack_base(base) if event_id else None, file=file
+            )
             await audit(
                 request,
                 "edit_event" if event_id else "create_event",
@@ -333,7 +354,12 @@ async def get_delete_event(request: web.Request) -> web.Response:
     return render(
         request,
         "event_delete.html",
-        {"page": "events", "event_id": event_id, "base": event_text(data), "preview": preview},
+        {
+            "page": "events",
+            "event_id": event_id,
+            "base": pack_base(event_text(data)),
+            "preview": preview,
+        },
         status=200 if preview.ok else 422,
     )
 
@@ -342,7 +368,7 @@ async def post_delete_event(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
     try:
-        d = await app.save_event(event_id, None, base=form(request).get("base", ""))
+        d = await app.save_event(event_id, None, base=unpack_base(form(request).get("base", "")))
     except EditConflict as exc:
         return render(
             request,
