@@ -15,6 +15,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from notifier.checks import load_config
 from notifier.config import Settings
 from notifier.errors import ConfigError, NotifierError
@@ -29,6 +31,7 @@ from notifier.schedule.edit import (
     safe_target,
     trial_copy,
 )
+from notifier.schedule.files import load_yaml_text
 from notifier.schedule.model import Event, Schedule
 from notifier.schedule.planner import PlannedSend, plan_event
 
@@ -56,6 +59,7 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class SendRow:
+    event: str
     at: datetime
     occurrence: date
     reminder: str
@@ -68,6 +72,7 @@ class SendRow:
 @dataclass(frozen=True, slots=True)
 class SendChange:
     change: Literal["added", "moved", "removed"]
+    event: str
     occurrence: date
     reminder: str
     label: str
@@ -188,15 +193,22 @@ def _real(line: str, copy: Path, directory: Path) -> str:
 
 
 def preview(settings: Settings, schedule: Schedule, d: Draft, *, now: datetime) -> EditPreview:
-    """The check's verdict, the edited event's sends over PREVIEW_DAYS and what changes."""
+    """The check's verdict, the edited events' sends over PREVIEW_DAYS and what changes (a
+    draft of one event: that event; of a whole file, a revert: the events that differ)."""
     trial, errors, warnings = check(settings, d, now=now)
     if trial is None:
         return EditPreview(d, errors)
     until = now + timedelta(days=PREVIEW_DAYS)
-    old_event = schedule.events.get(d.old_id) if d.old_id else None
-    new_event = trial.events.get(d.new_id) if d.new_id else None
-    old = _sends(old_event, schedule, now, until, settings)
-    new = _sends(new_event, trial, now, until, settings)
+    if d.old_id is None and d.new_id is None:
+        ids: tuple[str, ...] = changed_events(d.before, d.after)
+    else:
+        ids = tuple(i for i in (d.old_id, d.new_id) if i)
+    old: list[PlannedSend] = []
+    new: list[PlannedSend] = []
+    for i in dict.fromkeys(ids):
+        old += _sends(schedule.events.get(i), schedule, now, until, settings)
+        new += _sends(trial.events.get(i), trial, now, until, settings)
+    new.sort(key=lambda p: (p.send_at, p.event.id, p.reminder.id))
     return EditPreview(
         d,
         [],
@@ -218,6 +230,7 @@ def _sends(
 
 def _row(p: PlannedSend, schedule: Schedule) -> SendRow:
     return SendRow(
+        event=p.event.id,
         at=p.send_at,
         occurrence=p.occurrence.start,
         reminder=p.reminder.id,
@@ -231,10 +244,23 @@ def _row(p: PlannedSend, schedule: Schedule) -> SendRow:
 def _compare(
     old: list[PlannedSend], new: list[PlannedSend], before: Schedule, after: Schedule
 ) -> list[SendChange]:
-    """Sends matched by occurrence, reminder id and place in a series: added, moved, removed."""
+    """Sends matched by event, the occurrence's rank in the window, reminder id and place in
+    a series: a changed date moves the sends of its occurrences rather than replacing them."""
 
-    def keyed(sends: list[PlannedSend]) -> dict[tuple[date, str, int], PlannedSend]:
-        return {(p.occurrence.start, p.reminder.id, p.index): p for p in sends}
+    def keyed(sends: list[PlannedSend]) -> dict[tuple[str, date, str, int], PlannedSend]:
+        starts: dict[str, list[date]] = {}
+        for p in sends:
+            starts.setdefault(p.event.id, []).append(p.occurrence.start)
+        rank = {
+            (ev, start): n
+            for ev, days in starts.items()
+            for n, start in enumerate(sorted(set(days)))
+        }
+        out: dict[tuple[str, date, str, int], PlannedSend] = {}
+        for p in sends:
+            n = rank[(p.event.id, p.occurrence.start)]
+            out[(p.event.id, date.min + timedelta(days=n), p.reminder.id, p.index)] = p
+        return out
 
     was, now = keyed(old), keyed(new)
     out: list[SendChange] = []
@@ -243,17 +269,99 @@ def _compare(
         reason = move_reason(p.occurrence, p.reminder, p.send_date, after.calendar)
         if q is None:
             out.append(
-                SendChange("added", key[0], key[1], p.reminder.label, None, p.send_at, reason)
+                SendChange(
+                    "added",
+                    key[0],
+                    p.occurrence.start,
+                    key[2],
+                    p.reminder.label,
+                    None,
+                    p.send_at,
+                    reason,
+                )
             )
         elif q.send_at != p.send_at:
             out.append(
-                SendChange("moved", key[0], key[1], p.reminder.label, q.send_at, p.send_at, reason)
+                SendChange(
+                    "moved",
+                    key[0],
+                    p.occurrence.start,
+                    key[2],
+                    p.reminder.label,
+                    q.send_at,
+                    p.send_at,
+                    reason,
+                )
             )
     for key, q in was.items():
         if key not in now:
             reason = move_reason(q.occurrence, q.reminder, q.send_date, before.calendar)
             out.append(
-                SendChange("removed", key[0], key[1], q.reminder.label, q.send_at, None, reason)
+                SendChange(
+                    "removed",
+                    key[0],
+                    q.occurrence.start,
+                    key[2],
+                    q.reminder.label,
+                    q.send_at,
+                    None,
+                    reason,
+                )
             )
     out.sort(key=lambda c: (c.new or c.old, c.reminder))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Who saved: the console's role and client address (or the reload, for hand edits)."""
+
+    role: str
+    client: str
+
+
+# The reload's name in the history for changes made outside the console.
+OUTSIDE = Who("outside", "")
+
+
+def relative(directory: Path, path: Path) -> str:
+    """A schedule file's name in the history: its path under the schedules directory."""
+    try:
+        return path.resolve().relative_to(directory.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def event_texts(text: str) -> dict[str, str]:
+    """Each event's YAML in a file's text, by id (nothing if the text is not valid YAML)."""
+    try:
+        data = load_yaml_text(text) if text.strip() else {}
+    except yaml.YAMLError:
+        return {}
+    events = data.get("events") if isinstance(data, dict) else None
+    out: dict[str, str] = {}
+    for item in events if isinstance(events, list) else []:
+        if isinstance(item, dict) and "id" in item:
+            out[str(item["id"])] = event_text(item)
+    return out
+
+
+def changed_events(before: str, after: str) -> tuple[str, ...]:
+    """The ids of the events whose YAML differs between two texts of a file."""
+    old, new = event_texts(before), event_texts(after)
+    return tuple(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
+
+
+def schedule_files(directory: Path) -> list[Path]:
+    """The files the loader reads (and the history follows)."""
+    found = [p for p in directory.rglob("*.yaml") if p.is_file()]
+    found += [p for p in directory.rglob("*.yml") if p.is_file()]
+    return sorted(found)
+
+
+def revert_draft(settings: Settings, path: Path, content: str) -> Draft:
+    """The file made to say `content` again (a version's text)."""
+    target = safe_target(settings.schedules_dir, path)
+    exists = target.exists()
+    before = target.read_text(encoding="utf-8") if exists else ""
+    return Draft(target, None, None, before, content, None, None, not exists)

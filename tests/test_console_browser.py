@@ -608,3 +608,34 @@ def test_a_viewer_sees_no_edit_buttons_and_an_editor_edits(
         assert "编辑者不能查看审计日志" in page.inner_text("body")
     finally:
         context.close()
+
+
+def test_staff_revert_a_version_from_the_history_after_seeing_the_preview(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    path = console.server.settings.schedules_dir / "lectures.yaml"
+    path.write_text(LECTURES.replace('"9·10"', '"9·12"'), encoding="utf-8")  # by hand
+    assert console.server.call(lambda app: app.reload_now())
+    context, page = new_page(browser)
+    try:
+        errors = Errors(page)
+        sign_in(page, console, EDITOR_TOKEN)
+        page.goto(console.url + "/events/lecture")
+        page.get_by_role("link", name="历史").click()
+        rows = page.locator("table.history tbody tr")
+        assert "在控制台之外编辑" in rows.nth(0).inner_text()
+        assert "首次记录" in rows.nth(1).inner_text()
+        rows.nth(1).get_by_role("link", name="查看").click()
+        page.get_by_role("link", name="恢复此版本").click()
+        changes = page.locator("table.changes").inner_text()
+        assert "改期" in changes and "2026-09-07 09:00" in changes and "2026-09-04 09:00" in changes
+        assert path.read_text(encoding="utf-8") != LECTURES  # nothing written by a preview
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/history\?file=lectures.yaml"))
+        assert "已恢复" in page.inner_text("main")
+        assert path.read_text(encoding="utf-8") == LECTURES
+        assert "恢复 reverted" in page.locator("table.history tbody tr").nth(0).inner_text()
+        assert errors.items == []
+    finally:
+        context.close()

@@ -293,3 +293,108 @@ async def test_edit_refusals_are_html_pages_never_500(client: tuple[App, Client]
     resp = await c.post("/events/new", data={**new_event(csrf, do="save"), "csrf": "x"})
     assert resp.status == 403
     assert not (app.settings.schedules_dir / "console.yaml").exists()
+
+
+# --- versions (issue 22, part 3) ---
+
+
+def edit_form(csrf: str, base: str, title: str) -> dict[str, str]:
+    return {
+        "csrf": csrf,
+        "base": base,
+        "id": "lecture",
+        "title": title,
+        "rule": "date",
+        "date": "9·10",
+        "vars": "room: 三楼会议室\n",
+        "r0_kind": "before",
+        "r0_value": "5 days",
+        "r1_kind": "on",
+        "r1_value": "start",
+        "do": "save",
+    }
+
+
+async def test_every_console_save_is_a_version_with_who_when_which_file_and_the_diff(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    page = await (await c.get("/events/lecture/edit")).text()
+    resp = await c.post("/events/lecture/edit", data=edit_form(csrf, base_of(page), "新标题"))
+    assert resp.status == 200  # followed to the event page
+    history = await (await c.get("/events/lecture/history")).text()
+    assert "编辑 edited" in history and "editor" in history and "lectures.yaml" in history
+    versions = await app.history(event="lecture")
+    assert [v.action for v in versions] == ["edit", "initial"]
+    latest = versions[0]
+    assert latest.role == "editor" and latest.file == "lectures.yaml" and latest.at == NOW
+    assert "-    title: 宪法讲座\n+    title: 新标题\n" in latest.diff
+    page = await (await c.get(f"/history/{latest.id}")).text()
+    assert "+    title: 新标题" in page and "恢复此版本" in page
+    file_page = await (await c.get("/history?file=lectures.yaml")).text()
+    assert file_page.count('class="version-') == 2
+
+
+async def test_a_hand_edit_is_noticed_at_reload_as_edited_outside_the_console_with_its_diff(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    path = app.settings.schedules_dir / "lectures.yaml"
+    path.write_text(COMMENTED.replace('"9·10"', '"9·12"'), encoding="utf-8")
+    assert await app.reload_now()
+    versions = await app.history(event="lecture")
+    assert [v.action for v in versions] == ["outside", "initial"]
+    assert versions[0].role == "outside" and versions[0].events == ("lecture",)
+    assert '-    date: "9·10"' in versions[0].diff and '+    date: "9·12"' in versions[0].diff
+    await signed_in(c)
+    page = await (await c.get("/events/lecture/history")).text()
+    assert "在控制台之外编辑 edited outside the console" in page
+    # Noticed once: another reload with nothing changed adds nothing.
+    assert await app.reload_now()
+    assert len(await app.history(event="lecture")) == 2
+
+
+async def test_reverting_a_version_shows_the_same_preview_then_restores_its_text(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/events/lecture/edit")).text()
+    form = edit_form(csrf, base_of(page), "新标题")
+    form["date"] = "9·11"
+    assert (await c.post("/events/lecture/edit", data=form)).status == 200
+    initial = (await app.history(event="lecture"))[-1]
+    preview = await c.get(f"/history/{initial.id}/revert")
+    body = await preview.text()
+    assert preview.status == 200 and "检查通过" in body
+    assert '<tr class="change-moved">' in body and "2026-09-10 09:00" in body
+    base = re.search(r'name="base" value="([^"]*)"', body)
+    assert base
+    resp = await c.post(
+        f"/history/{initial.id}/revert",
+        data={"csrf": csrf, "base": base.group(1)},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    path = app.settings.schedules_dir / "lectures.yaml"
+    assert path.read_text(encoding="utf-8") == COMMENTED
+    assert app.schedule.events["lecture"].title == "宪法讲座"
+    assert (await app.history(event="lecture"))[0].action == "revert"
+    # A revert over a file changed since its preview is refused with the change.
+    path.write_text(COMMENTED.replace("宪法讲座\n", "手改的标题\n"), encoding="utf-8")
+    again = await c.post(
+        f"/history/{initial.id}/revert", data={"csrf": csrf, "base": base.group(1)}
+    )
+    assert again.status == 409 and "手改的标题" in await again.text()
+
+
+async def test_history_refusals(client: tuple[App, Client]) -> None:
+    _, c = client
+    csrf = await signed_in(c, VIEWER_TOKEN)
+    assert (await c.get("/history/999999")).status == 404
+    assert (await c.get("/history/abc/revert")).status == 404
+    assert (await c.get("/history/999999/revert")).status == 404
+    assert (await c.post("/history/1/revert", data={"csrf": csrf, "base": ""})).status == 403
+    page = await (await c.get("/history/1")).text()
+    assert "恢复此版本" not in page  # a viewer has no revert button

@@ -20,10 +20,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from notifier.editing import EditConflict, EditPreview, EditRefused
-from notifier.schedule.edit import EditError, event_text, find_event
+from notifier.editing import EditConflict, EditPreview, EditRefused, Who
+from notifier.schedule.edit import EditError, event_text, file_hash, find_event
+from notifier.web.auth import client_address
 from notifier.web.common import APP_KEY
-from notifier.web.console import Denied, audit, form, redirect, render
+from notifier.web.console import Denied, audit, form, redirect, render, session_of
 
 RULES = ("date", "month", "lunar", "rrule")
 TRIGGERS = ("before", "on", "after", "every")
@@ -227,6 +228,10 @@ def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, lis
     return by_field, other
 
 
+def _who(request: web.Request) -> Who:
+    return Who(session_of(request).role, client_address(request))
+
+
 def pack_base(text: str) -> str:
     """The event's YAML for a hidden field: base64, as browsers drop line breaks from an
     input's value."""
@@ -307,7 +312,11 @@ async def post_edit_event(request: web.Request) -> web.Response:
     try:
         if values.get("do") == "save":
             d = await app.save_event(
-                event_id, new, base=unpack_base(base) if event_id else None, file=file
+                event_id,
+                new,
+                base=unpack_base(base) if event_id else None,
+                file=file,
+                who=_who(request),
             )
             await audit(
                 request,
@@ -368,7 +377,9 @@ async def post_delete_event(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
     try:
-        d = await app.save_event(event_id, None, base=unpack_base(form(request).get("base", "")))
+        d = await app.save_event(
+            event_id, None, base=unpack_base(form(request).get("base", "")), who=_who(request)
+        )
     except EditConflict as exc:
         return render(
             request,
@@ -382,3 +393,98 @@ async def post_delete_event(request: web.Request) -> web.Response:
         raise Denied(409, "无法删除 Cannot delete", str(exc)) from None
     await audit(request, "delete_event", f"event:{event_id}", f"file={d.path.name}")
     raise redirect("/events", notice="deleted")
+
+
+# --- history and revert ----------------------------------------------------------------------
+
+# Versions listed on a history page (the newest; the database keeps them all).
+HISTORY_ROWS = 200
+ACTIONS = {
+    "create": "新建 created",
+    "edit": "编辑 edited",
+    "delete": "删除 deleted",
+    "revert": "恢复 reverted",
+    "outside": "在控制台之外编辑 edited outside the console",
+    "initial": "首次记录 first recorded",
+}
+
+
+async def get_file_history(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    name = request.query.get("file", "")[:300]
+    versions = await app.history(file=name or None, limit=HISTORY_ROWS)
+    return render(
+        request,
+        "history.html",
+        {"page": "events", "file": name, "event_id": None, "versions": versions}
+        | {"actions": ACTIONS},
+    )
+
+
+async def get_event_history(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    event_id = request.match_info["event_id"]
+    versions = await app.history(event=event_id, limit=HISTORY_ROWS)
+    return render(
+        request,
+        "history.html",
+        {"page": "events", "file": "", "event_id": event_id, "versions": versions}
+        | {"actions": ACTIONS},
+    )
+
+
+def _version_id(request: web.Request) -> int:
+    raw = request.match_info["version_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise Denied(404, "未找到 Not found", "no such version")
+    return int(raw)
+
+
+async def get_version(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    v = await app.version(_version_id(request))
+    if v is None:
+        raise Denied(404, "未找到 Not found", "no such version")
+    return render(request, "version.html", {"page": "events", "v": v, "actions": ACTIONS})
+
+
+async def get_revert(request: web.Request) -> web.Response:
+    """What restoring the version would do: the same preview as an edit, then 保存."""
+    app = request.app[APP_KEY]
+    try:
+        v, preview = await app.preview_revert(_version_id(request))
+    except EditError as exc:
+        raise Denied(404, "无法恢复 Cannot revert", str(exc)) from None
+    d = preview.draft
+    return render(
+        request,
+        "revert.html",
+        {
+            "page": "events",
+            "v": v,
+            "preview": preview,
+            "base": "" if d.new_file else file_hash(d.before),
+            "actions": ACTIONS,
+        },
+        status=200 if preview.ok else 422,
+    )
+
+
+async def post_revert(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    version_id = _version_id(request)
+    try:
+        v, _ = await app.revert(version_id, base=form(request).get("base", ""), who=_who(request))
+    except EditConflict as exc:
+        return render(
+            request,
+            "edit_conflict.html",
+            {"page": "events", "conflict": exc, "event_id": None},
+            status=409,
+        )
+    except EditRefused as exc:
+        raise Denied(422, "检查未通过，未恢复 Check failed", "；".join(exc.errors[:5])) from None
+    except EditError as exc:
+        raise Denied(409, "无法恢复 Cannot revert", str(exc)) from None
+    await audit(request, "revert_version", f"file:{v.file}", f"version={v.id}")
+    raise redirect("/history", file=v.file, notice="reverted")
