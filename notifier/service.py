@@ -39,6 +39,7 @@ from notifier.editing import (
     check_conflict,
     current_event,
     draft,
+    quick_preview,
     relative,
     revert_draft,
     schedule_files,
@@ -453,12 +454,9 @@ class App:
     ) -> EditPreview:
         """What saving would do: the check's verdict, the sends and how they change."""
         schedule, now = self.schedule, self.now()
-
-        def run() -> EditPreview:
-            d = draft(self.settings, schedule, old_id, new, file=file)
-            return preview_draft(self.settings, schedule, d, now=now)
-
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(
+            quick_preview, self.settings, schedule, old_id, new, file=file, now=now
+        )
 
     async def save_event(
         self,

@@ -544,7 +544,7 @@ def test_editing_in_the_browser_keeps_the_files_comments(
         assert page.get_by_label("日期 date").input_value() == "9·10"
         page.get_by_label("标题 title").fill("宪法专题讲座")
         page.get_by_role("button", name="预览").click()
-        assert "+    title: 宪法专题讲座" in (page.locator("pre.diff").text_content() or "")
+        assert "+title: 宪法专题讲座" in (page.locator("pre.diff").text_content() or "")
         page.get_by_role("button", name="保存").click()
         page.wait_for_url(re.compile(r"/events/lecture\?notice=saved"))
         assert "宪法专题讲座" in page.inner_text("h1")

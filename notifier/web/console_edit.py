@@ -21,7 +21,7 @@ import yaml
 from aiohttp import web
 
 from notifier.editing import EditConflict, EditPreview, EditRefused, Who
-from notifier.schedule.edit import EditError, event_text, file_hash, find_event
+from notifier.schedule.edit import EditError, event_text, file_hash
 from notifier.web.auth import client_address
 from notifier.web.common import APP_KEY
 from notifier.web.console import Denied, audit, form, redirect, render, session_of
@@ -202,9 +202,7 @@ _REMINDER = re.compile(r"^\.reminders\[(?P<j>\d+)\](?:\.(?P<key>\w+))?")
 
 def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, list[str]], list[str]]:
     """The check's errors by form field (those of the edited event) and the others."""
-    d = preview.draft
-    found = find_event(d.after, d.new_id, d.path) if d.new_id else None
-    index = found[0] if found else None
+    index = preview.index
     by_field: dict[str, list[str]] = {}
     other: list[str] = []
     for line in preview.errors:
@@ -334,9 +332,8 @@ async def post_edit_event(request: web.Request) -> web.Response:
             status=409,
         )
     except EditRefused as exc:
-        preview = EditPreview(
-            (await app.preview_edit(event_id, new, file=file)).draft, list(exc.errors)
-        )
+        quick = await app.preview_edit(event_id, new, file=file)
+        preview = EditPreview(quick.draft, list(exc.errors), index=quick.index)
         by_field, other = field_errors(preview, row_of)
         return _page(
             request, f, event_id=event_id, base=base, preview=preview, errors=by_field,
