@@ -30,6 +30,7 @@ from notifier.schedule.edit import (
     file_hash,
     find_event,
     inserted,
+    members_replaced,
     replaced,
     safe_target,
     trial_copy,
@@ -37,6 +38,7 @@ from notifier.schedule.edit import (
 from notifier.schedule.files import load_yaml_text
 from notifier.schedule.model import Event, Schedule
 from notifier.schedule.planner import PlannedSend, plan_event
+from notifier.schedule.recipients import Recipient, check_address, check_name, read_csv_audience
 
 # The preview's reach: a year and some, as `check` looks ahead for missing workday data.
 PREVIEW_DAYS = 400
@@ -500,3 +502,84 @@ def quick_preview(
         changes=_compare(old_sends, new_sends, schedule, trial),
         index=index,
     )
+
+
+# --- audiences -------------------------------------------------------------------------------
+
+
+@dataclass
+class ListPreview:
+    """An audience's new members (a list typed in, or an uploaded CSV): the rows the loader
+    keeps, the rows it skips and why, and `check`'s verdict on the schedule with them."""
+
+    draft: Draft
+    rows: list[tuple[int, Recipient]]
+    bad: list[tuple[int, str]]
+    errors: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def audience_file(settings: Settings, schedule: Schedule, name: str) -> Path:
+    """The YAML file that defines audience `name` (EditError if none)."""
+    if name not in schedule.audiences:
+        raise EditError(f"no audience '{name}'")
+    for path in schedule_files(settings.schedules_dir):
+        data = _parsed(path.read_text(encoding="utf-8"))
+        audiences = data.get("audiences") if isinstance(data, dict) else None
+        if isinstance(audiences, dict) and name in audiences:
+            return path
+    raise EditError(f"audience '{name}' is not defined in any file (edited meanwhile?)")
+
+
+def members_draft(
+    settings: Settings, schedule: Schedule, name: str, members: list[dict[str, str]]
+) -> Draft:
+    path = audience_file(settings, schedule, name)
+    before = path.read_text(encoding="utf-8")
+    return Draft(
+        path, None, None, before, members_replaced(before, name, members, path), None, None
+    )
+
+
+def list_draft(settings: Settings, schedule: Schedule, name: str, content: str) -> Draft:
+    """The audience's CSV file replaced by `content`."""
+    audience = schedule.audiences.get(name)
+    if audience is None:
+        raise EditError(f"no audience '{name}'")
+    if audience.csv_path is None:
+        raise EditError(f"audience '{name}' has no csv: list to replace")
+    path = safe_target(settings.schedules_dir, audience.csv_path)
+    before = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    return Draft(path, None, None, before, content, None, None)
+
+
+def read_rows(content: str) -> tuple[list[tuple[int, Recipient]], list[tuple[int, str]]]:
+    """A CSV list's good rows and bad rows (line, problem), read as the loader reads it."""
+    rows: list[tuple[int, Recipient]] = []
+    bad: list[tuple[int, str]] = []
+    with tempfile.TemporaryDirectory(prefix="notifier-list-") as tmp:
+        path = Path(tmp) / "list.csv"
+        path.write_text(content, encoding="utf-8")
+        for line, recipient, problem in read_csv_audience(path):
+            if recipient is not None:
+                rows.append((line, recipient))
+            else:
+                bad.append((line, problem or "bad row"))
+    return rows, bad
+
+
+def member_rows(
+    members: list[dict[str, str]],
+) -> tuple[list[tuple[int, Recipient]], list[tuple[int, str]]]:
+    rows: list[tuple[int, Recipient]] = []
+    bad: list[tuple[int, str]] = []
+    for line, m in enumerate(members, start=1):
+        problem = check_address(m["email"]) or check_name(m.get("name", ""))
+        if problem:
+            bad.append((line, problem))
+        else:
+            rows.append((line, Recipient(m["email"], m.get("name", ""), {})))
+    return rows, bad

@@ -34,12 +34,17 @@ from notifier.editing import (
     EditConflict,
     EditPreview,
     EditRefused,
+    ListPreview,
     Who,
     changed_events,
     check_conflict,
     current_event,
     draft,
+    list_draft,
+    member_rows,
+    members_draft,
     quick_preview,
+    read_rows,
     relative,
     revert_draft,
     schedule_files,
@@ -483,6 +488,53 @@ class App:
             d = await asyncio.to_thread(prepare)
             action = "create" if old_id is None else "delete" if new is None else "edit"
             await self._commit(d, action=action, event_id=old_id or d.new_id or "", who=who)
+            return d
+
+    def _audience_draft(
+        self, name: str, members: list[dict[str, str]] | None, content: str | None
+    ) -> Draft:
+        if members is not None:
+            return members_draft(self.settings, self.schedule, name, members)
+        assert content is not None
+        return list_draft(self.settings, self.schedule, name, content)
+
+    async def preview_audience(
+        self,
+        name: str,
+        *,
+        members: list[dict[str, str]] | None = None,
+        content: str | None = None,
+    ) -> ListPreview:
+        """An audience's new members (typed, or an uploaded CSV list replacing its file): the
+        rows kept, the bad rows, and check's verdict; nothing is written."""
+        now = self.now()
+
+        def run() -> ListPreview:
+            d = self._audience_draft(name, members, content)
+            rows, bad = member_rows(members) if members is not None else read_rows(d.after)
+            _, errors, _ = check_draft(self.settings, d, now=now)
+            return ListPreview(d, rows, bad, errors)
+
+        return await asyncio.to_thread(run)
+
+    async def save_audience(
+        self,
+        name: str,
+        *,
+        members: list[dict[str, str]] | None = None,
+        content: str | None = None,
+        base: str,
+        who: Who,
+    ) -> Draft:
+        """Save an audience's members or replace its CSV list, as a version, then reload.
+        `base`: the file's hash when the page was made (EditConflict if it changed)."""
+        async with self._edit_lock:
+            d = await asyncio.to_thread(self._audience_draft, name, members, content)
+            if _digest(d) != base:
+                file = relative(self.settings.schedules_dir, d.path)
+                known = await self.console.version_with_hash(file, base)
+                raise EditConflict(name, known.content if known else "", d.before)
+            await self._commit(d, action="audience", event_id="", who=who, note="")
             return d
 
     async def preview_revert(self, version_id: int) -> tuple[Version, EditPreview]:

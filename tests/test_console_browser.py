@@ -639,3 +639,30 @@ def test_staff_revert_a_version_from_the_history_after_seeing_the_preview(
         assert errors.items == []
     finally:
         context.close()
+
+
+def test_an_editor_uploads_a_list_sees_its_bad_rows_and_replaces_the_old_one(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    path = console.server.settings.schedules_dir / "enterprises.csv"
+    listing = "email,name,org\nnew@corp.example.com,丁公司,丁\nbroken,戊公司,戊\n"
+    context, page = new_page(browser)
+    try:
+        errors = Errors(page)
+        sign_in(page, console, EDITOR_TOKEN)
+        page.goto(console.url + "/audiences")
+        page.get_by_role("link", name="上传名单").click()
+        page.get_by_label("名单文件 file").set_input_files(
+            files=[{"name": "名单.csv", "mimeType": "text/csv", "buffer": listing.encode("gbk")}]
+        )
+        page.get_by_role("button", name="预览").click()
+        section = page.locator("section.list-preview").inner_text()
+        assert "丁公司" in section and "line 3" in section
+        assert "new@corp.example.com" not in path.read_text(encoding="utf-8")
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/audiences\?notice=audience-saved"))
+        assert path.read_text(encoding="utf-8") == listing
+        assert errors.items == []
+    finally:
+        context.close()

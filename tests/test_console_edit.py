@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from notifier.schedule.files import load_yaml_text
@@ -398,3 +399,90 @@ async def test_history_refusals(client: tuple[App, Client]) -> None:
     assert (await c.post("/history/1/revert", data={"csrf": csrf, "base": ""})).status == 403
     page = await (await c.get("/history/1")).text()
     assert "恢复此版本" not in page  # a viewer has no revert button
+
+
+# --- audiences and lists (issue 22, part 4) ---
+
+
+async def test_an_audiences_members_are_edited_with_bad_rows_shown_before_saving(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    page = await (await c.get("/audiences/staff/edit")).text()
+    assert "fazhi@fao.example.com, 法治处" in page
+    base = re.search(r'name="base" value="([^"]*)"', page)
+    assert base
+    members = (
+        "fazhi@fao.example.com, 法治处\nlingshi@fao.example.com, 领事处\nnot-an-address, 某处\n"
+    )
+    form = {"csrf": csrf, "base": base.group(1), "members": members, "do": "preview"}
+    resp = await c.post("/audiences/staff/edit", data=form)
+    body = await resp.text()
+    assert resp.status == 422 and "line 3" in body and "main.yaml: audiences.staff[2].email" in body
+    good = members.replace("not-an-address, 某处\n", "")
+    resp = await c.post("/audiences/staff/edit", data={**form, "members": good})
+    body = await resp.text()
+    assert resp.status == 200 and '<span class="row-count">2</span>' in body
+    resp = await c.post(
+        "/audiences/staff/edit", data={**form, "members": good, "do": "save"}, allow_redirects=False
+    )
+    assert resp.status == 303
+    saved = (app.settings.schedules_dir / "main.yaml").read_text(encoding="utf-8")
+    assert "- {email: lingshi@fao.example.com, name: 领事处}" in saved
+    assert [m.email for m in app.schedule.audiences["staff"].recipients()] == [
+        "fazhi@fao.example.com",
+        "lingshi@fao.example.com",
+    ]
+    assert (await app.history(file="main.yaml"))[0].action == "audience"
+
+
+async def test_an_uploaded_list_shows_its_rows_and_bad_rows_then_replaces_the_old_one(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/audiences/enterprises/edit")).text()
+    base = re.search(r'name="base" value="([^"]*)"', page)
+    assert base and 'type="file"' in page
+    listing = "email,name,org\nnew@corp.example.com,丁公司,丁\nbroken,戊公司,戊\n"
+    data = FormData({"csrf": csrf, "base": base.group(1), "do": "preview"})
+    data.add_field("file", listing.encode("gbk"), filename="名单.csv", content_type="text/csv")
+    resp = await c.post("/audiences/enterprises/edit", data=data)
+    body = await resp.text()
+    assert resp.status == 200, body
+    assert "丁公司" in body and "line 3" in body and '<span class="bad-count">1</span>' in body
+    path = app.settings.schedules_dir / "enterprises.csv"
+    assert "new@corp.example.com" not in path.read_text(encoding="utf-8")  # not yet
+    content = re.search(r'name="content" value="([^"]*)"', body)
+    assert content
+    resp = await c.post(
+        "/audiences/enterprises/edit",
+        data={"csrf": csrf, "base": base.group(1), "content": content.group(1), "do": "save"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert path.read_text(encoding="utf-8") == listing
+    assert app.schedule.audiences["enterprises"].size == 1
+
+
+async def test_a_viewer_cannot_edit_an_audience(client: tuple[App, Client]) -> None:
+    _, c = client
+    csrf = await signed_in(c, VIEWER_TOKEN)
+    page = await (await c.get("/audiences")).text()
+    assert "/audiences/staff/edit" not in page
+    resp = await c.post("/audiences/staff/edit", data={"csrf": csrf, "members": "a@b.example"})
+    assert resp.status == 403
+
+
+async def test_audience_refusals(client: tuple[App, Client]) -> None:
+    _, c2 = client
+    csrf = await signed_in(c2)
+    assert (await c2.get("/audiences/nobody/edit")).status == 404
+    resp = await c2.post(
+        "/audiences/staff/edit",
+        data={"csrf": csrf, "base": "stale", "members": "a@b.example", "do": "save"},
+    )
+    assert resp.status == 409
+    resp = await c2.post("/audiences/enterprises/edit", data={"csrf": csrf, "do": "preview"})
+    assert resp.status == 422

@@ -35,6 +35,7 @@ AUDIT_ACTIONS = (
     "edit_event",
     "delete_event",
     "revert_version",
+    "edit_audience",
 )
 # Rows that retry and resend accept: the ones that will not be sent otherwise.
 RETRYABLE = (State.FAILED, State.DEAD)

@@ -262,13 +262,48 @@ def inserted(text: str, new: Mapping[str, Any], where: Path) -> str:
     return _dump(rt, data)
 
 
+def find_audience(text: str, name: str, where: Path) -> Any:
+    """An audience's definition in a file's text as plain data (None: not defined here)."""
+    _, data = _load(text, where)
+    audiences = data.get("audiences")
+    if isinstance(audiences, Mapping) and name in audiences:
+        return plain(audiences[name])
+    return None
+
+
+def members_replaced(text: str, name: str, members: list[dict[str, str]], where: Path) -> str:
+    """`text` with the inline audience `name` listing `members` (one flow mapping each, as
+    the files write them); its other keys (external:) and the file's comments stay."""
+    rt, data = _load(text, where)
+    audiences = data.get("audiences")
+    spec = audiences.get(name) if isinstance(audiences, CommentedMap) else None
+    if isinstance(spec, CommentedMap) and isinstance(spec.get("members"), CommentedSeq):
+        seq = spec["members"]
+    elif isinstance(spec, CommentedSeq):
+        seq = spec
+    else:
+        raise EditError(f"{where}: audiences.{name}: not a list of members (csv or chat)")
+    rows = []
+    for member in members:
+        row = CommentedMap()
+        for key, value in member.items():
+            row[key] = _styled(value)
+        row.fa.set_flow_style()
+        rows.append(row)
+    if [plain(m) for m in seq] != members:
+        del seq[:]
+        seq.extend(rows)
+    return _dump(rt, data)
+
+
 def safe_target(directory: Path, path: Path) -> Path:
-    """`path` if the console may write it: a `.yaml` file inside `directory`, no link on the
-    way (the file itself or a folder); EditError otherwise."""
+    """`path` if the console may write it: a `.yaml` file (or an audience's `.csv` list)
+    inside `directory`, no link on the way (the file itself or a folder); EditError
+    otherwise."""
     root = directory.resolve()
     full = (directory / path) if not path.is_absolute() else path
-    if full.suffix not in (".yaml", ".yml"):
-        raise EditError(f"{full}: only .yaml files are written")
+    if full.suffix not in (".yaml", ".yml", ".csv"):
+        raise EditError(f"{full}: only .yaml files (and .csv lists) are written")
     parent = full.parent.resolve()
     if not parent.is_relative_to(root):
         raise EditError(f"{full}: outside the schedules directory {directory}")

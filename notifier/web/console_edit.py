@@ -10,6 +10,7 @@ with the diff, never written over it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from notifier.editing import EditConflict, EditPreview, EditRefused, Who
+from notifier.editing import EditConflict, EditPreview, EditRefused, Who, audience_file
 from notifier.schedule.edit import EditError, event_text, file_hash
 from notifier.web.auth import client_address
 from notifier.web.common import APP_KEY
@@ -485,3 +486,113 @@ async def post_revert(request: web.Request) -> web.Response:
         raise Denied(409, "无法恢复 Cannot revert", str(exc)) from None
     await audit(request, "revert_version", f"file:{v.file}", f"version={v.id}")
     raise redirect("/history", file=v.file, notice="reverted")
+
+
+# --- audiences: members typed in, or a CSV list uploaded -------------------------------------
+
+# Rows of a list shown in its preview (all bad rows are shown).
+SHOWN_ROWS = 200
+
+
+def parse_members(text: str) -> list[dict[str, str]]:
+    """One member a line: `email, name` (a tab or a Chinese comma also separates)."""
+    members = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in re.split(r"[,，\t]", line, maxsplit=1)]
+        email, name = parts[0], parts[1] if len(parts) > 1 else ""
+        members.append({"email": email, "name": name} if name else {"email": email})
+    return members
+
+
+def _audience(request: web.Request) -> tuple[str, Any]:
+    app = request.app[APP_KEY]
+    name = request.match_info["name"]
+    audience = app.schedule.audiences.get(name)
+    if audience is None:
+        raise Denied(404, "未找到 Not found", f"no audience '{name[:64]}'")
+    if audience.chat is not None:
+        raise Denied(404, "不可编辑 Not editable", f"audience '{name}' is a chat group")
+    return name, audience
+
+
+def _members_text(audience: Any) -> str:
+    return "\n".join(f"{m.email}, {m.name}" if m.name else m.email for m in audience.recipients())
+
+
+async def get_audience_edit(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    name, audience = _audience(request)
+    try:
+        if audience.csv_path is None:
+            path = await asyncio.to_thread(audience_file, app.settings, app.schedule, name)
+        else:
+            path = audience.csv_path
+        text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    except EditError as exc:
+        raise Denied(404, "未找到 Not found", str(exc)) from None
+    return render(
+        request,
+        "audience_edit.html",
+        {
+            "page": "audiences",
+            "name": name,
+            "audience": audience,
+            "members": _members_text(audience) if audience.csv_path is None else "",
+            "base": file_hash(text) if path.exists() else "",
+            "preview": None,
+        },
+    )
+
+
+async def post_audience_edit(request: web.Request) -> web.Response:
+    """预览 or 保存 an inline audience's members, or an uploaded list (file) / its confirmation
+    (content, carried base64 from the preview)."""
+    app = request.app[APP_KEY]
+    name, audience = _audience(request)
+    values = form(request)
+    base = values.get("base", "")
+    members = content = None
+    if audience.csv_path is None:
+        members = parse_members(values.get("members", ""))
+    elif values.get("file"):
+        content = values["file"]
+    elif values.get("content"):
+        content = unpack_base(values["content"])
+    else:
+        raise Denied(422, "请选择文件 Choose a file", "请选择要上传的名单文件。Choose the list.")
+    try:
+        if values.get("do") == "save":
+            d = await app.save_audience(
+                name, members=members, content=content, base=base, who=_who(request)
+            )
+            await audit(request, "edit_audience", f"audience:{name}", f"file={d.path.name}")
+            raise redirect("/audiences", notice="audience-saved")
+        preview = await app.preview_audience(name, members=members, content=content)
+    except EditConflict as exc:
+        return render(
+            request,
+            "edit_conflict.html",
+            {"page": "audiences", "conflict": exc, "event_id": None},
+            status=409,
+        )
+    except EditRefused as exc:
+        raise Denied(422, "检查未通过，未保存 Check failed", "；".join(exc.errors[:5])) from None
+    except EditError as exc:
+        raise Denied(409, "无法保存 Cannot save", str(exc)) from None
+    return render(
+        request,
+        "audience_edit.html",
+        {
+            "page": "audiences",
+            "name": name,
+            "audience": audience,
+            "members": values.get("members", ""),
+            "base": base,
+            "preview": preview,
+            "content": pack_base(content) if content is not None else "",
+            "shown": SHOWN_ROWS,
+        },
+        status=200 if preview.ok else 422,
+    )

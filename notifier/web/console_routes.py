@@ -79,6 +79,10 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.post("/deliveries/{delivery_id}/resend", act(pages.post_resend)),
             web.get("/audiences", page(pages.get_audiences_page)),
             web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
+            web.get("/audiences/{name}/edit", page(editing.get_audience_edit)),
+            web.post(
+                "/audiences/{name}/edit", guard(editing.post_audience_edit, edit=True, upload=True)
+            ),
             web.get("/config", page(pages.get_config_page)),
             web.get("/config/holidays", page(holidays.get_holidays_import)),
             web.post("/config/holidays/preview", act(holidays.post_holidays_preview)),
