@@ -266,6 +266,8 @@ async def test_an_editor_edits_events_but_cannot_send_retry_import_or_read_the_a
         resp = await c.post(path, data=data)
         assert resp.status == 403, path
     assert (await c.get("/audit")).status == 403
+    config = await (await c.get("/config")).text()
+    assert "审计日志" not in config and "create_event" not in config
     entries = await app.console.audit_entries(limit=5)
     assert any(e.action == "create_event" and e.role == "editor" for e in entries)
 
