@@ -69,6 +69,9 @@ from notifier.timer import Timer
 
 log = logging.getLogger(__name__)
 
+# How long after a console save its file may still hold the old text (the version is recorded
+# just before the write; the write takes milliseconds): no "edited outside" is recorded then.
+SAVE_SETTLE_SECONDS = 5.0
 # Lanes of the chat worker: sends to several robots at once. A lane seldom waits on a pace:
 # the worker claims a paced robot's row only when its pace has room (delivery.py, `fair`).
 CHAT_LANES = 8
@@ -645,12 +648,15 @@ class App:
             return out
 
         texts = await asyncio.to_thread(read)
+        # A save (here or on another instance) records its version just before it writes the
+        # file: a file that differs from a version this recent is left for the next reload.
+        settling = await self.console.recent_saves(since=self.clock() - SAVE_SETTLE_SECONDS)
         gone = {name: "" for name, (_, known) in latest.items() if known and name not in texts}
         recorded = 0
         for name, text in {**texts, **gone}.items():
             digest = file_hash(text) if name in texts else ""
             seq, known = latest.get(name, (0, None))
-            if known == digest:
+            if known == digest or name in settling:
                 continue
             before = ""
             if known:

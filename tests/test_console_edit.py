@@ -13,6 +13,8 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
+from notifier.ledger.console import NewVersion
+from notifier.schedule.edit import file_hash
 from notifier.schedule.files import load_yaml_text
 from notifier.service import App
 from notifier.web import create_web_app
@@ -488,3 +490,22 @@ async def test_audience_refusals(client: tuple[App, Client]) -> None:
     assert resp.status == 409
     resp = await c2.post("/audiences/enterprises/edit", data={"csrf": csrf, "do": "preview"})
     assert resp.status == 422
+
+
+async def test_a_save_recorded_by_another_instance_before_its_write_is_not_a_hand_edit(
+    client: tuple[App, Client],
+) -> None:
+    """A save records its version just before it writes: the instant between, the file on
+    disk still holds the old text, and another instance's reload must not call that an edit
+    outside the console."""
+    app, _ = client
+    new = COMMENTED.replace("宪法讲座\n", "宪法讲座（另一实例）\n")
+    version = NewVersion(
+        file="lectures.yaml", action="edit", event_id="lecture", events=("lecture",),
+        role="admin", client="10.0.0.2", at=NOW, hash=file_hash(new), content=new, diff="",
+    )  # fmt: skip
+    assert await app.console.add_version(version, seq=2) is not None
+    assert await app.notice_outside_edits() == 0  # the write is on its way
+    (app.settings.schedules_dir / "lectures.yaml").write_text(new, encoding="utf-8")
+    assert await app.notice_outside_edits() == 0
+    assert [v.action for v in await app.history(file="lectures.yaml")] == ["edit", "initial"]

@@ -346,6 +346,16 @@ class ConsoleStore:
         )
         return {r[0]: (int(r[1]), r[2]) for r in rows}
 
+    async def recent_saves(self, *, since: float) -> set[str]:
+        """Files saved through the console since `since` (a save records its version just
+        before it writes the file)."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT file FROM schedule_versions"
+            " WHERE at >= :since AND action NOT IN ('outside', 'initial')",
+            {"since": since},
+        )
+        return {r[0] for r in rows}
+
     async def add_version(self, v: NewVersion, *, seq: int) -> int | None:
         """Record `v` as its file's version `seq`; None if that seq is taken (another
         instance recorded the same change first)."""
