@@ -16,11 +16,12 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from aiohttp import web
 
+from notifier.dates.workdays import WorkdayPolicy
 from notifier.editing import EditConflict, EditPreview, EditRefused, Who, audience_file
 from notifier.schedule.edit import EditError, event_text, file_hash
 from notifier.web.auth import client_address
@@ -29,7 +30,7 @@ from notifier.web.console import Denied, audit, form, redirect, render, session_
 
 RULES = ("date", "month", "lunar", "rrule")
 TRIGGERS = ("before", "on", "after", "every")
-WORKDAY_POLICIES = ("", "previous", "next", "none")
+WORKDAY_POLICIES = ("", *get_args(WorkdayPolicy))  # "": the file's default
 # Empty reminder rows under the event's own, for adding reminders without JavaScript.
 BLANK_ROWS = 2
 # More rows than any event has: a bound on what a form can make the server parse.
