@@ -173,6 +173,8 @@ async def run(events: int, rows: int, rounds: int) -> None:
                     "配置 /config": "/config",
                 }
                 times, first = await measure(base, paths, rounds)
+                name, samples, cold = await measure_preview(base, rounds)
+                times[name], first[name] = samples, cold
             finally:
                 await runner.cleanup()
     out = []
@@ -224,6 +226,52 @@ async def measure(
                     await resp.read()
                 times[name].append(time.perf_counter() - started)
     return times, first
+
+
+# The event the editor's preview is measured on (i = 3: a lunar date, three reminders).
+PREVIEW_FORM = {
+    "id": "ev-0003",
+    "title": "事件0003（改）",
+    "rule": "lunar",
+    "date": "04-04",
+    "r0_kind": "before",
+    "r0_value": "10 days",
+    "r1_kind": "before",
+    "r1_value": "3个工作日",
+    "r2_kind": "on",
+    "r2_value": "start",
+    "do": "preview",
+}
+
+
+async def measure_preview(base: str, rounds: int) -> tuple[str, list[float], float]:
+    """编辑 → 预览 (issue 22): the send days of 400 days and the added/moved/removed
+    comparison for one edited event, POSTed as the form does."""
+    name = "编辑 preview (POST)"
+    jar = aiohttp.CookieJar(unsafe=True)
+    samples: list[float] = []
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.get(base + "/") as resp:
+            match = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
+        assert match
+        async with session.post(
+            base + "/signin", data={"csrf": match.group(1), "token": TOKEN, "next": "/events"}
+        ) as resp:
+            match = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
+        assert match
+        form = {**PREVIEW_FORM, "csrf": match.group(1)}
+        cold = 0.0
+        for i in range(rounds + 1):
+            started = time.perf_counter()
+            async with session.post(base + "/events/ev-0003/edit", data=form) as resp:
+                body = await resp.text()
+                assert resp.status == 200 and "检查通过" in body, (resp.status, body[:2000])
+            elapsed = time.perf_counter() - started
+            if i == 0:
+                cold = elapsed
+            else:
+                samples.append(elapsed)
+    return name, samples, cold
 
 
 def main() -> None:

@@ -236,6 +236,9 @@ class Settings(BaseSettings):
     calendar_token: SecretStr | None = None
     # The console's read-only sign-in (受众、投递记录 can be read, nothing can be done).
     viewer_token: SecretStr | None = None
+    # The console's editors (法治处, 领事处): edit events and audiences; cannot send, retry,
+    # import holiday notices or read the audit log.
+    editor_token: SecretStr | None = None
     unsubscribe_secret: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -281,11 +284,15 @@ class Settings(BaseSettings):
             "NOTIFIER_ADMIN_TOKEN": self.admin_token,
             "NOTIFIER_CALENDAR_TOKEN": self.calendar_token,
             "NOTIFIER_VIEWER_TOKEN": self.viewer_token,
+            "NOTIFIER_EDITOR_TOKEN": self.editor_token,
         }
         for name, other_name in (
             ("NOTIFIER_CALENDAR_TOKEN", "NOTIFIER_ADMIN_TOKEN"),
             ("NOTIFIER_VIEWER_TOKEN", "NOTIFIER_CALENDAR_TOKEN"),
             ("NOTIFIER_VIEWER_TOKEN", "NOTIFIER_ADMIN_TOKEN"),
+            ("NOTIFIER_EDITOR_TOKEN", "NOTIFIER_ADMIN_TOKEN"),
+            ("NOTIFIER_EDITOR_TOKEN", "NOTIFIER_VIEWER_TOKEN"),
+            ("NOTIFIER_EDITOR_TOKEN", "NOTIFIER_CALENDAR_TOKEN"),
         ):
             token, other = tokens[name], tokens[other_name]
             if token is not None and other is not None:

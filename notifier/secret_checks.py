@@ -149,6 +149,7 @@ def secret_problems(settings: Settings, hook_secrets: Mapping[str, SecretStr]) -
     for name, secret in (
         ("NOTIFIER_CALENDAR_TOKEN", settings.calendar_token),
         ("NOTIFIER_VIEWER_TOKEN", settings.viewer_token),
+        ("NOTIFIER_EDITOR_TOKEN", settings.editor_token),
     ):
         problems += token_problems(name, secret)
     return problems

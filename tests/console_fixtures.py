@@ -29,6 +29,7 @@ TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=TZ).timestamp()
 ADMIN_TOKEN = "admin-token-for-tests"
 VIEWER_TOKEN = "viewer-token-for-tests"
+EDITOR_TOKEN = "editor-token-for-tests"
 # A Standard Webhooks key of 32 bytes (24-64 are allowed; secret_checks).
 HOOK_SECRET = "whsec_" + base64.b64encode(b"console-test-hook-secret-0123456").decode()
 STAFF = ["fazhi@fao.example.com", "office@fao.example.com"]
@@ -105,6 +106,7 @@ def console_settings(root: Path, smtp: SmtpServer | None = None, **overrides: An
         "org_name": "市外办法治处",
         "admin_token": SecretStr(ADMIN_TOKEN),
         "viewer_token": SecretStr(VIEWER_TOKEN),
+        "editor_token": SecretStr(EDITOR_TOKEN),
         "unsubscribe_secret": SecretStr("unsubscribe-secret"),
         "http": HttpSettings(port=0),
         "delivery": DeliverySettings(base_delay=0.05, max_delay=0.2, poll_interval=0.1),

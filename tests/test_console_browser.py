@@ -20,6 +20,8 @@ from notifier.service import App
 from tests.conftest import ROOT
 from tests.console_fixtures import (
     ADMIN_TOKEN,
+    EDITOR_TOKEN,
+    NOW,
     STAFF,
     UNSUBSCRIBED,
     VIEWER_TOKEN,
@@ -464,6 +466,203 @@ def test_staff_paste_the_holiday_notice_see_what_moves_and_save_it(
         assert "已导入并载入 2027 年放假安排" in page.inner_text(".notice")
         assert "2027年 · 配置表 config table" in page.inner_text("body")
         assert "import_holidays" in page.inner_text("table.audit")
+        assert errors.items == []
+    finally:
+        context.close()
+
+
+# --- editing events (issue 22) ---
+
+LECTURES = """\
+# 法治处的讲座安排（手写，请保留本注释）
+events:
+  # 每年一次的宪法讲座
+  - id: lecture
+    title: 宪法讲座
+    date: "9·10"   # 教师节当天 / on Teachers' Day
+    reminders:
+      - before: 5 days
+        # 提前一周改为提前五天
+        replaces: before-1w
+"""
+
+
+@pytest.fixture
+def lectures_console(tmp_path: Path, hook_secret_env: None) -> Iterator[Console]:
+    """An idle console whose schedules hold a hand-written file with comments."""
+    settings = console_settings(tmp_path)
+    (settings.schedules_dir / "lectures.yaml").write_text(LECTURES, encoding="utf-8")
+    server = ConsoleServer(settings, clock=lambda: NOW, worker=False)
+    server.start()
+    yield Console(server, None, {})
+    server.stop()
+
+
+def test_staff_create_an_event_see_the_holiday_move_before_saving_then_save_it(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    context, page = new_page(browser)
+    try:
+        errors = Errors(page)
+        sign_in(page, console, ADMIN_TOKEN)
+        page.goto(console.url + "/events")
+        page.get_by_role("link", name="新建事件").click()
+        page.get_by_label("编号 id").fill("law-lecture")
+        page.get_by_label("标题 title").fill("普法讲座")
+        page.get_by_label("日期 date").fill("4月6日")
+        page.locator("#r0_kind").select_option("on")
+        page.locator("#r0_value").fill("start")
+        page.get_by_role("button", name="预览").click()
+        preview = page.locator("section.edit-preview").inner_text()
+        # 04-06 is in the 清明 holiday: the send moves to 04-03, shown before saving.
+        assert "2026-04-03 09:00" in preview
+        assert "4月4日至6日清明节放假，提前至4月3日" in preview
+        assert "检查通过" in preview and "新增" in preview
+        assert not (console.server.settings.schedules_dir / "console.yaml").exists()
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/events/law-lecture\?notice=saved"))
+        assert "已保存" in page.inner_text("body")
+        assert "law-lecture" in (console.server.settings.schedules_dir / "console.yaml").read_text(
+            encoding="utf-8"
+        )
+        assert errors.items == []
+    finally:
+        context.close()
+
+
+def test_editing_in_the_browser_keeps_the_files_comments(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    path = console.server.settings.schedules_dir / "lectures.yaml"
+    context, page = new_page(browser)
+    try:
+        sign_in(page, console, ADMIN_TOKEN)
+        page.goto(console.url + "/events/lecture")
+        page.get_by_role("link", name="编辑").click()
+        assert page.get_by_label("日期 date").input_value() == "9·10"
+        page.get_by_label("标题 title").fill("宪法专题讲座")
+        page.get_by_role("button", name="预览").click()
+        assert "+title: 宪法专题讲座" in (page.locator("pre.diff").text_content() or "")
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/events/lecture\?notice=saved"))
+        assert "宪法专题讲座" in page.inner_text("h1")
+        kept = LECTURES.replace("title: 宪法讲座", "title: 宪法专题讲座")
+        assert path.read_text(encoding="utf-8") == kept
+    finally:
+        context.close()
+
+
+def test_the_second_of_two_people_editing_one_event_is_refused_with_what_changed(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    first, page1 = new_page(browser)
+    second, page2 = new_page(browser)
+    try:
+        for page in (page1, page2):
+            sign_in(page, console, ADMIN_TOKEN)
+            page.goto(console.url + "/events/lecture/edit")
+        page1.get_by_label("日期 date").fill("9·11")
+        page1.get_by_role("button", name="保存").click()
+        page1.wait_for_load_state()
+        assert "notice=saved" in page1.url, page1.inner_text("body")
+        page2.get_by_label("标题 title").fill("另一个标题")
+        page2.get_by_role("button", name="保存").click()
+        body = page2.inner_text("body")
+        assert "未保存：事件已被修改" in body
+        assert "-date: 9·10" in body and "+date: 9·11" in body
+        text = (console.server.settings.schedules_dir / "lectures.yaml").read_text(encoding="utf-8")
+        assert '"9·11"' in text and "另一个标题" not in text
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_viewer_sees_no_edit_buttons_and_an_editor_edits(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    context, page = new_page(browser)
+    try:
+        sign_in(page, console, VIEWER_TOKEN)
+        page.goto(console.url + "/events")
+        assert page.get_by_role("link", name="新建事件").count() == 0
+        page.goto(console.url + "/events/lecture")
+        assert page.get_by_role("link", name="编辑").count() == 0
+        assert page.get_by_role("link", name="删除").count() == 0
+    finally:
+        context.close()
+    context, page = new_page(browser)
+    try:
+        sign_in(page, console, EDITOR_TOKEN)
+        assert "编辑者 editor" in page.inner_text("header")
+        page.goto(console.url + "/events/lecture")
+        page.get_by_role("link", name="删除").click()
+        assert "取消" in page.locator("table.changes").inner_text()
+        page.get_by_role("button", name="删除").click()
+        page.wait_for_url(re.compile(r"/events\?notice=deleted"))
+        assert "宪法讲座" not in page.inner_text("main")
+        page.goto(console.url + "/audit")
+        assert "编辑者不能查看审计日志" in page.inner_text("body")
+    finally:
+        context.close()
+
+
+def test_staff_revert_a_version_from_the_history_after_seeing_the_preview(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    path = console.server.settings.schedules_dir / "lectures.yaml"
+    path.write_text(LECTURES.replace('"9·10"', '"9·12"'), encoding="utf-8")  # by hand
+    assert console.server.call(lambda app: app.reload_now())
+    context, page = new_page(browser)
+    try:
+        errors = Errors(page)
+        sign_in(page, console, EDITOR_TOKEN)
+        page.goto(console.url + "/events/lecture")
+        page.get_by_role("link", name="历史").click()
+        rows = page.locator("table.history tbody tr")
+        assert "在控制台之外编辑" in rows.nth(0).inner_text()
+        assert "首次记录" in rows.nth(1).inner_text()
+        rows.nth(1).get_by_role("link", name="查看").click()
+        page.get_by_role("link", name="恢复此版本").click()
+        changes = page.locator("table.changes").inner_text()
+        assert "改期" in changes and "2026-09-07 09:00" in changes and "2026-09-04 09:00" in changes
+        assert path.read_text(encoding="utf-8") != LECTURES  # nothing written by a preview
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/history\?file=lectures.yaml"))
+        assert "已恢复" in page.inner_text("main")
+        assert path.read_text(encoding="utf-8") == LECTURES
+        assert "恢复 reverted" in page.locator("table.history tbody tr").nth(0).inner_text()
+        assert errors.items == []
+    finally:
+        context.close()
+
+
+def test_an_editor_uploads_a_list_sees_its_bad_rows_and_replaces_the_old_one(
+    browser: Browser, lectures_console: Console
+) -> None:
+    console = lectures_console
+    path = console.server.settings.schedules_dir / "enterprises.csv"
+    listing = "email,name,org\nnew@corp.example.com,丁公司,丁\nbroken,戊公司,戊\n"
+    context, page = new_page(browser)
+    try:
+        errors = Errors(page)
+        sign_in(page, console, EDITOR_TOKEN)
+        page.goto(console.url + "/audiences")
+        page.get_by_role("link", name="上传名单").click()
+        page.get_by_label("名单文件 file").set_input_files(
+            files=[{"name": "名单.csv", "mimeType": "text/csv", "buffer": listing.encode("gbk")}]
+        )
+        page.get_by_role("button", name="预览").click()
+        section = page.locator("section.list-preview").inner_text()
+        assert "丁公司" in section and "line 3" in section
+        assert "new@corp.example.com" not in path.read_text(encoding="utf-8")
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/audiences\?notice=audience-saved"))
+        assert path.read_text(encoding="utf-8") == listing
         assert errors.items == []
     finally:
         context.close()

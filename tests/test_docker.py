@@ -119,6 +119,9 @@ def test_compose_file_parses_and_wires_notifier_postgres_and_mailpit() -> None:
     assert env["NOTIFIER_HTTP__HOST"] == "0.0.0.0"
     mounts = {v.split(":")[1] for v in app["volumes"]}
     assert {"/app/schedules", "/app/templates"} <= mounts
+    # The console writes schedules/: a writable named volume, seeded from the image (issue 22).
+    (schedules,) = [v for v in app["volumes"] if v.split(":")[1] == "/app/schedules"]
+    assert schedules == "schedules:/app/schedules" and "schedules" in compose["volumes"]
     assert services["postgres"]["image"].startswith("postgres:16")
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["mailpit"]["image"].startswith("axllent/mailpit")
@@ -198,6 +201,7 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_volumes() -> No
     assert "AS builder" in builder[0][1] and runtime[0][1].split()[0] == image
     assert ("USER", "notifier") in runtime
     assert any(w == "COPY" and "--from=builder" in r for w, r in runtime)
+    assert ("COPY", "--chown=notifier:notifier schedules /app/schedules") in runtime
     volumes = json.loads(next(r for w, r in runtime if w == "VOLUME"))
     assert {"/app/schedules", "/app/templates"} <= set(volumes)
     health = next(r for w, r in runtime if w == "HEALTHCHECK")

@@ -101,6 +101,15 @@ def test_the_calendar_token_may_not_be_the_admin_token(make_settings: MakeSettin
         make_settings(calendar_token=SecretStr("admin-token-for-tests"))
 
 
+@pytest.mark.parametrize("other", ["admin_token", "viewer_token", "calendar_token"])
+def test_the_editor_token_may_not_be_another_token(
+    make_settings: MakeSettings, other: str
+) -> None:
+    shared = SecretStr("one-token-for-two-doors")
+    with pytest.raises(ValidationError, match="NOTIFIER_EDITOR_TOKEN must differ"):
+        make_settings(**{other: shared, "editor_token": shared})
+
+
 async def hook_status(client: TestClient[Any, Any], secret: str, msg_id: str) -> int:
     body = body_of(PAYLOAD)
     resp = await client.post(
@@ -198,6 +207,7 @@ async def test_change_me_in_any_case_and_separator_is_a_placeholder(
         ("unsubscribe_secret", "u", "NOTIFIER_UNSUBSCRIBE_SECRET"),
         ("calendar_token", "c4l-15-chars-ok", "NOTIFIER_CALENDAR_TOKEN"),  # one short
         ("viewer_token", "v", "NOTIFIER_VIEWER_TOKEN"),
+        ("editor_token", "e", "NOTIFIER_EDITOR_TOKEN"),
     ],
 )
 async def test_a_token_shorter_than_16_characters_stops_the_start_naming_the_variable(

@@ -32,6 +32,11 @@ AUDIT_ACTIONS = (
     "sign_in_failed",
     "sign_out",
     "import_holidays",
+    "create_event",
+    "edit_event",
+    "delete_event",
+    "revert_version",
+    "edit_audience",
 )
 # Rows that retry and resend accept: the ones that will not be sent otherwise.
 RETRYABLE = (State.FAILED, State.DEAD)
@@ -68,6 +73,48 @@ class AuditEntry:
     target: str
     detail: str
     client: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A schedule file's version to record (migration 0017)."""
+
+    file: str  # relative to the schedules directory
+    action: str  # create, edit, delete, revert, outside, initial
+    event_id: str  # the event the console edited ("" otherwise)
+    events: tuple[str, ...]  # the events whose YAML changed
+    role: str
+    client: str
+    at: float
+    hash: str
+    content: str
+    diff: str
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    id: int
+    file: str
+    seq: int
+    action: str
+    event_id: str
+    events: tuple[str, ...]
+    role: str
+    client: str
+    at: float
+    hash: str
+    content: str
+    diff: str
+
+
+_VERSION_COLUMNS = "id, file, seq, action, event_id, events, role, client, at, hash, content, diff"
+
+
+def _version(r: Any) -> Version:
+    return Version(
+        int(r[0]), r[1], int(r[2]), r[3], r[4], tuple(r[5].split()), r[6], r[7], float(r[8]),
+        r[9], r[10], r[11],
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +335,92 @@ class ConsoleStore:
             AuditEntry(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6])
             for r in await self.db.fetchall(sql, params)
         ]
+
+    # --- schedule versions (migration 0017) ---
+
+    async def latest_versions(self) -> dict[str, tuple[int, str]]:
+        """Each file's last version: its seq and its text's hash."""
+        rows = await self.db.fetchall(
+            "SELECT v.file, v.seq, v.hash FROM schedule_versions v JOIN"
+            " (SELECT file, MAX(seq) AS seq FROM schedule_versions GROUP BY file) m"
+            " ON v.file = m.file AND v.seq = m.seq"
+        )
+        return {r[0]: (int(r[1]), r[2]) for r in rows}
+
+    async def recent_saves(self, *, since: float) -> set[str]:
+        """Files saved through the console since `since` (a save records its version just
+        before it writes the file)."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT file FROM schedule_versions"
+            " WHERE at >= :since AND action NOT IN ('outside', 'initial')",
+            {"since": since},
+        )
+        return {r[0] for r in rows}
+
+    async def add_version(self, v: NewVersion, *, seq: int) -> int | None:
+        """Record `v` as its file's version `seq`; None if that seq is taken (another
+        instance recorded the same change first)."""
+        added = await self.db.execute(
+            "INSERT INTO schedule_versions"
+            " (file, seq, action, event_id, events, role, client, at, hash, content, diff)"
+            " VALUES (:file, :seq, :action, :event_id, :events, :role, :client, :at, :hash,"
+            " :content, :diff) ON CONFLICT (file, seq) DO NOTHING",
+            {
+                "file": v.file,
+                "seq": seq,
+                "action": v.action,
+                "event_id": v.event_id,
+                "events": " " + " ".join(v.events) + " ",
+                "role": v.role,
+                "client": v.client,
+                "at": v.at,
+                "hash": v.hash,
+                "content": v.content,
+                "diff": v.diff,
+            },
+        )
+        if not added:
+            return None
+        row = await self.db.fetchone(
+            "SELECT id FROM schedule_versions WHERE file = :file AND seq = :seq",
+            {"file": v.file, "seq": seq},
+        )
+        return int(row[0]) if row else None
+
+    async def remove_version(self, version_id: int) -> None:
+        """Take back a version whose save the reload refused (the file is as before)."""
+        await self.db.execute("DELETE FROM schedule_versions WHERE id = :id", {"id": version_id})
+
+    async def version(self, version_id: int) -> Version | None:
+        row = await self.db.fetchone(
+            f"SELECT {_VERSION_COLUMNS} FROM schedule_versions WHERE id = :id",
+            {"id": version_id},
+        )
+        return _version(row) if row else None
+
+    async def version_with_hash(self, file: str, digest: str) -> Version | None:
+        row = await self.db.fetchone(
+            f"SELECT {_VERSION_COLUMNS} FROM schedule_versions"
+            " WHERE file = :file AND hash = :hash ORDER BY seq DESC LIMIT 1",
+            {"file": file, "hash": digest},
+        )
+        return _version(row) if row else None
+
+    async def versions(
+        self, *, file: str | None = None, event: str | None = None, limit: int = 200
+    ) -> list[Version]:
+        """Newest first: one file's versions, or those that changed one event."""
+        sql = f"SELECT {_VERSION_COLUMNS} FROM schedule_versions"
+        params: dict[str, Any] = {"limit": limit}
+        if file is not None:
+            sql += " WHERE file = :file"
+            params["file"] = file
+        elif event is not None:
+            sql += " WHERE events LIKE :pattern OR event_id = :event"
+            params["pattern"] = f"% {event} %"
+            params["event"] = event
+        sql += " ORDER BY at DESC, id DESC LIMIT :limit"
+        return [_version(r) for r in await self.db.fetchall(sql, params)]
 
     async def failed_attempts(self, delivery_id: int, *, limit: int = 100) -> list[FailedAttempt]:
         """The delivery's failed attempts, oldest first (`Store.record` writes them)."""

@@ -190,6 +190,11 @@ def invisible_in_data(path: Path, data: object) -> list[str]:
     return capped(path, walk())
 
 
+def load_yaml_text(text: str) -> Any:
+    """`text` read as the loader reads a file (YAML 1.2 booleans); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def read_yaml(path: Path, errors: list[str]) -> Any:
     try:
         text = read_config_text(path)

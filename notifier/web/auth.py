@@ -52,6 +52,8 @@ CSRF_FIELD = "csrf"
 
 ROLE_ADMIN = "admin"
 ROLE_VIEWER = "viewer"
+# Edits events and audiences; no sends, retries, holiday imports or audit log.
+ROLE_EDITOR = "editor"
 # The secrets the limit counts apart: the admin token (console form, API bearer, /readyz
 # detail) and the calendar token (feed clients keep polling with a rotated token: their
 # failures must not lock the office's address out of the console).
@@ -68,6 +70,11 @@ class Session:
     @property
     def is_admin(self) -> bool:
         return self.role == ROLE_ADMIN
+
+    @property
+    def can_edit(self) -> bool:
+        """Events and audiences may be changed (admins and editors)."""
+        return self.role in (ROLE_ADMIN, ROLE_EDITOR)
 
 
 def _hash(session_id: str) -> str:
@@ -183,6 +190,7 @@ class Auth:
         for name, secret in (
             (ROLE_ADMIN, self.settings.admin_token),
             (ROLE_VIEWER, self.settings.viewer_token),
+            (ROLE_EDITOR, self.settings.editor_token),
         ):
             if token_matches(token, secret):
                 role = role or name
@@ -196,7 +204,11 @@ class Auth:
         test guesses of the token. An admin without a token (a one-time link's session)
         fingerprints the empty token: setting one ends those sessions.
         """
-        secret = self.settings.admin_token if role == ROLE_ADMIN else self.settings.viewer_token
+        secret = {
+            ROLE_ADMIN: self.settings.admin_token,
+            ROLE_VIEWER: self.settings.viewer_token,
+            ROLE_EDITOR: self.settings.editor_token,
+        }.get(role)
         if secret is None and role != ROLE_ADMIN:
             return None
         value = secret.get_secret_value().encode() if secret is not None else b""

@@ -27,6 +27,7 @@ from notifier.service import App
 from notifier.web.auth import (
     CSRF_FIELD,
     ROLE_ADMIN,
+    ROLE_EDITOR,
     SCOPE_ADMIN,
     SIGNIN_LINK_PATH,
     SIGNIN_LINK_SECONDS,
@@ -101,12 +102,15 @@ def render(
         "nav": NAV,
         "session": session,
         "is_admin": bool(session and session.is_admin),
+        "can_edit": bool(session and session.can_edit),
+        "role": session.role if session else "",
         "csrf_field": CSRF_FIELD,
         "csrf": session.csrf if session else "",
         "org": app.settings.org_name,
         "version": __version__,
         "local": lambda ts, fmt="%Y-%m-%d %H:%M": local(app, ts, fmt),
         "path": request.path,
+        "request_notice": request.query.get("notice", ""),
         "page": "error",
     }
     response = aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
@@ -160,17 +164,40 @@ def signin_page(
     return response
 
 
-async def form_of(request: web.Request) -> Mapping[str, str]:
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise Denied(413, "请求过大 Request too large", f"表单最大 {MAX_FORM_BYTES} 字节")
+async def form_of(request: web.Request, *, upload: bool = False) -> Mapping[str, str]:
+    """The form's text fields; with `upload`, each file field's content as text (UTF-8, or
+    GB18030 as Excel and WPS save CSV on a Chinese Windows), up to the HTTP body limit
+    (NOTIFIER_HTTP__MAX_BODY_BYTES, 256 KB: some 4,000 recipients)."""
+    http = request.app[APP_KEY].settings.http
+    limit = http.max_body_bytes if upload else MAX_FORM_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise Denied(413, "请求过大 Request too large", f"表单最大 {limit} 字节")
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return {}
     data = await request.post()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    out = {k: v for k, v in data.items() if isinstance(v, str)}
+    for k, v in data.items():
+        if upload and isinstance(v, web.FileField):
+            raw = v.file.read(limit + 1)
+            try:
+                out[k] = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                out[k] = raw.decode("gb18030", errors="replace")
+    return out
 
 
-def guard(handler: Handler, *, action: bool = False) -> Handler:
-    """Sign-in, CSRF and role checks, HTML errors and security headers around a page."""
+def guard(
+    handler: Handler,
+    *,
+    action: bool = False,
+    edit: bool = False,
+    admin_page: bool = False,
+    upload: bool = False,
+) -> Handler:
+    """Sign-in, CSRF and role checks, HTML errors and security headers around a page.
+
+    `action`: a POST only admins may make; `edit`: a POST admins and editors may make;
+    `admin_page`: a page editors may not read (the audit log)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         app = request.app[APP_KEY]
@@ -183,14 +210,26 @@ def guard(handler: Handler, *, action: bool = False) -> Handler:
                     raise Denied(403, "未登录 Signed out", "请先登录。Sign in first.")
                 return signin_page(request)
             request[SESSION_KEY] = session
+            if admin_page and session.role == ROLE_EDITOR:
+                raise Denied(
+                    403,
+                    "无权查看 Not allowed",
+                    "编辑者不能查看审计日志。Editors cannot read the audit log.",
+                )
             if request.method == "POST":
-                form = await form_of(request)
+                form = await form_of(request, upload=upload)
                 if not csrf_ok(session, form.get(CSRF_FIELD)):
                     raise Denied(
                         403,
                         "表单已失效 Invalid form",
                         "缺少或错误的 CSRF 令牌，请刷新页面后重试。"
                         "The form's CSRF token is missing or wrong: reload the page.",
+                    )
+                if edit and not session.can_edit:
+                    raise Denied(
+                        403,
+                        "只读账号 Read-only",
+                        "查看者不能编辑。A viewer cannot edit.",
                     )
                 if action and not session.is_admin:
                     raise Denied(
@@ -425,6 +464,13 @@ CONSOLE_PATHS = frozenset(
         "/calendar",
         "/events",
         "/events/{event_id}",
+        "/events/new",
+        "/events/{event_id}/edit",
+        "/events/{event_id}/delete",
+        "/events/{event_id}/history",
+        "/history",
+        "/history/{version_id}",
+        "/history/{version_id}/revert",
         "/events/{event_id}/preview",
         "/events/{event_id}/send",
         "/deliveries",
@@ -436,6 +482,7 @@ CONSOLE_PATHS = frozenset(
         "/audiences/resubscribe",
         "/suppressions",
         "/suppressions/remove",
+        "/audiences/{name}/edit",
         "/config",
         "/config/holidays",
         "/config/holidays/preview",

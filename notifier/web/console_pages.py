@@ -21,6 +21,7 @@ from notifier.ledger.console import RETRYABLE, DeliveryFilter, decode_cursor
 from notifier.ledger.models import Delivery, State
 from notifier.schedule.describe import rule_in_words
 from notifier.schedule.model import Audience, Event
+from notifier.web.auth import ROLE_EDITOR
 from notifier.web.common import APP_KEY, MAX_DATE, MIN_DATE, stream_record
 from notifier.web.console import (
     CONSOLE_STORE_KEY,
@@ -522,7 +523,10 @@ async def get_config_page(request: web.Request) -> web.Response:
             "files": app.schedule.files,
             "tables": views.holiday_tables(app, list(range(today.year - 1, today.year + 2))),
             "hooks": hooks,
-            "audit": await store.audit_entries(limit=20),
+            # Editors do not read the audit log (issue 22).
+            "audit": []
+            if session_of(request).role == ROLE_EDITOR
+            else await store.audit_entries(limit=20),
             "settings": app.settings,
         },
     )

@@ -10,6 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+import notifier.web.console_edit as editing
 import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
 import notifier.web.console_suppressions as suppressions
@@ -50,12 +51,26 @@ def setup_console(web_app: web.Application, app: App) -> None:
     def act(handler: Handler) -> Handler:
         return guard(handler, action=True)
 
+    def edit(handler: Handler) -> Handler:
+        return guard(handler, edit=True)
+
     web_app.add_routes(
         [
             web.get("/", page(pages.get_overview)),
             web.get("/calendar", page(pages.get_calendar_page)),
             web.get("/events", page(pages.get_events_page)),
+            web.get("/events/new", page(editing.get_new_event)),
+            web.post("/events/new", edit(editing.post_edit_event)),
             web.get("/events/{event_id}", page(pages.get_event_page)),
+            web.get("/events/{event_id}/edit", page(editing.get_edit_event)),
+            web.post("/events/{event_id}/edit", edit(editing.post_edit_event)),
+            web.get("/events/{event_id}/delete", page(editing.get_delete_event)),
+            web.post("/events/{event_id}/delete", edit(editing.post_delete_event)),
+            web.get("/events/{event_id}/history", page(editing.get_event_history)),
+            web.get("/history", page(editing.get_file_history)),
+            web.get("/history/{version_id}", page(editing.get_version)),
+            web.get("/history/{version_id}/revert", page(editing.get_revert)),
+            web.post("/history/{version_id}/revert", edit(editing.post_revert)),
             web.get("/events/{event_id}/preview", page(pages.get_preview)),
             web.get("/events/{event_id}/send", page(pages.get_send_confirm)),
             web.post("/events/{event_id}/send", act(pages.post_send_now)),
@@ -68,11 +83,15 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
             web.get("/suppressions", page(suppressions.get_suppressions_page)),
             web.post("/suppressions/remove", act(suppressions.post_unsuppress)),
+            web.get("/audiences/{name}/edit", page(editing.get_audience_edit)),
+            web.post(
+                "/audiences/{name}/edit", guard(editing.post_audience_edit, edit=True, upload=True)
+            ),
             web.get("/config", page(pages.get_config_page)),
             web.get("/config/holidays", page(holidays.get_holidays_import)),
             web.post("/config/holidays/preview", act(holidays.post_holidays_preview)),
             web.post("/config/holidays/save", act(holidays.post_holidays_save)),
-            web.get("/audit", page(pages.get_audit_page)),
+            web.get("/audit", guard(pages.get_audit_page, admin_page=True)),
             web.get("/signin", page(get_signin)),
             web.post("/signin", post_signin),
             web.get(SIGNIN_LINK_PATH, get_signin_link),
