@@ -251,7 +251,12 @@ class App:
         return self._masker(text)
 
     def _remask(self) -> None:
-        self._masker = settings_masker(self.settings, self.hook_secrets, self.channels.sensitive())
+        more = self.channels.sensitive()
+        for spec in self.schedule.channels.values():  # mail channels' bounce mailboxes
+            env = spec.smtp.bounces.imap_password_env if spec.smtp and spec.smtp.bounces else None
+            if env and (password := read_secret(env)) is not None:
+                more.append(password.get_secret_value())
+        self._masker = settings_masker(self.settings, self.hook_secrets, more)
 
     def wake_workers(self) -> None:
         """New rows are due now: look at once, email and chat alike (not at the next poll)."""

@@ -127,6 +127,8 @@ channels:
         (reader,) = app.bounce_readers()
         tally = await reader.poll()
         (entry,) = await app.suppressions.entries()
+        masked = app.mask_secrets(f"LOGIN failed: {PASSWORD}")
+    assert PASSWORD not in masked  # the channel's IMAP password, out of every error text
     assert reader.account == "outreach-mail" and row.channel == "outreach-mail"
     assert (tally.matched, tally.suppressed) == (1, 1)
     assert entry.address == ADDRESSES[0]

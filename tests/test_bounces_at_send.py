@@ -107,6 +107,7 @@ async def test_the_console_lists_a_suppressed_address_and_an_admin_takes_it_off_
             preview = await resp.json()
             await sign_in(client)
             confirm = await (await client.get("/events/outreach/send")).text()
+            audiences = await (await client.get("/audiences")).text()
             page = await (await client.get("/suppressions")).text()
             token = re.search(r'name="csrf" value="([^"]+)"', page)
             assert token is not None
@@ -124,6 +125,7 @@ async def test_the_console_lists_a_suppressed_address_and_an_admin_takes_it_off_
             audit = await app.console.audit_entries(limit=5)
     assert preview["suppressed"] == 1
     assert '<b class="suppressed-count">1</b>' in confirm
+    assert 'href="/suppressions"' in audiences
     assert GONE in page and "550 5.1.1 no such user" in page
     assert removed.status == 303 and after == []
     assert unknown.status == 404

@@ -63,7 +63,6 @@ NAV = (
     ("events", "/events", "事件", "Events"),
     ("deliveries", "/deliveries", "投递记录", "Deliveries"),
     ("audiences", "/audiences", "受众", "Audiences"),
-    ("suppressions", "/suppressions", "抑制名单", "Suppressed"),
     ("config", "/config", "配置", "Config"),
 )
 MAX_FORM_BYTES = 16 * 1024

@@ -18,7 +18,7 @@ async def get_suppressions_page(request: web.Request) -> web.Response:
         request,
         "suppressions.html",
         {
-            "page": "suppressions",
+            "page": "audiences",  # a part of the audiences section (linked from its page)
             "entries": await app.suppressed_addresses(),
             "notice": request.query.get("notice", ""),
         },
