@@ -585,5 +585,6 @@ def member_rows(
         if problem:
             bad.append((line, problem))
         else:
-            rows.append((line, Recipient(m["email"], m.get("name", ""), {})))
+            fields = {k: v for k, v in m.items() if k not in ("email", "name")}
+            rows.append((line, Recipient(m["email"], m.get("name", ""), fields)))
     return rows, bad

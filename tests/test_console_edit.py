@@ -442,6 +442,41 @@ async def test_an_audiences_members_are_edited_with_bad_rows_shown_before_saving
     assert (await app.history(file="main.yaml"))[0].action == "audience"
 
 
+async def test_editing_an_audience_keeps_its_members_other_fields_and_takes_new_ones(
+    client: tuple[App, Client],
+) -> None:
+    """A member's fields besides email and name (template fields such as 科室) show as
+    `key=value` after the name, are kept when the list is saved, and can be typed."""
+    app, c = client
+    main = app.settings.schedules_dir / "main.yaml"
+    text = main.read_text(encoding="utf-8")
+    main.write_text(
+        text.replace(
+            "- {email: office@fao.example.com, name: 办公室}",
+            "- {email: office@fao.example.com, name: 办公室, 科室: 综合科, phone: '010-1234'}",
+        ),
+        encoding="utf-8",
+    )
+    assert await app.reload_now()
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    page = await (await c.get("/audiences/staff/edit")).text()
+    assert "office@fao.example.com, 办公室, 科室=综合科, phone=010-1234" in page
+    typed = re.search(r'<textarea id="f-members" name="members"[^>]*>([^<]*)</textarea>', page)
+    assert typed
+    members = typed.group(1) + "\nlingshi@fao.example.com, 领事处, 科室=签证科，护照科\n"
+    form = {"csrf": csrf, "base": base_of(page), "members": members, "do": "save"}
+    resp = await c.post("/audiences/staff/edit", data=form, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    saved = load_yaml_text(main.read_text(encoding="utf-8"))["audiences"]["staff"]
+    assert saved[1] == {
+        "email": "office@fao.example.com", "name": "办公室", "科室": "综合科", "phone": "010-1234"
+    }  # fmt: skip
+    lingshi = {"email": "lingshi@fao.example.com", "name": "领事处", "科室": "签证科,护照科"}
+    assert saved[2] == lingshi
+    office = list(app.schedule.audiences["staff"].recipients())[1]
+    assert office.fields == {"科室": "综合科", "phone": "010-1234"}
+
+
 async def test_an_uploaded_list_shows_its_rows_and_bad_rows_then_replaces_the_old_one(
     client: tuple[App, Client],
 ) -> None:

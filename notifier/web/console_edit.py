@@ -495,15 +495,38 @@ async def post_revert(request: web.Request) -> web.Response:
 SHOWN_ROWS = 200
 
 
+# A member's own field after the name: `key=value` (what templates see as recipient.key).
+_FIELD = re.compile(r"^\s*(?P<key>[^\s=,，]+)\s*=(?P<value>.*)$")
+
+
 def parse_members(text: str) -> list[dict[str, str]]:
-    """One member a line: `email, name` (a tab or a Chinese comma also separates)."""
+    """One member a line: `email, name, key=value, ...` (a tab or a Chinese comma also
+    separates). The fields after the name are the member's own template fields (as the
+    file's `{email: ..., name: ..., 科室: ...}`): kept, not dropped, when the list is saved.
+    A part without `=` before the first field belongs to the name (which may hold a comma);
+    after it, to the field before it (a value with a comma)."""
     members = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        parts = [p.strip() for p in re.split(r"[,，\t]", line, maxsplit=1)]
-        email, name = parts[0], parts[1] if len(parts) > 1 else ""
-        members.append({"email": email, "name": name} if name else {"email": email})
+        email, *rest = re.split(r"[,，\t]", line)
+        name_parts: list[str] = []
+        fields: dict[str, str] = {}
+        last: str | None = None
+        for part in rest:
+            match = _FIELD.match(part)
+            if match is not None and match["key"] not in ("email", "name"):
+                last = match["key"]
+                fields[last] = match["value"].strip()
+            elif last is not None:
+                fields[last] = f"{fields[last]},{part}".strip()
+            else:
+                name_parts.append(part)
+        member = {"email": email.strip()}
+        name = ",".join(name_parts).strip()
+        if name:
+            member["name"] = name
+        members.append(member | fields)
     return members
 
 
@@ -518,8 +541,16 @@ def _audience(request: web.Request) -> tuple[str, Any]:
     return name, audience
 
 
+def _member_line(m: Any) -> str:
+    """A member as parse_members reads it back: `email, name, key=value, ...`."""
+    extra = "".join(f", {k}={v}" for k, v in m.fields.items())
+    if not m.name and not extra:
+        return str(m.email)
+    return f"{m.email}, {m.name}{extra}"
+
+
 def _members_text(audience: Any) -> str:
-    return "\n".join(f"{m.email}, {m.name}" if m.name else m.email for m in audience.recipients())
+    return "\n".join(_member_line(m) for m in audience.recipients())
 
 
 async def get_audience_edit(request: web.Request) -> web.Response:
