@@ -73,6 +73,8 @@ class SendRow:
     audience: str
     provisional: bool
     reason: str | None
+    # The files the send carries (the event's, then the reminder's own): name and bytes.
+    attachments: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +248,7 @@ def _row(p: PlannedSend, schedule: Schedule) -> SendRow:
         audience=", ".join(p.reminder.all_audiences),
         provisional=p.provisional,
         reason=move_reason(p.occurrence, p.reminder, p.send_date, schedule.calendar),
+        attachments=tuple((a.path.name, a.size) for a in p.reminder.attachments),
     )
 
 

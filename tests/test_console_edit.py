@@ -406,6 +406,78 @@ async def test_history_refusals(client: tuple[App, Client]) -> None:
     assert "恢复此版本" not in page  # a viewer has no revert button
 
 
+# --- attachments on the event form ---
+
+
+async def test_an_event_saved_with_attachments_shows_them_and_writes_attachments_keys(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    files = app.settings.schedules_dir / "files"
+    files.mkdir()
+    (files / "讲座通知.pdf").write_bytes(b"%PDF-1.4 " + b"x" * 1000)
+    (files / "报名表.docx").write_bytes(b"PK" + b"y" * 500)
+    csrf = await signed_in(c)
+    form = new_event(csrf, attachments="files/讲座通知.pdf\n", r0_attachments="files/报名表.docx")
+    resp = await c.post("/events/new", data=form)
+    body = await resp.text()
+    assert resp.status == 200, body
+    assert "<code>讲座通知.pdf</code>（1,009 字节 bytes）、<code>报名表.docx</code>" in body
+    resp = await c.post("/events/new", data={**form, "do": "save"}, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    data = load_yaml_text((app.settings.schedules_dir / "console.yaml").read_text("utf-8"))
+    event = data["events"][0]
+    assert event["attachments"] == ["files/讲座通知.pdf"]
+    assert event["reminders"][0]["attachments"] == ["files/报名表.docx"]
+    sent = app.schedule.events["law-lecture"].reminders[0].attachments
+    assert [a.path.name for a in sent] == ["讲座通知.pdf", "报名表.docx"]
+    page = await (await c.get("/events/law-lecture/edit")).text()
+    assert ">files/讲座通知.pdf</textarea>" in page and ">files/报名表.docx</textarea>" in page
+    # Clearing the event's own field drops its key; the reminder's stays.
+    edit = {**form, "base": base_of(page), "attachments": "", "do": "save"}
+    resp = await c.post("/events/law-lecture/edit", data=edit, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    saved = (app.settings.schedules_dir / "console.yaml").read_text("utf-8")
+    assert saved.count("attachments:") == 1 and "报名表.docx" in saved
+
+
+async def test_a_missing_or_outside_attachment_is_refused_next_to_its_field(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    (app.settings.schedules_dir.parent / "secret.txt").write_text("not for mail", "utf-8")
+    csrf = await signed_in(c)
+    form = new_event(csrf, attachments="files/没有这个文件.pdf", r0_attachments="../secret.txt")
+    for do in ("preview", "save"):
+        resp = await c.post("/events/new", data={**form, "do": do}, allow_redirects=False)
+        body = await resp.text()
+        assert resp.status == 422, body
+        missing = re.search(r'<p class="bad field-error" id="e-attachments"[^>]*>([^<]*)</p>', body)
+        assert missing and "events[0].attachments[0]: cannot read" in missing.group(1)
+        assert "没有这个文件.pdf" in missing.group(1) and "附件无法读取" in missing.group(1)
+        outside = re.search(
+            r'<p class="bad field-error" id="e-r0_attachments"[^>]*>([^<]*)</p>', body
+        )
+        assert outside and "is outside the schedules directory" in outside.group(1)
+    assert not (app.settings.schedules_dir / "console.yaml").exists()
+
+
+async def test_attachments_over_the_size_limit_are_refused_next_to_the_field(
+    tmp_path: Path, hook_secret_env: None
+) -> None:
+    settings = console_settings(tmp_path, max_attachments_bytes=2000)
+    (settings.schedules_dir / "big.pdf").write_bytes(b"z" * 3000)
+    async with App(settings, clock=lambda: NOW) as app:
+        async with TestClient(TestServer(create_web_app(app))) as c:
+            csrf = await signed_in(c)
+            resp = await c.post("/events/new", data=new_event(csrf, attachments="big.pdf"))
+            body = await resp.text()
+    assert resp.status == 422, body
+    error = re.search(r'<p class="bad field-error" id="e-attachments"[^>]*>([^<]*)</p>', body)
+    assert error and "over NOTIFIER_MAX_ATTACHMENTS_BYTES=2,000" in error.group(1)
+    assert "附件总大小超过限制" in error.group(1)
+
+
 # --- audiences and lists (issue 22, part 4) ---
 
 

@@ -4,7 +4,7 @@ keeping the rest of the file (comments, key order, quoting, indentation) as it w
 ruamel.yaml's round-trip mode reads the file into nodes that remember their comments and
 style; an edit updates the event's node in place, key by key, so that an unchanged key keeps
 its quoting and the comments around it, and keys the console does not edit (`replaces:`,
-`attachments:`, ...) stay. Pure text in, text out; `write_atomic` puts the result in place
+keys of a later version) stay. Pure text in, text out; `write_atomic` puts the result in place
 (temp file + rename inside the schedules directory, never through a link).
 """
 
@@ -38,16 +38,20 @@ CONSOLE_FILE_HEADER = (
     " layout).\n"
 )
 # The keys of an event and of a reminder that the console's form edits; any other key of the
-# file (replaces:, attachments:, keys of a later version) is kept as it is.
+# file (replaces:, keys of a later version) is kept as it is.
 EVENT_KEYS = frozenset(
     {
         "id", "title", "description", "date", "month", "lunar", "rrule", "duration",
-        "send_at", "workdays", "audience", "template", "grace", "vars", "reminders",
+        "send_at", "workdays", "audience", "template", "grace", "vars", "attachments",
+        "reminders",
     }
 )  # fmt: skip
 REMINDER_KEYS = frozenset(
-    {"id", "before", "on", "after", "every", "send_at", "workdays", "audience", "template"}
-)
+    {
+        "id", "before", "on", "after", "every", "send_at", "workdays", "audience", "template",
+        "attachments",
+    }
+)  # fmt: skip
 # Long descriptions stay on one line, as people write them (ruamel folds at 80 by default).
 LINE_WIDTH = 4096
 
@@ -136,7 +140,7 @@ def find_event(text: str, event_id: str, where: Path) -> tuple[int, dict[str, An
 def _styled(value: Any, old: Any = None) -> Any:
     """A new value as ruamel should write it: a string the loader would read as something
     else (a number, a date, a time, `true`) is quoted, as is one the old value quoted; a
-    multi-line text becomes a literal block."""
+    multi-line text becomes a literal block; a list the old value wrote `[a, b]` stays so."""
     if isinstance(value, Mapping):
         out = CommentedMap()
         for k, v in value.items():
@@ -145,6 +149,8 @@ def _styled(value: Any, old: Any = None) -> Any:
     if isinstance(value, list):
         seq = CommentedSeq()
         seq.extend(_styled(v) for v in value)
+        if isinstance(old, CommentedSeq) and old.fa.flow_style():
+            seq.fa.set_flow_style()  # `[a, b]` stays on its line
         return seq
     if not isinstance(value, str):
         return value

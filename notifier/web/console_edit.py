@@ -48,6 +48,7 @@ class Row:
     workdays: str = ""
     audience: str = ""
     template: str = ""
+    attachments: str = ""  # one path under schedules/ a line
 
 
 @dataclass
@@ -64,6 +65,7 @@ class EventForm:
     template: str = ""
     grace: str = ""
     vars: str = ""
+    attachments: str = ""  # one path under schedules/ a line
     file: str = ""
     rows: list[Row] = field(default_factory=list)
 
@@ -74,6 +76,17 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def _lines(value: Any) -> str:
+    """A list of paths as the form's one-a-line text."""
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return _text(value)
+
+
+def _paths(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def form_from_event(data: Mapping[str, Any]) -> EventForm:
@@ -98,6 +111,7 @@ def form_from_event(data: Mapping[str, Any]) -> EventForm:
                 workdays=_text(rem.get("workdays")),
                 audience=_text(rem.get("audience")),
                 template=_text(rem.get("template")),
+                attachments=_lines(rem.get("attachments")),
             )
         )
     variables = data.get("vars") or {}
@@ -114,6 +128,7 @@ def form_from_event(data: Mapping[str, Any]) -> EventForm:
         template=_text(data.get("template")),
         grace=_text(data.get("grace")),
         vars=yaml.safe_dump(variables, allow_unicode=True, sort_keys=False) if variables else "",
+        attachments=_lines(data.get("attachments")),
         rows=rows,
     )
 
@@ -164,6 +179,8 @@ def event_from_form(f: EventForm) -> tuple[dict[str, Any], dict[str, list[str]],
             ev[key] = getattr(f, key)
     if f.audience:
         ev["audience"] = _names(f.audience)
+    if _paths(f.attachments):
+        ev["attachments"] = _paths(f.attachments)
     if f.vars.strip():
         try:
             variables = yaml.safe_load(f.vars)
@@ -192,6 +209,8 @@ def event_from_form(f: EventForm) -> tuple[dict[str, Any], dict[str, list[str]],
                 rem[key] = getattr(row, key)
         if row.audience:
             rem["audience"] = _names(row.audience)
+        if _paths(row.attachments):
+            rem["attachments"] = _paths(row.attachments)
         reminders.append(rem)
         row_of.append(n)
     ev["reminders"] = reminders
@@ -200,6 +219,9 @@ def event_from_form(f: EventForm) -> tuple[dict[str, Any], dict[str, list[str]],
 
 _LOCATED = re.compile(r"^(?P<file>.+?): events\[(?P<i>\d+)\](?P<path>[^:]*?)(?: \(the key\))?: ")
 _REMINDER = re.compile(r"^\.reminders\[(?P<j>\d+)\](?:\.(?P<key>\w+))?")
+# check's size limit names the event and the reminder, not a key: it goes by the event's
+# attachments field (the total counts the event's files and the reminder's own).
+_OVER_LIMIT = re.compile(r"^.+?: event '(?P<id>[^']+)' reminder '[^']+': attachments come to ")
 
 
 def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, list[str]], list[str]]:
@@ -208,6 +230,10 @@ def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, lis
     by_field: dict[str, list[str]] = {}
     other: list[str] = []
     for line in preview.errors:
+        over = _OVER_LIMIT.match(line)
+        if over is not None and over["id"] == preview.draft.new_id:
+            by_field.setdefault("attachments", []).append(line)
+            continue
         match = _LOCATED.match(line)
         if match is None or index is None or int(match["i"]) != index:
             other.append(line)
