@@ -4,6 +4,7 @@ flows in Chromium are in test_console_browser.py."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
+from openpyxl import Workbook
 
 from notifier.ledger.console import NewVersion
 from notifier.schedule.edit import file_hash, find_event, replaced
@@ -31,6 +33,7 @@ from tests.console_fixtures import (
 __all__ = ["hook_secret_env"]
 
 Client = TestClient[Any, Any]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # A hand-written file with comments, quoting and a key the console does not edit.
 COMMENTED = """\
@@ -576,6 +579,94 @@ async def test_an_uploaded_list_shows_its_rows_and_bad_rows_then_replaces_the_ol
     assert resp.status == 303
     assert path.read_text(encoding="utf-8") == listing
     assert app.schedule.audiences["enterprises"].size == 1
+
+
+def workbook_bytes(rows: list[list[Any]]) -> bytes:
+    """An .xlsx as an office saves it (made with openpyxl, read back by calamine)."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+UNITS = [
+    ["2026年企业名单"],  # a title row above the header, as offices write them
+    ["单位名称", "邮箱", "联系人"],
+    ["甲公司", "jia@corp.example.com", "张三"],
+    ["乙公司", "yi@corp.example.com", "李四"],
+]
+
+
+async def test_an_uploaded_workbook_shows_its_rows_and_bad_row_then_replaces_the_xlsx_file(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    schedules = app.settings.schedules_dir
+    (schedules / "units.xlsx").write_bytes(workbook_bytes(UNITS))
+    main = schedules / "main.yaml"
+    text = main.read_text(encoding="utf-8")
+    main.write_text(
+        text.replace("audiences:\n", "audiences:\n  units:\n    xlsx: units.xlsx\n", 1), "utf-8"
+    )
+    assert await app.reload_now()
+    assert app.schedule.audiences["units"].size == 2
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    page = await (await c.get("/audiences/units/edit")).text()
+    assert 'accept=".xlsx' in page
+    upload = workbook_bytes(
+        [*UNITS[:2], ["丙公司", "bing@corp.example.com", "王五"], ["丁公司", "不是地址", "赵六"]]
+    )
+    data = FormData({"csrf": csrf, "base": base_of(page), "do": "preview"})
+    data.add_field("file", upload, filename="企业名单.xlsx", content_type=XLSX)
+    resp = await c.post("/audiences/units/edit", data=data)
+    body = await resp.text()
+    assert resp.status == 200, body
+    assert "丙公司" in body and '<span class="row-count">1</span>' in body
+    bad = re.search(r'<li class="bad">(row 4: [^<]*)</li>', body)
+    assert bad and "[column 邮箱]" in bad.group(1)
+    assert (schedules / "units.xlsx").read_bytes() != upload  # not yet
+    content = re.search(r'name="content" value="([^"]*)"', body)
+    assert content and 'name="kind" value="workbook"' in body
+    form = {"csrf": csrf, "base": base_of(page), "content": content.group(1), "kind": "workbook"}
+    resp = await c.post(
+        "/audiences/units/edit", data={**form, "do": "save"}, allow_redirects=False
+    )
+    assert resp.status == 303, await resp.text()
+    assert (schedules / "units.xlsx").read_bytes() == upload
+    units = list(app.schedule.audiences["units"].recipients())
+    assert [(r.email, r.name, r.fields["联系人"]) for r in units] == [
+        ("bing@corp.example.com", "丙公司", "王五")
+    ]
+    assert "xlsx: units.xlsx" in main.read_text(encoding="utf-8")
+    version = (await app.history(file="units.xlsx"))[0]
+    assert version.action == "audience"
+    assert "丙公司,bing@corp.example.com,王五" in version.content and "# row 4:" in version.content
+    # Its history is a record of rows: restoring it is refused, never text written into .xlsx.
+    assert (await c.get(f"/history/{version.id}/revert")).status == 404
+    # A second save from the same (now stale) page is a conflict, not a silent overwrite.
+    resp = await c.post("/audiences/units/edit", data={**form, "do": "save"})
+    assert resp.status == 409
+
+
+async def test_a_workbook_for_a_csv_audience_is_refused_saying_what_to_do(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/audiences/enterprises/edit")).text()
+    data = FormData({"csrf": csrf, "base": base_of(page), "do": "preview"})
+    data.add_field("file", workbook_bytes(UNITS), filename="名单.xlsx", content_type=XLSX)
+    resp = await c.post("/audiences/enterprises/edit", data=data)
+    body = await resp.text()
+    assert resp.status == 422
+    assert "reads the CSV file enterprises.csv (csv:); upload a CSV" in body
+    assert "把 csv: 改为 xlsx:" in body
+    path = app.settings.schedules_dir / "enterprises.csv"
+    assert path.read_text(encoding="utf-8").startswith("email,")
 
 
 async def test_a_viewer_cannot_edit_an_audience(client: tuple[App, Client]) -> None:

@@ -52,6 +52,8 @@ REMINDER_KEYS = frozenset(
         "attachments",
     }
 )  # fmt: skip
+# What the console writes: schedule files, and the audience lists it takes uploads of.
+WRITABLE_SUFFIXES = (".yaml", ".yml", ".csv", ".xlsx", ".xlsm")
 # Long descriptions stay on one line, as people write them (ruamel folds at 80 by default).
 LINE_WIDTH = 4096
 
@@ -303,13 +305,13 @@ def members_replaced(text: str, name: str, members: list[dict[str, str]], where:
 
 
 def safe_target(directory: Path, path: Path) -> Path:
-    """`path` if the console may write it: a `.yaml` file (or an audience's `.csv` list)
-    inside `directory`, no link on the way (the file itself or a folder); EditError
-    otherwise."""
+    """`path` if the console may write it: a `.yaml` file (or an audience's `.csv` list or
+    `.xlsx` workbook) inside `directory`, no link on the way (the file itself or a folder);
+    EditError otherwise."""
     root = directory.resolve()
     full = (directory / path) if not path.is_absolute() else path
-    if full.suffix not in (".yaml", ".yml", ".csv"):
-        raise EditError(f"{full}: only .yaml files (and .csv lists) are written")
+    if full.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise EditError(f"{full}: only .yaml files (and .csv or .xlsx lists) are written")
     parent = full.parent.resolve()
     if not parent.is_relative_to(root):
         raise EditError(f"{full}: outside the schedules directory {directory}")
@@ -318,16 +320,17 @@ def safe_target(directory: Path, path: Path) -> Path:
     return parent / full.name
 
 
-def write_atomic(directory: Path, path: Path, text: str) -> None:
-    """Write `text` to `path` (inside `directory`) by a temp file and a rename: a reader, the
-    watcher or another instance sees the old file or the new one, never half of one. The
-    file's mode is kept (new files: 0644, for a service user's group to read)."""
+def write_atomic(directory: Path, path: Path, text: str | bytes) -> None:
+    """Write `text` (or a workbook's bytes) to `path` (inside `directory`) by a temp file and
+    a rename: a reader, the watcher or another instance sees the old file or the new one,
+    never half of one. The file's mode is kept (new files: 0644, for a service user's group
+    to read)."""
     target = safe_target(directory, path)
     mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=".console-", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -346,9 +349,9 @@ def remove_file(directory: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def trial_copy(directory: Path, changes: Mapping[Path, str]) -> Iterator[Path]:
-    """A copy of `directory` with `changes` (path -> new text) applied, for the loader to
-    judge before anything is written; removed afterwards."""
+def trial_copy(directory: Path, changes: Mapping[Path, str | bytes]) -> Iterator[Path]:
+    """A copy of `directory` with `changes` (path -> new text, or a workbook's bytes)
+    applied, for the loader to judge before anything is written; removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="notifier-edit-") as tmp:
         copy = Path(tmp) / "schedules"
         shutil.copytree(directory, copy, symlinks=True)
@@ -356,5 +359,8 @@ def trial_copy(directory: Path, changes: Mapping[Path, str]) -> Iterator[Path]:
         for path, text in changes.items():
             rel = path.resolve().relative_to(root) if path.is_absolute() else path
             (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            (copy / rel).write_text(text, encoding="utf-8")
+            if isinstance(text, bytes):
+                (copy / rel).write_bytes(text)
+            else:
+                (copy / rel).write_text(text, encoding="utf-8")
         yield copy

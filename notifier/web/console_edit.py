@@ -16,13 +16,23 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_args
 
 import yaml
 from aiohttp import web
 
 from notifier.dates.workdays import WorkdayPolicy
-from notifier.editing import EditConflict, EditPreview, EditRefused, Who, audience_file
+from notifier.editing import (
+    EditConflict,
+    EditPreview,
+    EditRefused,
+    Who,
+    audience_file,
+    is_workbook,
+    list_text,
+    upload_problem,
+)
 from notifier.schedule.edit import EditError, event_text, file_hash
 from notifier.web.auth import client_address
 from notifier.web.common import APP_KEY
@@ -266,11 +276,29 @@ def pack_base(text: str) -> str:
 
 def unpack_base(value: str) -> str:
     try:
-        return base64.urlsafe_b64decode(value.encode("ascii")).decode("utf-8")
+        return unpack_bytes(value).decode("utf-8")
+    except UnicodeError:
+        raise Denied(
+            400, "表单已损坏 Bad form", "表单的 base 字段无效，请重新打开编辑页。Reload the page."
+        ) from None
+
+
+def unpack_bytes(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value.encode("ascii"))
     except (binascii.Error, UnicodeError, ValueError):
         raise Denied(
             400, "表单已损坏 Bad form", "表单的 base 字段无效，请重新打开编辑页。Reload the page."
         ) from None
+
+
+def _packed(content: str | bytes | None) -> str:
+    """An uploaded list carried from its preview to its save (a workbook's bytes as they are)."""
+    if content is None:
+        return ""
+    if isinstance(content, bytes):
+        return base64.urlsafe_b64encode(content).decode("ascii")
+    return pack_base(content)
 
 
 def _blank_rows(f: EventForm) -> EventForm:
@@ -585,9 +613,12 @@ async def get_audience_edit(request: web.Request) -> web.Response:
     try:
         if audience.csv_path is None:
             path = await asyncio.to_thread(audience_file, app.settings, app.schedule, name)
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
         else:
             path = audience.csv_path
-        text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+            text = await asyncio.to_thread(
+                list_text, path, sheet=audience.sheet, columns=audience.columns
+            )
     except EditError as exc:
         raise Denied(404, "未找到 Not found", str(exc)) from None
     return render(
@@ -600,8 +631,21 @@ async def get_audience_edit(request: web.Request) -> web.Response:
             "members": _members_text(audience) if audience.csv_path is None else "",
             "base": file_hash(text) if path.exists() else "",
             "preview": None,
+            "workbook": is_workbook(path),
         },
     )
+
+
+async def _upload(request: web.Request, values: Mapping[str, str]) -> str | bytes | None:
+    """The uploaded list: a workbook's bytes (by the file name's suffix), else the CSV's
+    text as the form read it (UTF-8 or GBK)."""
+    posted = await request.post()  # aiohttp keeps the parsed form: this reads nothing again
+    upload = posted.get("file")
+    if isinstance(upload, web.FileField) and is_workbook(Path(upload.filename or "")):
+        upload.file.seek(0)
+        data: bytes = upload.file.read()
+        return data
+    return values.get("file") or None
 
 
 async def post_audience_edit(request: web.Request) -> web.Response:
@@ -611,15 +655,24 @@ async def post_audience_edit(request: web.Request) -> web.Response:
     name, audience = _audience(request)
     values = form(request)
     base = values.get("base", "")
-    members = content = None
+    members: list[dict[str, str]] | None = None
+    content: str | bytes | None = None
     if audience.csv_path is None:
         members = parse_members(values.get("members", ""))
     elif values.get("file"):
-        content = values["file"]
+        content = await _upload(request, values)
+    elif values.get("content") and values.get("kind") == "workbook":
+        content = unpack_bytes(values["content"])
     elif values.get("content"):
         content = unpack_base(values["content"])
-    else:
-        raise Denied(422, "请选择文件 Choose a file", "请选择要上传的名单文件。Choose the list.")
+    if audience.csv_path is not None:
+        if not content:
+            raise Denied(
+                422, "请选择文件 Choose a file", "请选择要上传的名单文件。Choose the list."
+            )
+        problem = upload_problem(name, audience.csv_path, content)
+        if problem:
+            raise Denied(422, "名单类型不符 Wrong kind of list", problem)
     try:
         if values.get("do") == "save":
             d = await app.save_audience(
@@ -649,7 +702,9 @@ async def post_audience_edit(request: web.Request) -> web.Response:
             "members": values.get("members", ""),
             "base": base,
             "preview": preview,
-            "content": pack_base(content) if content is not None else "",
+            "content": _packed(content),
+            "kind": "workbook" if isinstance(content, bytes) else "text",
+            "workbook": is_workbook(audience.csv_path) if audience.csv_path else False,
             "shown": SHOWN_ROWS,
         },
         status=200 if preview.ok else 422,
