@@ -8,7 +8,9 @@ changes nothing on disk.
 
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -39,7 +41,7 @@ from notifier.schedule.files import load_yaml_text
 from notifier.schedule.model import Event, Schedule
 from notifier.schedule.planner import PlannedSend, plan_event
 from notifier.schedule.recipients import Recipient, check_address, check_name
-from notifier.schedule.sheets import AudienceFileError, read_audience
+from notifier.schedule.sheets import WORKBOOK_SUFFIXES, AudienceFileError, Columns, read_audience
 
 # The preview's reach: a year and some, as `check` looks ahead for missing workday data.
 PREVIEW_DAYS = 400
@@ -57,10 +59,24 @@ class Draft:
     old_event: dict[str, Any] | None
     new_event: dict[str, Any] | None
     new_file: bool = False
+    # A workbook's bytes, new and old: `before` and `after` are then its rows as text (the
+    # version's record and diff), and these are what is written and restored.
+    data: bytes | None = None
+    old_data: bytes | None = None
 
     @property
     def diff(self) -> str:
         return unified_diff(self.before, self.after, str(self.path))
+
+    @property
+    def written(self) -> str | bytes:
+        """What the file will hold."""
+        return self.after if self.data is None else self.data
+
+    @property
+    def restored(self) -> str | bytes:
+        """What the file held (put back when the reload refuses the change)."""
+        return self.before if self.old_data is None else self.old_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,8 @@ class SendRow:
     audience: str
     provisional: bool
     reason: str | None
+    # The files the send carries (the event's, then the reminder's own): name and bytes.
+    attachments: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +205,7 @@ def check(
     """`notifier check` on the schedules directory as the draft would leave it: the new
     schedule (None if refused), the errors and the warnings, in check's words."""
     directory = settings.schedules_dir
-    with trial_copy(directory, {d.path: d.after}) as copy:
+    with trial_copy(directory, {d.path: d.written}) as copy:
         trial = settings.model_copy(update={"schedules_dir": copy})
         try:
             schedule, _, warnings = load_config(trial, now=now)
@@ -246,6 +264,7 @@ def _row(p: PlannedSend, schedule: Schedule) -> SendRow:
         audience=", ".join(p.reminder.all_audiences),
         provisional=p.provisional,
         reason=move_reason(p.occurrence, p.reminder, p.send_date, schedule.calendar),
+        attachments=tuple((a.path.name, a.size) for a in p.reminder.attachments),
     )
 
 
@@ -370,6 +389,12 @@ def schedule_files(directory: Path) -> list[Path]:
 def revert_draft(settings: Settings, path: Path, content: str) -> Draft:
     """The file made to say `content` again (a version's text)."""
     target = safe_target(settings.schedules_dir, path)
+    if target.suffix.lower() in WORKBOOK_SUFFIXES:
+        # Its versions keep its rows as text, a record: the workbook is uploaded again.
+        raise EditError(
+            f"{target}: a workbook's history is a record of its rows and cannot be restored "
+            "here; upload the workbook again (Excel 名单请重新上传)"
+        )
     exists = target.exists()
     before = target.read_text(encoding="utf-8") if exists else ""
     return Draft(target, None, None, before, content, None, None, not exists)
@@ -545,27 +570,122 @@ def members_draft(
     )
 
 
-def list_draft(settings: Settings, schedule: Schedule, name: str, content: str) -> Draft:
-    """The audience's CSV file replaced by `content`."""
+def _list_audience(schedule: Schedule, name: str) -> Any:
     audience = schedule.audiences.get(name)
     if audience is None:
         raise EditError(f"no audience '{name}'")
     if audience.csv_path is None:
-        raise EditError(f"audience '{name}' has no csv: list to replace")
+        raise EditError(f"audience '{name}' has no csv: or xlsx: list to replace")
+    return audience
+
+
+def is_workbook(path: Path) -> bool:
+    return path.suffix.lower() in WORKBOOK_SUFFIXES
+
+
+# By header name: the audience has no `columns:`.
+BY_NAME = Columns()
+
+
+def list_text(path: Path, *, sheet: str | None = None, columns: Columns = BY_NAME) -> str:
+    """A list file as text: a CSV's own text; a workbook's rows as read (CSV of its good
+    rows, then `# row N: problem` for each bad one), what its versions record and diff."""
+    if not is_workbook(path):
+        return path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    if not path.exists():
+        return ""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    bad: list[str] = []
+    header = False
+    try:
+        for row, recipient, problem in read_audience(path, sheet=sheet, columns=columns):
+            if recipient is None:
+                bad.append(f"# row {row}: {problem}\n")
+                continue
+            if not header:
+                writer.writerow(recipient.fields.keys())
+                header = True
+            writer.writerow(recipient.fields.values())
+    except AudienceFileError as exc:
+        bad.append(f"# {exc}\n")
+    return out.getvalue() + "".join(bad)
+
+
+def _workbook_text(data: bytes, suffix: str, sheet: str | None, columns: Columns) -> str:
+    with tempfile.TemporaryDirectory(prefix="notifier-list-") as tmp:
+        path = Path(tmp) / f"list{suffix}"
+        path.write_bytes(data)
+        return list_text(path, sheet=sheet, columns=columns)
+
+
+def upload_problem(name: str, path: Path, content: str | bytes) -> str | None:
+    """Why an upload cannot replace the audience's list file: a workbook for a CSV or the
+    other way round (the audience's csv:/xlsx: key would no longer say what the file is)."""
+    workbook = is_workbook(path)
+    if workbook and not isinstance(content, bytes):
+        return (
+            f"audience '{name}' reads the workbook {path.name} (xlsx:); upload an .xlsx file "
+            "(此受众的名单是 Excel 文件，请上传 .xlsx)"
+        )
+    if not workbook and isinstance(content, bytes):
+        return (
+            f"audience '{name}' reads the CSV file {path.name} (csv:); upload a CSV, or change "
+            "its csv: to xlsx: in the schedule file first (此受众的名单是 CSV 文件，请上传 CSV；"
+            "如需改用 Excel，请先在日程文件中把 csv: 改为 xlsx:)"
+        )
+    return None
+
+
+def list_draft(settings: Settings, schedule: Schedule, name: str, content: str | bytes) -> Draft:
+    """The audience's list file replaced by `content`: a CSV's text, or a workbook's bytes.
+    The upload's kind must be the file's (the audience's `csv:` or `xlsx:` key stays true):
+    an Excel upload for a csv: audience is refused, not switched."""
+    audience = _list_audience(schedule, name)
     path = safe_target(settings.schedules_dir, audience.csv_path)
+    problem = upload_problem(name, path, content)
+    if problem:
+        raise EditError(problem)
+    if isinstance(content, bytes):
+        sheet, columns = audience.sheet, audience.columns
+        old = path.read_bytes() if path.exists() else None
+        before = list_text(path, sheet=sheet, columns=columns)
+        after = _workbook_text(content, path.suffix, sheet, columns)
+        return Draft(path, None, None, before, after, None, None, data=content, old_data=old)
     before = path.read_text(encoding="utf-8-sig") if path.exists() else ""
     return Draft(path, None, None, before, content, None, None)
 
 
-def read_rows(content: str) -> tuple[list[tuple[int, Recipient]], list[tuple[int, str]]]:
-    """A CSV list's good rows and bad rows (line, problem), read as the loader reads it."""
+def list_rows(
+    schedule: Schedule, name: str, d: Draft
+) -> tuple[list[tuple[int, Recipient]], list[tuple[int, str]]]:
+    """The new list's good rows and bad rows (row, problem), read as the loader reads the
+    audience (its sheet: and columns: too)."""
+    audience = _list_audience(schedule, name)
+    return read_rows(
+        d.written, suffix=d.path.suffix, sheet=audience.sheet, columns=audience.columns
+    )
+
+
+def read_rows(
+    content: str | bytes,
+    *,
+    suffix: str = ".csv",
+    sheet: str | None = None,
+    columns: Columns = BY_NAME,
+) -> tuple[list[tuple[int, Recipient]], list[tuple[int, str]]]:
+    """A list's good rows and bad rows (line or Excel row, problem), read as the loader
+    reads it: a CSV's text, or a workbook's bytes (`suffix` says which)."""
     rows: list[tuple[int, Recipient]] = []
     bad: list[tuple[int, str]] = []
     with tempfile.TemporaryDirectory(prefix="notifier-list-") as tmp:
-        path = Path(tmp) / "list.csv"
-        path.write_text(content, encoding="utf-8")
+        path = Path(tmp) / f"list{suffix if isinstance(content, bytes) else '.csv'}"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
         try:
-            for line, recipient, problem in read_audience(path):
+            for line, recipient, problem in read_audience(path, sheet=sheet, columns=columns):
                 if recipient is not None:
                     rows.append((line, recipient))
                 else:
@@ -585,5 +705,6 @@ def member_rows(
         if problem:
             bad.append((line, problem))
         else:
-            rows.append((line, Recipient(m["email"], m.get("name", ""), {})))
+            fields = {k: v for k, v in m.items() if k not in ("email", "name")}
+            rows.append((line, Recipient(m["email"], m.get("name", ""), fields)))
     return rows, bad

@@ -45,10 +45,10 @@ from notifier.editing import (
     current_event,
     draft,
     list_draft,
+    list_rows,
     member_rows,
     members_draft,
     quick_preview,
-    read_rows,
     relative,
     revert_draft,
     schedule_files,
@@ -635,7 +635,7 @@ class App:
             return d
 
     def _audience_draft(
-        self, name: str, members: list[dict[str, str]] | None, content: str | None
+        self, name: str, members: list[dict[str, str]] | None, content: str | bytes | None
     ) -> Draft:
         if members is not None:
             return members_draft(self.settings, self.schedule, name, members)
@@ -647,15 +647,19 @@ class App:
         name: str,
         *,
         members: list[dict[str, str]] | None = None,
-        content: str | None = None,
+        content: str | bytes | None = None,
     ) -> ListPreview:
-        """An audience's new members (typed, or an uploaded CSV list replacing its file): the
-        rows kept, the bad rows, and check's verdict; nothing is written."""
+        """An audience's new members (typed, or an uploaded list replacing its file: a CSV's
+        text or a workbook's bytes): the rows kept, the bad rows, and check's verdict;
+        nothing is written."""
         now = self.now()
 
         def run() -> ListPreview:
             d = self._audience_draft(name, members, content)
-            rows, bad = member_rows(members) if members is not None else read_rows(d.after)
+            if members is not None:
+                rows, bad = member_rows(members)
+            else:
+                rows, bad = list_rows(self.schedule, name, d)
             _, errors, _ = check_draft(self.settings, d, now=now)
             return ListPreview(d, rows, bad, errors)
 
@@ -666,7 +670,7 @@ class App:
         name: str,
         *,
         members: list[dict[str, str]] | None = None,
-        content: str | None = None,
+        content: str | bytes | None = None,
         base: str,
         who: Who,
     ) -> Draft:
@@ -746,7 +750,7 @@ class App:
         if vid is None:
             raise EditRefused([f"{d.path}: saved by someone else at this moment; try again"])
         try:
-            await asyncio.to_thread(write_atomic, directory, d.path, d.after)
+            await asyncio.to_thread(write_atomic, directory, d.path, d.written)
         except BaseException:
             await self.console.remove_version(vid)
             raise
@@ -755,7 +759,7 @@ class App:
             if d.new_file:
                 remove_file(directory, d.path)
             else:
-                write_atomic(directory, d.path, d.before)
+                write_atomic(directory, d.path, d.restored)
             await self.console.remove_version(vid)
             await self.reload_off_loop()
             raise EditRefused(errors)

@@ -7,12 +7,14 @@ section at 1280x800 and 390x844 are kept under var/screenshots/.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from openpyxl import Workbook
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from notifier.ledger.models import State
@@ -666,3 +668,58 @@ def test_an_editor_uploads_a_list_sees_its_bad_rows_and_replaces_the_old_one(
         assert errors.items == []
     finally:
         context.close()
+
+
+def test_an_editor_uploads_a_workbook_sees_its_excel_rows_and_replaces_the_xlsx_file(
+    browser: Browser, tmp_path: Path, hook_secret_env: None
+) -> None:
+    settings = console_settings(tmp_path)
+    schedules = settings.schedules_dir
+    header = [["2026年企业名单"], ["单位名称", "邮箱", "联系人"]]
+    (schedules / "units.xlsx").write_bytes(
+        xlsx([*header, ["甲公司", "jia@corp.example.com", "张三"]])
+    )
+    main = schedules / "main.yaml"
+    text = main.read_text(encoding="utf-8").replace(
+        "audiences:\n", "audiences:\n  units:\n    xlsx: units.xlsx\n", 1
+    )
+    main.write_text(text, encoding="utf-8")
+    upload = xlsx(
+        [*header, ["丙公司", "bing@corp.example.com", "王五"], ["丁公司", "不是地址", "赵六"]]
+    )
+    server = ConsoleServer(settings, clock=lambda: NOW, worker=False)
+    server.start()
+    context, page = new_page(browser)
+    try:
+        console = Console(server, None, {})
+        errors = Errors(page)
+        sign_in(page, console, EDITOR_TOKEN)
+        page.goto(console.url + "/audiences/units/edit")
+        page.get_by_label("名单文件 file").set_input_files(
+            files=[{"name": "企业名单.xlsx", "mimeType": XLSX_TYPE, "buffer": upload}]
+        )
+        page.get_by_role("button", name="预览").click()
+        section = page.locator("section.list-preview").inner_text()
+        assert "丙公司" in section and "row 4:" in section and "[column 邮箱]" in section
+        assert (schedules / "units.xlsx").read_bytes() != upload
+        page.get_by_role("button", name="保存").click()
+        page.wait_for_url(re.compile(r"/audiences\?notice=audience-saved"))
+        assert (schedules / "units.xlsx").read_bytes() == upload
+        assert errors.items == []
+    finally:
+        context.close()
+        server.stop()
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def xlsx(rows: list[list[str]]) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

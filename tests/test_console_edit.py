@@ -4,6 +4,7 @@ flows in Chromium are in test_console_browser.py."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
+from openpyxl import Workbook
 
 from notifier.ledger.console import NewVersion
 from notifier.schedule.edit import file_hash, find_event, replaced
@@ -31,6 +33,7 @@ from tests.console_fixtures import (
 __all__ = ["hook_secret_env"]
 
 Client = TestClient[Any, Any]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # A hand-written file with comments, quoting and a key the console does not edit.
 COMMENTED = """\
@@ -406,6 +409,78 @@ async def test_history_refusals(client: tuple[App, Client]) -> None:
     assert "恢复此版本" not in page  # a viewer has no revert button
 
 
+# --- attachments on the event form ---
+
+
+async def test_an_event_saved_with_attachments_shows_them_and_writes_attachments_keys(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    files = app.settings.schedules_dir / "files"
+    files.mkdir()
+    (files / "讲座通知.pdf").write_bytes(b"%PDF-1.4 " + b"x" * 1000)
+    (files / "报名表.docx").write_bytes(b"PK" + b"y" * 500)
+    csrf = await signed_in(c)
+    form = new_event(csrf, attachments="files/讲座通知.pdf\n", r0_attachments="files/报名表.docx")
+    resp = await c.post("/events/new", data=form)
+    body = await resp.text()
+    assert resp.status == 200, body
+    assert "<code>讲座通知.pdf</code>（1,009 字节 bytes）、<code>报名表.docx</code>" in body
+    resp = await c.post("/events/new", data={**form, "do": "save"}, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    data = load_yaml_text((app.settings.schedules_dir / "console.yaml").read_text("utf-8"))
+    event = data["events"][0]
+    assert event["attachments"] == ["files/讲座通知.pdf"]
+    assert event["reminders"][0]["attachments"] == ["files/报名表.docx"]
+    sent = app.schedule.events["law-lecture"].reminders[0].attachments
+    assert [a.path.name for a in sent] == ["讲座通知.pdf", "报名表.docx"]
+    page = await (await c.get("/events/law-lecture/edit")).text()
+    assert ">files/讲座通知.pdf</textarea>" in page and ">files/报名表.docx</textarea>" in page
+    # Clearing the event's own field drops its key; the reminder's stays.
+    edit = {**form, "base": base_of(page), "attachments": "", "do": "save"}
+    resp = await c.post("/events/law-lecture/edit", data=edit, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    saved = (app.settings.schedules_dir / "console.yaml").read_text("utf-8")
+    assert saved.count("attachments:") == 1 and "报名表.docx" in saved
+
+
+async def test_a_missing_or_outside_attachment_is_refused_next_to_its_field(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    (app.settings.schedules_dir.parent / "secret.txt").write_text("not for mail", "utf-8")
+    csrf = await signed_in(c)
+    form = new_event(csrf, attachments="files/没有这个文件.pdf", r0_attachments="../secret.txt")
+    for do in ("preview", "save"):
+        resp = await c.post("/events/new", data={**form, "do": do}, allow_redirects=False)
+        body = await resp.text()
+        assert resp.status == 422, body
+        missing = re.search(r'<p class="bad field-error" id="e-attachments"[^>]*>([^<]*)</p>', body)
+        assert missing and "events[0].attachments[0]: cannot read" in missing.group(1)
+        assert "没有这个文件.pdf" in missing.group(1) and "附件无法读取" in missing.group(1)
+        outside = re.search(
+            r'<p class="bad field-error" id="e-r0_attachments"[^>]*>([^<]*)</p>', body
+        )
+        assert outside and "is outside the schedules directory" in outside.group(1)
+    assert not (app.settings.schedules_dir / "console.yaml").exists()
+
+
+async def test_attachments_over_the_size_limit_are_refused_next_to_the_field(
+    tmp_path: Path, hook_secret_env: None
+) -> None:
+    settings = console_settings(tmp_path, max_attachments_bytes=2000)
+    (settings.schedules_dir / "big.pdf").write_bytes(b"z" * 3000)
+    async with App(settings, clock=lambda: NOW) as app:
+        async with TestClient(TestServer(create_web_app(app))) as c:
+            csrf = await signed_in(c)
+            resp = await c.post("/events/new", data=new_event(csrf, attachments="big.pdf"))
+            body = await resp.text()
+    assert resp.status == 422, body
+    error = re.search(r'<p class="bad field-error" id="e-attachments"[^>]*>([^<]*)</p>', body)
+    assert error and "over NOTIFIER_MAX_ATTACHMENTS_BYTES=2,000" in error.group(1)
+    assert "附件总大小超过限制" in error.group(1)
+
+
 # --- audiences and lists (issue 22, part 4) ---
 
 
@@ -442,6 +517,41 @@ async def test_an_audiences_members_are_edited_with_bad_rows_shown_before_saving
     assert (await app.history(file="main.yaml"))[0].action == "audience"
 
 
+async def test_editing_an_audience_keeps_its_members_other_fields_and_takes_new_ones(
+    client: tuple[App, Client],
+) -> None:
+    """A member's fields besides email and name (template fields such as 科室) show as
+    `key=value` after the name, are kept when the list is saved, and can be typed."""
+    app, c = client
+    main = app.settings.schedules_dir / "main.yaml"
+    text = main.read_text(encoding="utf-8")
+    main.write_text(
+        text.replace(
+            "- {email: office@fao.example.com, name: 办公室}",
+            "- {email: office@fao.example.com, name: 办公室, 科室: 综合科, phone: '010-1234'}",
+        ),
+        encoding="utf-8",
+    )
+    assert await app.reload_now()
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    page = await (await c.get("/audiences/staff/edit")).text()
+    assert "office@fao.example.com, 办公室, 科室=综合科, phone=010-1234" in page
+    typed = re.search(r'<textarea id="f-members" name="members"[^>]*>([^<]*)</textarea>', page)
+    assert typed
+    members = typed.group(1) + "\nlingshi@fao.example.com, 领事处, 科室=签证科，护照科\n"
+    form = {"csrf": csrf, "base": base_of(page), "members": members, "do": "save"}
+    resp = await c.post("/audiences/staff/edit", data=form, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    saved = load_yaml_text(main.read_text(encoding="utf-8"))["audiences"]["staff"]
+    assert saved[1] == {
+        "email": "office@fao.example.com", "name": "办公室", "科室": "综合科", "phone": "010-1234"
+    }  # fmt: skip
+    lingshi = {"email": "lingshi@fao.example.com", "name": "领事处", "科室": "签证科,护照科"}
+    assert saved[2] == lingshi
+    office = list(app.schedule.audiences["staff"].recipients())[1]
+    assert office.fields == {"科室": "综合科", "phone": "010-1234"}
+
+
 async def test_an_uploaded_list_shows_its_rows_and_bad_rows_then_replaces_the_old_one(
     client: tuple[App, Client],
 ) -> None:
@@ -469,6 +579,94 @@ async def test_an_uploaded_list_shows_its_rows_and_bad_rows_then_replaces_the_ol
     assert resp.status == 303
     assert path.read_text(encoding="utf-8") == listing
     assert app.schedule.audiences["enterprises"].size == 1
+
+
+def workbook_bytes(rows: list[list[Any]]) -> bytes:
+    """An .xlsx as an office saves it (made with openpyxl, read back by calamine)."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+UNITS = [
+    ["2026年企业名单"],  # a title row above the header, as offices write them
+    ["单位名称", "邮箱", "联系人"],
+    ["甲公司", "jia@corp.example.com", "张三"],
+    ["乙公司", "yi@corp.example.com", "李四"],
+]
+
+
+async def test_an_uploaded_workbook_shows_its_rows_and_bad_row_then_replaces_the_xlsx_file(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    schedules = app.settings.schedules_dir
+    (schedules / "units.xlsx").write_bytes(workbook_bytes(UNITS))
+    main = schedules / "main.yaml"
+    text = main.read_text(encoding="utf-8")
+    main.write_text(
+        text.replace("audiences:\n", "audiences:\n  units:\n    xlsx: units.xlsx\n", 1), "utf-8"
+    )
+    assert await app.reload_now()
+    assert app.schedule.audiences["units"].size == 2
+    csrf = await signed_in(c, EDITOR_TOKEN)
+    page = await (await c.get("/audiences/units/edit")).text()
+    assert 'accept=".xlsx' in page
+    upload = workbook_bytes(
+        [*UNITS[:2], ["丙公司", "bing@corp.example.com", "王五"], ["丁公司", "不是地址", "赵六"]]
+    )
+    data = FormData({"csrf": csrf, "base": base_of(page), "do": "preview"})
+    data.add_field("file", upload, filename="企业名单.xlsx", content_type=XLSX)
+    resp = await c.post("/audiences/units/edit", data=data)
+    body = await resp.text()
+    assert resp.status == 200, body
+    assert "丙公司" in body and '<span class="row-count">1</span>' in body
+    bad = re.search(r'<li class="bad">(row 4: [^<]*)</li>', body)
+    assert bad and "[column 邮箱]" in bad.group(1)
+    assert (schedules / "units.xlsx").read_bytes() != upload  # not yet
+    content = re.search(r'name="content" value="([^"]*)"', body)
+    assert content and 'name="kind" value="workbook"' in body
+    form = {"csrf": csrf, "base": base_of(page), "content": content.group(1), "kind": "workbook"}
+    resp = await c.post(
+        "/audiences/units/edit", data={**form, "do": "save"}, allow_redirects=False
+    )
+    assert resp.status == 303, await resp.text()
+    assert (schedules / "units.xlsx").read_bytes() == upload
+    units = list(app.schedule.audiences["units"].recipients())
+    assert [(r.email, r.name, r.fields["联系人"]) for r in units] == [
+        ("bing@corp.example.com", "丙公司", "王五")
+    ]
+    assert "xlsx: units.xlsx" in main.read_text(encoding="utf-8")
+    version = (await app.history(file="units.xlsx"))[0]
+    assert version.action == "audience"
+    assert "丙公司,bing@corp.example.com,王五" in version.content and "# row 4:" in version.content
+    # Its history is a record of rows: restoring it is refused, never text written into .xlsx.
+    assert (await c.get(f"/history/{version.id}/revert")).status == 404
+    # A second save from the same (now stale) page is a conflict, not a silent overwrite.
+    resp = await c.post("/audiences/units/edit", data={**form, "do": "save"})
+    assert resp.status == 409
+
+
+async def test_a_workbook_for_a_csv_audience_is_refused_saying_what_to_do(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/audiences/enterprises/edit")).text()
+    data = FormData({"csrf": csrf, "base": base_of(page), "do": "preview"})
+    data.add_field("file", workbook_bytes(UNITS), filename="名单.xlsx", content_type=XLSX)
+    resp = await c.post("/audiences/enterprises/edit", data=data)
+    body = await resp.text()
+    assert resp.status == 422
+    assert "reads the CSV file enterprises.csv (csv:); upload a CSV" in body
+    assert "把 csv: 改为 xlsx:" in body
+    path = app.settings.schedules_dir / "enterprises.csv"
+    assert path.read_text(encoding="utf-8").startswith("email,")
 
 
 async def test_a_viewer_cannot_edit_an_audience(client: tuple[App, Client]) -> None:

@@ -125,3 +125,28 @@ def test_deleting_an_event_keeps_the_next_events_comment_and_drops_its_own() -> 
                         "    reminders:\n      - on: start\n  # after mid\n")
     out = replaced(text, "mid", None, WHERE)
     assert out == FILE.replace("  # last\n", "  # after mid\n")
+
+
+def test_attachments_are_edited_like_any_key_with_their_comments_kept() -> None:
+    text = FILE.replace(
+        "      - before: 10 days\n",
+        "      - before: 10 days\n"
+        "        attachments:\n"
+        "          - files/报名表.docx   # 每年更新 / updated yearly\n",
+    ).replace(
+        "    date: \"4·15\"   # 行尾注释 / a comment at the end of a line\n",
+        "    date: \"4·15\"   # 行尾注释 / a comment at the end of a line\n"
+        "    attachments: [files/通知.pdf]\n",
+    )
+    found = find_event(text, "first", WHERE)
+    assert found is not None
+    event = found[1]
+    assert replaced(text, "first", event, WHERE) == text
+    # The event's own list changes; the reminder's (and its comment) stays.
+    changed = replaced(text, "first", {**event, "attachments": ["files/通知v2.pdf"]}, WHERE)
+    assert "attachments: [files/通知v2.pdf]" in changed
+    assert "- files/报名表.docx   # 每年更新 / updated yearly" in changed
+    # The form leaving a reminder's attachments empty removes them: they are its key now.
+    reminder = {k: v for k, v in event["reminders"][0].items() if k != "attachments"}
+    dropped = replaced(text, "first", {**event, "reminders": [reminder]}, WHERE)
+    assert "报名表.docx" not in dropped and "attachments: [files/通知.pdf]" in dropped

@@ -4,7 +4,7 @@ keeping the rest of the file (comments, key order, quoting, indentation) as it w
 ruamel.yaml's round-trip mode reads the file into nodes that remember their comments and
 style; an edit updates the event's node in place, key by key, so that an unchanged key keeps
 its quoting and the comments around it, and keys the console does not edit (`replaces:`,
-`attachments:`, ...) stay. Pure text in, text out; `write_atomic` puts the result in place
+keys of a later version) stay. Pure text in, text out; `write_atomic` puts the result in place
 (temp file + rename inside the schedules directory, never through a link).
 """
 
@@ -38,16 +38,22 @@ CONSOLE_FILE_HEADER = (
     " layout).\n"
 )
 # The keys of an event and of a reminder that the console's form edits; any other key of the
-# file (replaces:, attachments:, keys of a later version) is kept as it is.
+# file (replaces:, keys of a later version) is kept as it is.
 EVENT_KEYS = frozenset(
     {
         "id", "title", "description", "date", "month", "lunar", "rrule", "duration",
-        "send_at", "workdays", "audience", "template", "grace", "vars", "reminders",
+        "send_at", "workdays", "audience", "template", "grace", "vars", "attachments",
+        "reminders",
     }
 )  # fmt: skip
 REMINDER_KEYS = frozenset(
-    {"id", "before", "on", "after", "every", "send_at", "workdays", "audience", "template"}
-)
+    {
+        "id", "before", "on", "after", "every", "send_at", "workdays", "audience", "template",
+        "attachments",
+    }
+)  # fmt: skip
+# What the console writes: schedule files, and the audience lists it takes uploads of.
+WRITABLE_SUFFIXES = (".yaml", ".yml", ".csv", ".xlsx", ".xlsm")
 # Long descriptions stay on one line, as people write them (ruamel folds at 80 by default).
 LINE_WIDTH = 4096
 
@@ -136,7 +142,7 @@ def find_event(text: str, event_id: str, where: Path) -> tuple[int, dict[str, An
 def _styled(value: Any, old: Any = None) -> Any:
     """A new value as ruamel should write it: a string the loader would read as something
     else (a number, a date, a time, `true`) is quoted, as is one the old value quoted; a
-    multi-line text becomes a literal block."""
+    multi-line text becomes a literal block; a list the old value wrote `[a, b]` stays so."""
     if isinstance(value, Mapping):
         out = CommentedMap()
         for k, v in value.items():
@@ -145,6 +151,8 @@ def _styled(value: Any, old: Any = None) -> Any:
     if isinstance(value, list):
         seq = CommentedSeq()
         seq.extend(_styled(v) for v in value)
+        if isinstance(old, CommentedSeq) and old.fa.flow_style():
+            seq.fa.set_flow_style()  # `[a, b]` stays on its line
         return seq
     if not isinstance(value, str):
         return value
@@ -297,13 +305,13 @@ def members_replaced(text: str, name: str, members: list[dict[str, str]], where:
 
 
 def safe_target(directory: Path, path: Path) -> Path:
-    """`path` if the console may write it: a `.yaml` file (or an audience's `.csv` list)
-    inside `directory`, no link on the way (the file itself or a folder); EditError
-    otherwise."""
+    """`path` if the console may write it: a `.yaml` file (or an audience's `.csv` list or
+    `.xlsx` workbook) inside `directory`, no link on the way (the file itself or a folder);
+    EditError otherwise."""
     root = directory.resolve()
     full = (directory / path) if not path.is_absolute() else path
-    if full.suffix not in (".yaml", ".yml", ".csv"):
-        raise EditError(f"{full}: only .yaml files (and .csv lists) are written")
+    if full.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise EditError(f"{full}: only .yaml files (and .csv or .xlsx lists) are written")
     parent = full.parent.resolve()
     if not parent.is_relative_to(root):
         raise EditError(f"{full}: outside the schedules directory {directory}")
@@ -312,16 +320,17 @@ def safe_target(directory: Path, path: Path) -> Path:
     return parent / full.name
 
 
-def write_atomic(directory: Path, path: Path, text: str) -> None:
-    """Write `text` to `path` (inside `directory`) by a temp file and a rename: a reader, the
-    watcher or another instance sees the old file or the new one, never half of one. The
-    file's mode is kept (new files: 0644, for a service user's group to read)."""
+def write_atomic(directory: Path, path: Path, text: str | bytes) -> None:
+    """Write `text` (or a workbook's bytes) to `path` (inside `directory`) by a temp file and
+    a rename: a reader, the watcher or another instance sees the old file or the new one,
+    never half of one. The file's mode is kept (new files: 0644, for a service user's group
+    to read)."""
     target = safe_target(directory, path)
     mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=".console-", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -340,9 +349,9 @@ def remove_file(directory: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def trial_copy(directory: Path, changes: Mapping[Path, str]) -> Iterator[Path]:
-    """A copy of `directory` with `changes` (path -> new text) applied, for the loader to
-    judge before anything is written; removed afterwards."""
+def trial_copy(directory: Path, changes: Mapping[Path, str | bytes]) -> Iterator[Path]:
+    """A copy of `directory` with `changes` (path -> new text, or a workbook's bytes)
+    applied, for the loader to judge before anything is written; removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="notifier-edit-") as tmp:
         copy = Path(tmp) / "schedules"
         shutil.copytree(directory, copy, symlinks=True)
@@ -350,5 +359,8 @@ def trial_copy(directory: Path, changes: Mapping[Path, str]) -> Iterator[Path]:
         for path, text in changes.items():
             rel = path.resolve().relative_to(root) if path.is_absolute() else path
             (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            (copy / rel).write_text(text, encoding="utf-8")
+            if isinstance(text, bytes):
+                (copy / rel).write_bytes(text)
+            else:
+                (copy / rel).write_text(text, encoding="utf-8")
         yield copy

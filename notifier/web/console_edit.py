@@ -16,13 +16,23 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_args
 
 import yaml
 from aiohttp import web
 
 from notifier.dates.workdays import WorkdayPolicy
-from notifier.editing import EditConflict, EditPreview, EditRefused, Who, audience_file
+from notifier.editing import (
+    EditConflict,
+    EditPreview,
+    EditRefused,
+    Who,
+    audience_file,
+    is_workbook,
+    list_text,
+    upload_problem,
+)
 from notifier.schedule.edit import EditError, event_text, file_hash
 from notifier.web.auth import client_address
 from notifier.web.common import APP_KEY
@@ -48,6 +58,7 @@ class Row:
     workdays: str = ""
     audience: str = ""
     template: str = ""
+    attachments: str = ""  # one path under schedules/ a line
 
 
 @dataclass
@@ -64,6 +75,7 @@ class EventForm:
     template: str = ""
     grace: str = ""
     vars: str = ""
+    attachments: str = ""  # one path under schedules/ a line
     file: str = ""
     rows: list[Row] = field(default_factory=list)
 
@@ -74,6 +86,17 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def _lines(value: Any) -> str:
+    """A list of paths as the form's one-a-line text."""
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return _text(value)
+
+
+def _paths(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def form_from_event(data: Mapping[str, Any]) -> EventForm:
@@ -98,6 +121,7 @@ def form_from_event(data: Mapping[str, Any]) -> EventForm:
                 workdays=_text(rem.get("workdays")),
                 audience=_text(rem.get("audience")),
                 template=_text(rem.get("template")),
+                attachments=_lines(rem.get("attachments")),
             )
         )
     variables = data.get("vars") or {}
@@ -114,6 +138,7 @@ def form_from_event(data: Mapping[str, Any]) -> EventForm:
         template=_text(data.get("template")),
         grace=_text(data.get("grace")),
         vars=yaml.safe_dump(variables, allow_unicode=True, sort_keys=False) if variables else "",
+        attachments=_lines(data.get("attachments")),
         rows=rows,
     )
 
@@ -164,6 +189,8 @@ def event_from_form(f: EventForm) -> tuple[dict[str, Any], dict[str, list[str]],
             ev[key] = getattr(f, key)
     if f.audience:
         ev["audience"] = _names(f.audience)
+    if _paths(f.attachments):
+        ev["attachments"] = _paths(f.attachments)
     if f.vars.strip():
         try:
             variables = yaml.safe_load(f.vars)
@@ -192,6 +219,8 @@ def event_from_form(f: EventForm) -> tuple[dict[str, Any], dict[str, list[str]],
                 rem[key] = getattr(row, key)
         if row.audience:
             rem["audience"] = _names(row.audience)
+        if _paths(row.attachments):
+            rem["attachments"] = _paths(row.attachments)
         reminders.append(rem)
         row_of.append(n)
     ev["reminders"] = reminders
@@ -200,6 +229,9 @@ def event_from_form(f: EventForm) -> tuple[dict[str, Any], dict[str, list[str]],
 
 _LOCATED = re.compile(r"^(?P<file>.+?): events\[(?P<i>\d+)\](?P<path>[^:]*?)(?: \(the key\))?: ")
 _REMINDER = re.compile(r"^\.reminders\[(?P<j>\d+)\](?:\.(?P<key>\w+))?")
+# check's size limit names the event and the reminder, not a key: it goes by the event's
+# attachments field (the total counts the event's files and the reminder's own).
+_OVER_LIMIT = re.compile(r"^.+?: event '(?P<id>[^']+)' reminder '[^']+': attachments come to ")
 
 
 def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, list[str]], list[str]]:
@@ -208,6 +240,10 @@ def field_errors(preview: EditPreview, row_of: list[int]) -> tuple[dict[str, lis
     by_field: dict[str, list[str]] = {}
     other: list[str] = []
     for line in preview.errors:
+        over = _OVER_LIMIT.match(line)
+        if over is not None and over["id"] == preview.draft.new_id:
+            by_field.setdefault("attachments", []).append(line)
+            continue
         match = _LOCATED.match(line)
         if match is None or index is None or int(match["i"]) != index:
             other.append(line)
@@ -240,11 +276,29 @@ def pack_base(text: str) -> str:
 
 def unpack_base(value: str) -> str:
     try:
-        return base64.urlsafe_b64decode(value.encode("ascii")).decode("utf-8")
+        return unpack_bytes(value).decode("utf-8")
+    except UnicodeError:
+        raise Denied(
+            400, "表单已损坏 Bad form", "表单的 base 字段无效，请重新打开编辑页。Reload the page."
+        ) from None
+
+
+def unpack_bytes(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value.encode("ascii"))
     except (binascii.Error, UnicodeError, ValueError):
         raise Denied(
             400, "表单已损坏 Bad form", "表单的 base 字段无效，请重新打开编辑页。Reload the page."
         ) from None
+
+
+def _packed(content: str | bytes | None) -> str:
+    """An uploaded list carried from its preview to its save (a workbook's bytes as they are)."""
+    if content is None:
+        return ""
+    if isinstance(content, bytes):
+        return base64.urlsafe_b64encode(content).decode("ascii")
+    return pack_base(content)
 
 
 def _blank_rows(f: EventForm) -> EventForm:
@@ -495,15 +549,38 @@ async def post_revert(request: web.Request) -> web.Response:
 SHOWN_ROWS = 200
 
 
+# A member's own field after the name: `key=value` (what templates see as recipient.key).
+_FIELD = re.compile(r"^\s*(?P<key>[^\s=,，]+)\s*=(?P<value>.*)$")
+
+
 def parse_members(text: str) -> list[dict[str, str]]:
-    """One member a line: `email, name` (a tab or a Chinese comma also separates)."""
+    """One member a line: `email, name, key=value, ...` (a tab or a Chinese comma also
+    separates). The fields after the name are the member's own template fields (as the
+    file's `{email: ..., name: ..., 科室: ...}`): kept, not dropped, when the list is saved.
+    A part without `=` before the first field belongs to the name (which may hold a comma);
+    after it, to the field before it (a value with a comma)."""
     members = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        parts = [p.strip() for p in re.split(r"[,，\t]", line, maxsplit=1)]
-        email, name = parts[0], parts[1] if len(parts) > 1 else ""
-        members.append({"email": email, "name": name} if name else {"email": email})
+        email, *rest = re.split(r"[,，\t]", line)
+        name_parts: list[str] = []
+        fields: dict[str, str] = {}
+        last: str | None = None
+        for part in rest:
+            match = _FIELD.match(part)
+            if match is not None and match["key"] not in ("email", "name"):
+                last = match["key"]
+                fields[last] = match["value"].strip()
+            elif last is not None:
+                fields[last] = f"{fields[last]},{part}".strip()
+            else:
+                name_parts.append(part)
+        member = {"email": email.strip()}
+        name = ",".join(name_parts).strip()
+        if name:
+            member["name"] = name
+        members.append(member | fields)
     return members
 
 
@@ -518,8 +595,16 @@ def _audience(request: web.Request) -> tuple[str, Any]:
     return name, audience
 
 
+def _member_line(m: Any) -> str:
+    """A member as parse_members reads it back: `email, name, key=value, ...`."""
+    extra = "".join(f", {k}={v}" for k, v in m.fields.items())
+    if not m.name and not extra:
+        return str(m.email)
+    return f"{m.email}, {m.name}{extra}"
+
+
 def _members_text(audience: Any) -> str:
-    return "\n".join(f"{m.email}, {m.name}" if m.name else m.email for m in audience.recipients())
+    return "\n".join(_member_line(m) for m in audience.recipients())
 
 
 async def get_audience_edit(request: web.Request) -> web.Response:
@@ -528,9 +613,12 @@ async def get_audience_edit(request: web.Request) -> web.Response:
     try:
         if audience.csv_path is None:
             path = await asyncio.to_thread(audience_file, app.settings, app.schedule, name)
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
         else:
             path = audience.csv_path
-        text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+            text = await asyncio.to_thread(
+                list_text, path, sheet=audience.sheet, columns=audience.columns
+            )
     except EditError as exc:
         raise Denied(404, "未找到 Not found", str(exc)) from None
     return render(
@@ -543,8 +631,21 @@ async def get_audience_edit(request: web.Request) -> web.Response:
             "members": _members_text(audience) if audience.csv_path is None else "",
             "base": file_hash(text) if path.exists() else "",
             "preview": None,
+            "workbook": is_workbook(path),
         },
     )
+
+
+async def _upload(request: web.Request, values: Mapping[str, str]) -> str | bytes | None:
+    """The uploaded list: a workbook's bytes (by the file name's suffix), else the CSV's
+    text as the form read it (UTF-8 or GBK)."""
+    posted = await request.post()  # aiohttp keeps the parsed form: this reads nothing again
+    upload = posted.get("file")
+    if isinstance(upload, web.FileField) and is_workbook(Path(upload.filename or "")):
+        upload.file.seek(0)
+        data: bytes = upload.file.read()
+        return data
+    return values.get("file") or None
 
 
 async def post_audience_edit(request: web.Request) -> web.Response:
@@ -554,15 +655,24 @@ async def post_audience_edit(request: web.Request) -> web.Response:
     name, audience = _audience(request)
     values = form(request)
     base = values.get("base", "")
-    members = content = None
+    members: list[dict[str, str]] | None = None
+    content: str | bytes | None = None
     if audience.csv_path is None:
         members = parse_members(values.get("members", ""))
     elif values.get("file"):
-        content = values["file"]
+        content = await _upload(request, values)
+    elif values.get("content") and values.get("kind") == "workbook":
+        content = unpack_bytes(values["content"])
     elif values.get("content"):
         content = unpack_base(values["content"])
-    else:
-        raise Denied(422, "请选择文件 Choose a file", "请选择要上传的名单文件。Choose the list.")
+    if audience.csv_path is not None:
+        if not content:
+            raise Denied(
+                422, "请选择文件 Choose a file", "请选择要上传的名单文件。Choose the list."
+            )
+        problem = upload_problem(name, audience.csv_path, content)
+        if problem:
+            raise Denied(422, "名单类型不符 Wrong kind of list", problem)
     try:
         if values.get("do") == "save":
             d = await app.save_audience(
@@ -592,7 +702,9 @@ async def post_audience_edit(request: web.Request) -> web.Response:
             "members": values.get("members", ""),
             "base": base,
             "preview": preview,
-            "content": pack_base(content) if content is not None else "",
+            "content": _packed(content),
+            "kind": "workbook" if isinstance(content, bytes) else "text",
+            "workbook": is_workbook(audience.csv_path) if audience.csv_path else False,
             "shown": SHOWN_ROWS,
         },
         status=200 if preview.ok else 422,
