@@ -36,6 +36,24 @@ async def test_manual_send_reaches_the_smtp_server_once(
     assert "全民国家安全教育日" in str(msg["Subject"])
 
 
+# A clock reading whose microsecond rounding goes up (…745.583395 > …745.5833945): taken from
+# a run of the attachments test that sent nothing in its first burst.
+ROUNDS_UP = 1796564745.5833945
+
+
+async def test_a_send_now_is_due_at_the_same_clock_reading_that_made_it(
+    make_settings: MakeSettings, smtp_server: StartSmtp
+) -> None:
+    server = smtp_server()
+    assert datetime.fromtimestamp(ROUNDS_UP).timestamp() > ROUNDS_UP  # the case under test
+    async with App(make_settings(smtp=smtp_settings(server)), clock=lambda: ROUNDS_UP) as app:
+        await app.outbox.send_now("security-day", now=ROUNDS_UP)
+        rows = await app.store.list_deliveries()
+        stats = await app.worker.run_until_idle()
+    assert rows and all(r.due_at <= ROUNDS_UP for r in rows)
+    assert stats.sent == 2 and len(server.sink.messages) == 2
+
+
 async def test_send_again_sends_a_second_copy_with_a_new_message_id(
     make_settings: MakeSettings, smtp_server: StartSmtp
 ) -> None:

@@ -15,7 +15,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 from notifier.compose.rendering import Renderer
 from notifier.compose.rows import UNMADE_PREFIX, RowMaker, RunningConfig
@@ -30,6 +30,17 @@ from notifier.schedule.model import Attachment, Audience, Event, Reminder, Sched
 from notifier.schedule.planner import PlannedSend, next_occurrence, occurrence_on, plan
 
 log = logging.getLogger(__name__)
+
+
+def not_after(now: float, tz: tzinfo) -> datetime:
+    """`now` as a datetime no later than `now`: a row made at it is due at that very reading.
+
+    `datetime.fromtimestamp` rounds to the microsecond, up by as much as half of one, and a
+    send now whose rows were due that fraction after `now` was not claimed by a burst at the
+    same clock reading (seen with a frozen test clock: the first burst sent nothing).
+    """
+    moment = datetime.fromtimestamp(now, tz)
+    return moment - timedelta(microseconds=1) if moment.timestamp() > now else moment
 
 
 class AudienceError(SendError):
@@ -448,7 +459,7 @@ class Outbox:
         event's first reminder goes.
         """
         tz = self.settings.tz
-        now_dt = datetime.fromtimestamp(now, tz)
+        now_dt = not_after(now, tz)
         event, occ, reminder = self.resolve(event_id, reminder_id, on, now_dt.date())
         if as_planned and reminder is not None:
             day = send_day(
