@@ -520,6 +520,24 @@ class App:
         """Of these rows, those waiting for a mail account's quota or pause: until when, why."""
         return await self.limits.waiting(ids)
 
+    async def ledger_counts(self) -> dict[tuple[str, str], int]:
+        """Ledger rows by (state, channel): `notifier status`."""
+        return await self.store.count_by_state()
+
+    async def waiting_rows(self, *, limit: int) -> list[tuple[Delivery, Waiting]]:
+        """The rows waiting for a mail account's quota or pause, the first to go first."""
+        waits = await self.limits.waiting_rows(limit=limit)
+        out: list[tuple[Delivery, Waiting]] = []
+        for row_id, wait in waits:
+            row = await self.store.get(row_id)
+            if row is not None:
+                out.append((row, wait))
+        return out
+
+    async def waiting_summary(self) -> tuple[int, float | None]:
+        """How many rows wait for a quota or pause, and when the first goes (None: none)."""
+        return await self.limits.first_wait()
+
     async def suppressed_in(self, audience_name: str) -> int:
         """How many of an outside audience's addresses are on the suppression list (the send
         skips them); 0 for a staff audience, whose mail still goes."""
