@@ -553,15 +553,25 @@ class App:
 
         return await asyncio.to_thread(count)
 
-    async def suppressed_addresses(self) -> list[Suppression]:
+    async def suppressed_addresses(self, *, limit: int = 500) -> list[Suppression]:
         """The suppression list, the latest bounce first."""
-        return await self.suppressions.entries()
+        return await self.suppressions.entries(limit=limit)
 
-    async def unsuppress(self, address: str) -> bool:
-        """Take an address off the suppression list (outreach mails it again)."""
+    async def unsuppress(self, address: str, *, who: Who | None = None) -> bool:
+        """Take an address off the suppression list (outreach mails it again). With `who`
+        (the admin API), the removal is audited here; the console audits its own."""
         removed = await self.suppressions.remove(address)
         if removed:
             log.info("address taken off the suppression list", extra={"action": "unsuppressed"})
+            if who is not None:
+                await self.console.audit(
+                    "unsuppress",
+                    role=who.role,
+                    target=f"email:{address.strip().lower()}",
+                    detail="admin API",
+                    client=who.client,
+                    now=self.clock(),
+                )
         return removed
 
     async def unsubscribe(self, address: str, *, source: str) -> None:
