@@ -520,6 +520,24 @@ class App:
         """Of these rows, those waiting for a mail account's quota or pause: until when, why."""
         return await self.limits.waiting(ids)
 
+    async def ledger_counts(self) -> dict[tuple[str, str], int]:
+        """Ledger rows by (state, channel): `notifier status`."""
+        return await self.store.count_by_state()
+
+    async def waiting_rows(self, *, limit: int) -> list[tuple[Delivery, Waiting]]:
+        """The rows waiting for a mail account's quota or pause, the first to go first."""
+        waits = await self.limits.waiting_rows(limit=limit)
+        out: list[tuple[Delivery, Waiting]] = []
+        for row_id, wait in waits:
+            row = await self.store.get(row_id)
+            if row is not None:
+                out.append((row, wait))
+        return out
+
+    async def waiting_summary(self) -> tuple[int, float | None]:
+        """How many rows wait for a quota or pause, and when the first goes (None: none)."""
+        return await self.limits.first_wait()
+
     async def suppressed_in(self, audience_name: str) -> int:
         """How many of an outside audience's addresses are on the suppression list (the send
         skips them); 0 for a staff audience, whose mail still goes."""
@@ -535,15 +553,25 @@ class App:
 
         return await asyncio.to_thread(count)
 
-    async def suppressed_addresses(self) -> list[Suppression]:
+    async def suppressed_addresses(self, *, limit: int = 500) -> list[Suppression]:
         """The suppression list, the latest bounce first."""
-        return await self.suppressions.entries()
+        return await self.suppressions.entries(limit=limit)
 
-    async def unsuppress(self, address: str) -> bool:
-        """Take an address off the suppression list (outreach mails it again)."""
+    async def unsuppress(self, address: str, *, who: Who | None = None) -> bool:
+        """Take an address off the suppression list (outreach mails it again). With `who`
+        (the admin API), the removal is audited here; the console audits its own."""
         removed = await self.suppressions.remove(address)
         if removed:
             log.info("address taken off the suppression list", extra={"action": "unsuppressed"})
+            if who is not None:
+                await self.console.audit(
+                    "unsuppress",
+                    role=who.role,
+                    target=f"email:{address.strip().lower()}",
+                    detail="admin API",
+                    client=who.client,
+                    now=self.clock(),
+                )
         return removed
 
     async def unsubscribe(self, address: str, *, source: str) -> None:

@@ -38,6 +38,7 @@ def test_help_is_available_for_every_command(cli) -> None:  # type: ignore[no-un
         "preview",
         "send",
         "deliveries",
+        "status",
         "retry",
         "migrate",
         "holidays",

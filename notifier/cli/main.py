@@ -23,11 +23,12 @@ from notifier.cli.common import fail_config, run_async, settings_or_exit
 from notifier.cli.holidays import holidays_group
 from notifier.compose.message import file_size
 from notifier.compose.records import FORMATS, Format
+from notifier.config import Settings
 from notifier.constants import UPCOMING_DAYS
 from notifier.delivery.worker import WorkerStats
 from notifier.errors import ConfigError, NotifierError
 from notifier.ledger.limits import Waiting
-from notifier.ledger.models import State
+from notifier.ledger.models import Delivery, State
 from notifier.logs import setup_logging
 from notifier.schedule.model import Attachment
 from notifier.schedule.planner import plan, planned_json
@@ -170,6 +171,24 @@ def upcoming(since: date | None, until: date | None, as_json: bool) -> None:
             f"（暂定）{provisional} provisional: their days depend on workday data not yet "
             "published (see `notifier check`)"
         )
+    console.print(_waiting_line(settings))
+
+
+def _waiting_line(settings: Settings) -> str:
+    """`upcoming`'s last line: the ledger rows waiting for a mail account's quota or pause."""
+
+    async def go() -> tuple[int, float | None]:
+        async with App(settings) as app:
+            return await app.waiting_summary()
+
+    count, first = run_async(go)
+    if not count or first is None:
+        return "等待配额 waiting for quota: 0 rows"
+    at = datetime.fromtimestamp(first, settings.tz).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"等待配额 waiting for quota: {count} rows; 最早发出 first goes at {at}"
+        " (see `notifier status`)"
+    )
 
 
 @main.command()
@@ -387,6 +406,56 @@ def deliveries_export(
     rows = run_async(go)
     where = "stdout" if output == "-" else output
     click.echo(f"已导出 exported {rows} rows to {where} ({chosen})", err=True)
+
+
+@main.command()
+@click.option("--limit", type=int, default=50, show_default=True, help="waiting rows shown")
+def status(limit: int) -> None:
+    """台账状态 The ledger's rows by state and channel, and the rows waiting for quota."""
+    settings = settings_or_exit()
+    if limit < 1:
+        click.echo("错误 error: --limit must be at least 1", err=True)
+        sys.exit(2)
+
+    async def go() -> tuple[dict[tuple[str, str], int], list[tuple[Delivery, Waiting]], int]:
+        async with App(settings) as app:
+            counts = await app.ledger_counts()
+            rows = await app.waiting_rows(limit=limit)
+            total, _ = await app.waiting_summary()
+            return counts, rows, total
+
+    counts, rows, total = run_async(go)
+    console = _console()
+    channels = sorted({channel for _, channel in counts})
+    table = Table(title="台账 Ledger rows by state")
+    table.add_column("状态 state")
+    for channel in channels:
+        table.add_column(channel, justify="right")
+    table.add_column("合计 total", justify="right")
+    for state in State:
+        cells = [counts.get((state.value, c), 0) for c in channels]
+        table.add_row(state.value, *(str(n) for n in cells), str(sum(cells)))
+    console.print(table)
+    console.print(f"共 total {sum(counts.values())} rows")
+    if not rows:
+        console.print("等待配额 waiting for quota: 0 rows")
+        return
+    tz = settings.tz
+    waits = Table(title=f"等待配额或暂停 Waiting for quota or a pause: {total} rows")
+    for col in ("id", "channel", "event", "recipient", "原因 reason", "发出时间 goes at"):
+        waits.add_column(col)
+    for row, wait in rows:
+        waits.add_row(
+            str(row.id),
+            row.channel,
+            row.event_id,
+            row.recipient,
+            wait.reason,
+            datetime.fromtimestamp(wait.until, tz).strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(waits)
+    if total > len(rows):
+        console.print(f"（仅显示前 {len(rows)} 行 showing the first {len(rows)}; see --limit）")
 
 
 @main.command()

@@ -192,6 +192,27 @@ class LimitStore:
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def waiting_rows(self, *, limit: int) -> list[tuple[int, Waiting]]:
+        """The rows still waiting, the first to go first (`status`): row id, until, why."""
+        rows = await self.db.fetchall(
+            "SELECT w.delivery_id, w.until, w.reason FROM quota_waits w"
+            " JOIN deliveries d ON d.id = w.delivery_id"
+            " WHERE d.state = 'pending' AND d.due_at = w.until"
+            " ORDER BY w.until, w.delivery_id LIMIT :limit",
+            {"limit": limit},
+        )
+        return [(int(r[0]), Waiting(float(r[1]), str(r[2]))) for r in rows]
+
+    async def first_wait(self) -> tuple[int, float | None]:
+        """How many rows wait, and when the first of them goes (`upcoming`'s last line)."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*), MIN(w.until) FROM quota_waits w JOIN deliveries d"
+            " ON d.id = w.delivery_id WHERE d.state = 'pending' AND d.due_at = w.until"
+        )
+        if row is None or not row[0]:
+            return 0, None
+        return int(row[0]), float(row[1])
+
     async def used(self, channel: str, seconds: int, start: float) -> int:
         """Sends counted in one window (tests, the console)."""
         row = await self.db.fetchone(

@@ -23,12 +23,14 @@ from notifier.channels.payloads import posted_text
 from notifier.compose.message import message_parts
 from notifier.compose.outbox import AudienceError, PreviewRow
 from notifier.constants import UPCOMING_DAYS
+from notifier.editing import Who
 from notifier.errors import RenderError, SendError
 from notifier.keys import EMAIL
 from notifier.ledger.limits import Waiting
 from notifier.ledger.models import Delivery
 from notifier.schedule.planner import next_occurrence, planned_json
 from notifier.service import App
+from notifier.web.auth import client_address
 from notifier.web.common import (
     APP_KEY,
     MAX_UPCOMING_SPAN_DAYS,
@@ -38,6 +40,11 @@ from notifier.web.common import (
     require_admin,
     stream_record,
 )
+
+# The longest address a path may name (RFC 5321: 254), as the console's removal form.
+MAX_ADDRESS = 254
+# The audit log's role for a change made with the admin bearer token.
+API_ROLE = "admin-api"
 
 log = logging.getLogger(__name__)
 
@@ -323,3 +330,41 @@ async def get_config(request: web.Request) -> web.Response:
     await require_admin(request)
     app = request.app[APP_KEY]
     return answer(schemas.ConfigStatus(errors=list(app.config_errors), warnings=list(app.warnings)))
+
+
+async def get_suppressions(request: web.Request) -> web.Response:
+    """The suppression list, the latest bounce first."""
+    await require_admin(request)
+    app = request.app[APP_KEY]
+    q = parse_query(request, schemas.SuppressionsQuery)
+    tz = app.settings.tz
+    entries = await app.suppressed_addresses(limit=q.limit)
+    return answer(
+        schemas.Suppressions(
+            suppressions=[
+                schemas.Suppression(
+                    address=e.address,
+                    reason=e.reason,
+                    excerpt=e.excerpt,
+                    source=e.source,
+                    delivery_id=e.delivery_id,
+                    first_at=datetime.fromtimestamp(e.first_at, tz),
+                    last_at=datetime.fromtimestamp(e.last_at, tz),
+                )
+                for e in entries
+            ]
+        )
+    )
+
+
+async def delete_suppression(request: web.Request) -> web.Response:
+    """Take an address off the list (audited as the console's removal is)."""
+    await require_admin(request)
+    app = request.app[APP_KEY]
+    address = request.match_info["address"].strip()
+    if not address or len(address) > MAX_ADDRESS:
+        raise ApiError(422, "invalid parameter", f"address: 1 to {MAX_ADDRESS} characters required")
+    who = Who(API_ROLE, client_address(request))
+    if not await app.unsuppress(address, who=who):
+        raise ApiError(404, "not suppressed", f"'{echo(address)}' is not on the suppression list")
+    return answer(schemas.Unsuppressed(address=address.lower(), removed=True))

@@ -8,10 +8,12 @@ from aiohttp import web
 
 from notifier.service import App
 from notifier.web.api import (
+    delete_suppression,
     get_config,
     get_deliveries,
     get_deliveries_export,
     get_events,
+    get_suppressions,
     get_upcoming,
     post_preview,
     post_send,
@@ -54,6 +56,8 @@ def create_web_app(app: App) -> web.Application:
             web.post("/api/preview", post_preview),
             web.post("/api/events/{event_id}/send", post_send),
             web.get("/api/config", get_config),
+            web.get("/api/suppressions", get_suppressions),
+            web.delete("/api/suppressions/{address}", delete_suppression),
             web.get("/calendar.ics", get_calendar),
             web.get("/calendar/workdays.ics", get_workdays),
             web.get("/unsubscribe", get_unsubscribe),

@@ -34,7 +34,7 @@ Security = Literal["bearer", "token"]
 ERROR_TEXT: Mapping[int, str] = {
     400: "Malformed JSON or an invalid parameter",
     401: "Missing or wrong credentials (bearer token, or webhook signature)",
-    404: "Unknown hook or event",
+    404: "Unknown hook or event, or an address not on the suppression list",
     413: "Body over the size limit",
     422: "Well-formed but unusable (a template cannot render, a value out of range)",
     429: "Too many wrong tokens from this address: try again after Retry-After seconds",
@@ -47,7 +47,7 @@ ERROR_TEXT: Mapping[int, str] = {
 class Route:
     """One operation: what it takes, what it answers, who may call it."""
 
-    method: Literal["get", "post"]
+    method: Literal["get", "post", "delete"]
     path: str  # aiohttp's canonical form: `{name}` for a path parameter
     operation_id: str
     summary: str
@@ -151,6 +151,27 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         ok=(200, "Errors (non-empty: running an older config) and warnings", (s.ConfigStatus,)),
         errors=ADMIN_ERRORS,
+        security=ADMIN,
+    ),
+    Route(
+        "get",
+        "/api/suppressions",
+        "listSuppressions",
+        "The suppression list (addresses that bounced), the latest bounce first",
+        "admin",
+        ok=(200, "Addresses with their reason and the server's words", (s.Suppressions,)),
+        errors=(400, *ADMIN_ERRORS, 422),
+        query=s.SuppressionsQuery,
+        security=ADMIN,
+    ),
+    Route(
+        "delete",
+        "/api/suppressions/{address}",
+        "removeSuppression",
+        "Take an address off the suppression list (audited; outreach mails it again)",
+        "admin",
+        ok=(200, "Removed", (s.Unsuppressed,)),
+        errors=(*ADMIN_ERRORS, 404, 422),
         security=ADMIN,
     ),
     Route(

@@ -197,6 +197,15 @@ class ExportQuery(BaseModel):
     last: QueryDate | None = Field(None, alias="to", description="planned on or before this day")
 
 
+class SuppressionsQuery(BaseModel):
+    limit: Annotated[int, BeforeValidator(_plain_digits)] = Field(
+        DEFAULT_DELIVERIES_LIMIT,
+        ge=1,
+        le=MAX_DELIVERIES_LIMIT,
+        description="at most this many addresses, the latest bounce first",
+    )
+
+
 class PreviewRequest(BaseModel):
     # strict: JSON types as sent (no "5" for 5, no "yes" for true); dates still from strings.
     model_config = ConfigDict(strict=True)
@@ -330,6 +339,29 @@ class Delivery(BaseModel):
 
 class Deliveries(BaseModel):
     deliveries: list[Delivery]
+
+
+class Suppression(BaseModel):
+    """An address on the suppression list (outreach skips it): why, the server's words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str
+    reason: str
+    excerpt: str = Field(description="the server's reply or the bounce, as kept")
+    source: str = Field(description="smtp (refused at send time) or bounce (read back)")
+    delivery_id: int | None = Field(description="the ledger row it was learned from")
+    first_at: Timestamp
+    last_at: Timestamp
+
+
+class Suppressions(BaseModel):
+    suppressions: list[Suppression]
+
+
+class Unsuppressed(BaseModel):
+    address: str
+    removed: bool = Field(description="always true: an unknown address is a 404")
 
 
 class PreviewAttachment(BaseModel):
