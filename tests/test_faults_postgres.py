@@ -113,7 +113,10 @@ def test_a_postgresql_restart_mid_send_loses_nothing_and_the_service_stays_ready
         restart_at = elapsed()
         try:
             result = pg_ctl("restart")
-            assert result.returncode == 0, result
+            # pg_ctlcluster's own readiness probe (psql until three answers agree) can give
+            # up and exit 1 while the new server logs that it is ready: that is a restart.
+            restarted = "ready to accept connections" in result.stdout + result.stderr
+            assert result.returncode == 0 or restarted, result
             wait_until(pg_answers, within=30, interval=0.05, what="PostgreSQL back")
         finally:
             if not pg_answers():
