@@ -10,10 +10,11 @@ from notifier.ledger.sql import CHANNEL_FILTERS, claim_sql, fair_claim_sql
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("kind", ["email", "chat"])
 def test_a_kinds_claim_filters_both_the_due_and_the_expired_rows(dialect: str, kind: str) -> None:
-    # SQLite finds the two kinds of claimable rows in two branches; PostgreSQL in one clause.
-    branches = 2 if dialect == "sqlite" else 1
-    assert claim_sql(dialect, kind).count(CHANNEL_FILTERS[kind]) == branches
-    assert fair_claim_sql(dialect, kind, 0).count(CHANNEL_FILTERS[kind]) == branches
+    # The claim finds the two kinds of claimable rows in two branches (each by its index);
+    # PostgreSQL's fair claim ranks them in one clause.
+    assert claim_sql(dialect, kind).count(CHANNEL_FILTERS[kind]) == 2
+    fair_branches = 2 if dialect == "sqlite" else 1
+    assert fair_claim_sql(dialect, kind, 0).count(CHANNEL_FILTERS[kind]) == fair_branches
     other = CHANNEL_FILTERS["chat" if kind == "email" else "email"]
     assert other not in claim_sql(dialect, kind)
 

@@ -532,6 +532,25 @@ async def test_driver_errors_become_store_errors_naming_the_database(store: Stor
     assert isinstance(info.value, NotifierError) and info.value.__cause__ is not None
 
 
+@pytest.mark.postgres
+async def test_on_postgresql_only_the_workers_writes_skip_the_disk_flush(pg_url: str) -> None:
+    # Claims and sent outcomes: a crash of the server may undo them (sent again, never lost);
+    # everything else (enqueue, webhook accepts, the console) waits for the flush as before.
+    async with open_store(pg_url) as store:
+        show = "SHOW synchronous_commit"
+        relaxed = [await store.db.fetchall(show, durable=False) for _ in range(3)]
+        plain = await store.db.fetchall(show)
+        async with store.db.transaction() as tx:
+            in_tx = await tx.fetchall(show)
+        await store.enqueue([new("a"), new("b")], now=T0)
+        (claimed,) = await claim_all(store, T0, limit=1)
+        await store.record([Outcome(claimed, State.SENT, T0 + 1)])
+        rows = {d.key: d.state for d in await store.list_deliveries()}
+    assert relaxed == [[("off",)]] * 3
+    assert plain == in_tx == [("on",)]
+    assert sorted(rows.values()) == [State.PENDING, State.SENT]
+
+
 def test_placeholders_translate_for_psycopg_but_casts_and_literals_stay() -> None:
     sql = "SELECT :a::text, '12:30 :x', x::int, \":y\", :b_2 % 2 FROM t WHERE c=:a"
     assert to_pyformat(sql) == (

@@ -45,6 +45,9 @@ SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # One process rarely needs more: the worker claims in batches, webhooks group-commit.
 PG_POOL_MIN_SIZE = 1
 PG_POOL_MAX_SIZE = 8
+# The connections of the worker's own writes (`durable=False`): one claim and one commit of
+# outcomes (two in flight, delivery/recorder.py) per worker, two workers (email, chat).
+PG_RELAXED_POOL_MAX_SIZE = 6
 # How long open() and a checkout wait for a PostgreSQL connection before calling it unreachable.
 PG_CONNECT_TIMEOUT_S = 10.0
 # psycopg_pool retries a lost connection with a doubling delay (1, 2, 4 ... s) for this long,
@@ -105,8 +108,14 @@ class Database(abc.ABC):
     ) -> None:
         await self.close()
 
-    async def execute(self, sql: str, params: Params | None = None) -> int:
-        """Run one statement; return its rowcount."""
+    async def execute(self, sql: str, params: Params | None = None, *, durable: bool = True) -> int:
+        """Run one statement; return its rowcount.
+
+        `durable=False`: the commit may return before the database server has flushed it to
+        disk, so a crash of that server (not of this process) can undo it. For the worker's
+        claims and outcomes only, whose loss means a send made again, never a send lost.
+        SQLite here always commits so (WAL, `synchronous = NORMAL`).
+        """
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
@@ -115,7 +124,10 @@ class Database(abc.ABC):
         async with self.transaction() as tx:
             return await tx.executemany(sql, rows)
 
-    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+    async def fetchall(
+        self, sql: str, params: Params | None = None, *, durable: bool = True
+    ) -> list[Row]:
+        """Run one statement; return its rows. `durable` as for `execute`."""
         async with self.transaction() as tx:
             return await tx.fetchall(sql, params)
 
@@ -459,13 +471,15 @@ class SQLiteDatabase(Database):
 
     # Single statements run in autocommit (atomic on their own): one hop, not three.
 
-    async def execute(self, sql: str, params: Params | None = None) -> int:
+    async def execute(self, sql: str, params: Params | None = None, *, durable: bool = True) -> int:
         async with self._lock:
             count = await self.run(lambda conn: conn.execute(sql, params or {}).rowcount)
             self._written()
             return count
 
-    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+    async def fetchall(
+        self, sql: str, params: Params | None = None, *, durable: bool = True
+    ) -> list[Row]:
         async with self._lock:
             rows = await self.run(lambda conn: conn.execute(sql, params or {}).fetchall())
             self._written()
@@ -590,6 +604,8 @@ class PostgresDatabase(Database):
         query = dict(parse_qsl(urlsplit(url).query))
         self._open_timeout = float(query.get("connect_timeout", PG_CONNECT_TIMEOUT_S))
         self._pool: psycopg_pool.AsyncConnectionPool | None = None
+        # Autocommit connections with `synchronous_commit = off`, for `durable=False`.
+        self._relaxed: psycopg_pool.AsyncConnectionPool | None = None
         self._checking: asyncio.Task[None] | None = None
 
     def error(self, exc: BaseException) -> StoreError:
@@ -602,12 +618,17 @@ class PostgresDatabase(Database):
 
     def _check_soon(self) -> None:
         """Start `pool.check()` (drops broken idle connections, refills) unless one runs."""
-        pool = self._pool
-        if pool is None or (self._checking is not None and not self._checking.done()):
+        pools = [p for p in (self._pool, self._relaxed) if p is not None]
+        if not pools or (self._checking is not None and not self._checking.done()):
             return
+
+        async def check() -> None:
+            for pool in pools:
+                await pool.check()
+
         try:
             self._checking = asyncio.get_running_loop().create_task(
-                pool.check(), name="notifier-pg-check"
+                check(), name="notifier-pg-check"
             )
         except RuntimeError:
             return  # no running loop (closing)
@@ -632,13 +653,29 @@ class PostgresDatabase(Database):
             await pool.close()
             raise StoreError(f"PostgreSQL database {self.name} is unreachable: {exc}") from exc
         self._pool = pool
+        # No connection until the first `durable=False` statement: most commands never run one.
+        self._relaxed = psycopg_pool.AsyncConnectionPool(
+            self._url,
+            min_size=0,
+            max_size=PG_RELAXED_POOL_MAX_SIZE,
+            timeout=self._open_timeout,
+            reconnect_timeout=PG_RECONNECT_TIMEOUT_S,
+            kwargs={"autocommit": True},
+            configure=_relax,
+            open=False,
+            name="notifier-relaxed",
+        )
+        await self._relaxed.open(wait=False)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        relaxed, self._relaxed = self._relaxed, None
         if self._checking is not None:
             self._checking.cancel()
             await asyncio.gather(self._checking, return_exceptions=True)
             self._checking = None
+        if relaxed is not None:
+            await relaxed.close()
         if pool is not None:
             await pool.close()
 
@@ -661,18 +698,22 @@ class PostgresDatabase(Database):
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         return self._transaction()
 
-    async def execute(self, sql: str, params: Params | None = None) -> int:
-        """One statement as its own transaction (autocommit): one round trip, not three
-        (BEGIN, the statement, COMMIT). The worker's hot path, where a lane waits for its
-        outcome's commit before its next send."""
-        if self._pool is None:
+    @asynccontextmanager
+    async def _autocommit(self, durable: bool) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A pooled connection in autocommit: one statement is its own transaction, one round
+        trip instead of three (BEGIN, the statement, COMMIT). Not `durable`: one of the
+        relaxed pool's, whose commits do not wait for the server's disk flush."""
+        pool = self._pool if durable else self._relaxed
+        if pool is None:
             raise StoreError(f"PostgreSQL database {self.name} is not open: call open() first")
         try:
-            async with self._pool.connection() as conn:
+            async with pool.connection() as conn:
+                if not durable:
+                    yield conn
+                    return
                 await conn.set_autocommit(True)
                 try:
-                    cur = await conn.execute(to_pyformat(sql), params or {})
-                    return cur.rowcount
+                    yield conn
                 finally:
                     if not conn.broken:
                         await conn.set_autocommit(False)
@@ -682,3 +723,25 @@ class PostgresDatabase(Database):
             ) from exc
         except psycopg.Error as exc:
             raise self.error(exc) from exc
+
+    async def execute(self, sql: str, params: Params | None = None, *, durable: bool = True) -> int:
+        """One statement as its own transaction (autocommit)."""
+        async with self._autocommit(durable) as conn:
+            cur = await conn.execute(to_pyformat(sql), params or {})
+            return cur.rowcount
+
+    async def fetchall(
+        self, sql: str, params: Params | None = None, *, durable: bool = True
+    ) -> list[Row]:
+        """One statement as its own transaction (autocommit), e.g. the worker's claim, an
+        `UPDATE ... RETURNING` that is atomic on its own."""
+        async with self._autocommit(durable) as conn:
+            cur = await conn.execute(to_pyformat(sql), params or {})
+            return await cur.fetchall()
+
+
+async def _relax(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A relaxed pool's connection: its commits return before the WAL reaches the disk (the
+    durability SQLite has here with WAL and `synchronous = NORMAL`). Set per connection, not
+    in the URL, so that the URL's own `options` stay as they are."""
+    await conn.execute("SET synchronous_commit = off")

@@ -35,14 +35,27 @@ def _and(condition: str, kind: str | None) -> str:
 
 def _claim_pg(kind: str | None) -> str:
     # Another process may get there first; SKIP LOCKED passes over the rows it holds instead
-    # of waiting, and FOR UPDATE re-checks the WHERE clause on rows changed meanwhile.
+    # of waiting, and FOR UPDATE re-checks the WHERE clause on rows changed meanwhile. As in
+    # SQLite's, the two kinds of claimable rows are found separately, each by the
+    # (state, due_at) index, in the index's order and no further than the limit: with the OR
+    # in one clause (and `id` in the ORDER BY, which the index does not hold) every claim
+    # read and sorted the whole table, 37 ms a claim on a ledger of 10,000 rows while
+    # delivering them (issue 23). Rows of equal due time come in the index's order (the
+    # order they were written); the caller sorts what it got by (due_at, id). Expired leases
+    # first: they are older.
     return f"""
-WITH picked AS (
+WITH expired AS (
     SELECT id FROM deliveries
-    WHERE {_and(f"({_CLAIMABLE})", kind)}
-    ORDER BY due_at, id
-    LIMIT :limit
+    WHERE {_and("state = 'sending' AND lease_until < :now", kind)}
+    ORDER BY due_at LIMIT :limit
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM deliveries
+    WHERE {_and("state = 'pending' AND due_at <= :now", kind)}
+    ORDER BY due_at LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM expired UNION ALL SELECT id FROM due LIMIT :limit
 )
 UPDATE deliveries SET {_CLAIM_SET}
 FROM picked WHERE deliveries.id = picked.id

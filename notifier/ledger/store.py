@@ -293,8 +293,13 @@ class Store:
             params["per_channel"] = per_channel
             for i, (channel, room) in enumerate(named):
                 params[f"c{i}"], params[f"r{i}"] = channel, room
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(sql, params)
+        if self.db.dialect == "postgresql":
+            # One statement, atomic on its own: autocommit, one round trip. Not durable: a
+            # claim undone by a crash of the server is only a row sent again (README).
+            rows = await self.db.fetchall(sql, params, durable=False)
+        else:
+            async with self.db.transaction() as tx:  # BEGIN IMMEDIATE: the write lock first
+                rows = await tx.fetchall(sql, params)
         claimed = [delivery_from_row(r) for r in rows]
         claimed.sort(key=lambda d: (d.due_at, d.id))  # RETURNING order is unspecified
         return claimed
@@ -325,6 +330,8 @@ class Store:
             # The hot path (every successful send) as one statement, not one per row, in a
             # transaction of its own: each outcome stands alone (an update guarded by state,
             # safe to repeat), so no atomicity is lost and two round trips are saved.
+            # Not durable (`Database.execute`): a crash of the database server may undo the
+            # last of these, and those rows are sent again; never a send lost (README).
             await self.db.execute(
                 "UPDATE deliveries AS d SET state = 'sent', sent_at = u.at,"
                 " lease_until = NULL, updated_at = u.at,"
@@ -336,6 +343,7 @@ class Store:
                     "ats": [r["at"] for r in sent],
                     "errors": [r["error"] for r in sent],
                 },
+                durable=False,
             )
             del by_state[State.SENT]
         if not by_state:
