@@ -216,8 +216,7 @@ def main() -> None:
                 elapsed, bad = bench_notifier(work, port, args.paced, "paced", per_minute="")
                 got = robot_stats(port, "paced")
             print(
-                f"### (b) A robot's real pace: {args.paced} messages to one WeCom robot"
-                " at 20/min\n"
+                f"### (b) A robot's real pace: {args.paced} messages to one WeCom robot at 20/min\n"
             )
             print(
                 table(

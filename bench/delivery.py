@@ -1,10 +1,16 @@
 """Delivery throughput: 10,000 small messages to a local SMTP sink in another process.
 
-Rows: (a) stdlib smtplib, one connection per message; (b) bare aiosmtplib over 8 reused
-connections (the client library's limit); (c) notifier end to end, rows pending in the ledger
--> all recorded `sent`, on SQLite and PostgreSQL (enqueued beforehand, not timed).
+Rows, alternated round by round (ratios are taken within a round, then the median):
+(a) stdlib smtplib, one connection per message; (b) bare aiosmtplib over 8 reused connections
+sending prebuilt messages (the yardstick of issue 23); (c) notifier from a filled ledger (rows
+pending -> all recorded `sent`), SQLite and PostgreSQL; (d) end to end: `notifier send` (start
+-up, render, MIME, enqueue, send, record) with `notifier run` already running beside it on the
+same SQLite ledger; (e) 1 and 3 instances (processes) on one fresh PostgreSQL ledger, started
+together; (f) 3 bare clients at once (what the sink takes), with how busy the cores and the
+sink were.
 
-    .venv/bin/python bench/delivery.py [--count 10000] [--repeat 3] [--sink auto|c|python]
+    .venv/bin/python bench/delivery.py [--count 10000] [--repeat 5] [--sink auto|c|python]
+        [--only a,b,sqlite,pg,e2e,pg3]
 """
 
 from __future__ import annotations
@@ -339,6 +345,43 @@ def child_main(args: argparse.Namespace) -> None:
     print(json.dumps(result), flush=True)
 
 
+class CpuShare:
+    """How busy the machine's cores and the sink were between creation and `read()`: so a
+    several-processes row can show what limited it (all cores busy, or the sink's one core)."""
+
+    def __init__(self, sink_pid: int | None) -> None:
+        self.sink_pid = sink_pid
+        self.start = (self._machine(), self._sink(), time.monotonic())
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def _sink(self) -> int:
+        if self.sink_pid is None:
+            return 0
+        try:
+            stat = Path(f"/proc/{self.sink_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        return int(stat[11]) + int(stat[12])  # utime + stime, in clock ticks
+
+    def read(self) -> tuple[float, float]:
+        """(machine busy, share of all cores; the sink's CPU, share of one core)."""
+        (busy0, total0), sink0, t0 = self.start
+        busy1, total1 = self._machine()
+        ticks = os.sysconf("SC_CLK_TCK")
+        sink = (self._sink() - sink0) / ticks / max(time.monotonic() - t0, 1e-9)
+        return (busy1 - busy0) / max(total1 - total0, 1), sink
+
+
+SINK_PID: int | None = None
+# (machine busy, sink CPU) of each several-processes run, in the order they ran.
+CPU_SHARES: list[tuple[float, float]] = []
+
+
 def _together(children: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Start the children, wait until every one is ready, say go to all at once; the seconds
     from go to the last one's end, and the messages they sent together."""
@@ -354,6 +397,7 @@ def _together(children: list[list[str]], env: dict[str, str] | None = None) -> t
             line = p.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"child not ready: {line!r}")
+        busy = CpuShare(SINK_PID)
         start = time.time()
         for p in procs:
             assert p.stdin is not None
@@ -363,6 +407,7 @@ def _together(children: list[list[str]], env: dict[str, str] | None = None) -> t
         for p in procs:
             out, _ = p.communicate(timeout=TIME_BOUND_S)
             results.append(json.loads(out.strip().splitlines()[-1]))
+        CPU_SHARES.append(busy.read())
         return max(r["end"] for r in results) - start, int(sum(r["sent"] for r in results))
     finally:
         for p in procs:
@@ -451,9 +496,12 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else {"a", "b", "sqlite", "pg", "e2e", "pg3"}
     count = args.count
     results: dict[str, list[float]] = {}
+    shares: dict[str, list[tuple[float, float]]] = {}
+    global SINK_PID
     with smtp_sink(args.sink) as sink, tempfile.TemporaryDirectory(prefix="nf-bench-") as tmp:
         work = Path(tmp)
         port = sink.port
+        SINK_PID = sink.proc.pid
         with pg_database() as pg_url:
             runs: list[tuple[str, Callable[[], float]]] = []
             if "a" in only:
@@ -474,12 +522,14 @@ def main() -> None:
             for i in range(args.repeat):  # interleaved, so drift hits every row alike
                 for name, fn in runs:
                     results.setdefault(name, []).append(fn())
+                    if name in (E1, E3, F3):
+                        shares.setdefault(name, []).append(CPU_SHARES[-1])
                     print(
                         f"round {i + 1}: {name}: {count / results[name][-1]:,.0f} msg/s",
                         file=sys.stderr,
                         flush=True,
                     )
-    print(report(results, count, args.repeat))
+    print(report(results, count, args.repeat, shares))
     print(f"\n{machine(sink.kind)}; load average before/after: {LOAD_BEFORE} / {load()}")
 
 
@@ -495,7 +545,12 @@ def ratios(results: dict[str, list[float]], row: str, base: str) -> list[float]:
     return [b / r for r, b in zip(results[row], results[base], strict=False)]
 
 
-def report(results: dict[str, list[float]], count: int, repeat: int) -> str:
+def report(
+    results: dict[str, list[float]],
+    count: int,
+    repeat: int,
+    shares: dict[str, list[tuple[float, float]]],
+) -> str:
     rate = {name: count / median(times) for name, times in results.items()}
     rows = []
     for name, times in results.items():
@@ -524,7 +579,14 @@ def report(results: dict[str, list[float]], count: int, repeat: int) -> str:
     if F3 in rate and E3 in rate:
         out.append(
             f"- the sink took {rate[F3]:,.0f} msg/s from 3 bare clients at once, "
-            f"{rate[F3] / rate[E3]:.1f}x what 3 instances sent: not the limit of (e)"
+            f"{rate[F3] / rate[E3]:.2f}x what 3 instances sent"
+        )
+    for name, got in shares.items():
+        machine_busy = median([m for m, _ in got])
+        sink_busy = median([k for _, k in got])
+        out.append(
+            f"- during {name}: the {os.cpu_count()} cores {machine_busy:.0%} busy"
+            f" (all processes, others' too), the sink {sink_busy:.0%} of one core (medians)"
         )
     return "\n".join(out)
 
