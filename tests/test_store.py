@@ -598,7 +598,7 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> N
 async def test_sqlite_resets_a_wal_past_its_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("notifier.ledger.db.SQLITE_WAL_LIMIT_BYTES", 100_000)
+    monkeypatch.setattr("notifier.ledger.sqlite.SQLITE_WAL_LIMIT_BYTES", 100_000)
     path, wal = tmp_path / "limit.db", tmp_path / "limit.db-wal"
     async with open_store(f"sqlite:///{path}") as store:
         for i in range(3):

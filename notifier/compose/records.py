@@ -23,7 +23,7 @@ from email.utils import unquote
 from typing import Literal, Protocol
 
 from notifier.keys import EMAIL
-from notifier.ledger.db import Database
+from notifier.ledger.database import Database
 from notifier.ledger.export import ExportFilter, ExportRow, export_rows
 
 Format = Literal["xlsx", "csv"]

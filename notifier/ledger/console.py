@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier.keys import HOOK_RECEIPT_LIKE, resend_key
-from notifier.ledger.db import Database, Tx
+from notifier.ledger.database import Database, Tx
 from notifier.ledger.models import Delivery, NewDelivery, State
 from notifier.ledger.sql import DELIVERY_COLUMNS
 from notifier.ledger.store import Store, delivery_from_row, in_clause

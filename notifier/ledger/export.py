@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.ledger.db import Database
+from notifier.ledger.database import Database
 from notifier.ledger.models import State
 
 # Rows per query: large enough that 100,000 rows take 100 round trips, small enough that a

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from notifier.ledger.db import Database, Tx
+from notifier.ledger.database import Database, Tx
 from notifier.ledger.models import Delivery
 
 # Counters of windows that ended this long ago are deleted (when a day window starts).

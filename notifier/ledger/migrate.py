@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from notifier.errors import StoreError
-from notifier.ledger.db import Database
+from notifier.ledger.database import Database
 
 # pg_advisory_xact_lock key serialising migrate() across processes ("notifier" in ASCII).
 MIGRATION_LOCK_KEY = 0x6E6F746966696572

@@ -17,7 +17,7 @@ from notifier.errors import StoreError
 from notifier.keys import hook_row_key
 from notifier.ledger import attachments
 from notifier.ledger.attachments import AttachmentCache
-from notifier.ledger.db import Database, Row, Tx
+from notifier.ledger.database import Database, Row, Tx
 from notifier.ledger.migrate import migrate, schema_version
 from notifier.ledger.models import (
     Delivery,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from notifier.ledger.db import Database
+from notifier.ledger.database import Database
 
 # Of a server's reply or a bounce, the part kept (the console shows it as the excerpt).
 EXCERPT_CHARS = 2000
