@@ -334,7 +334,7 @@ async def test_every_console_save_is_a_version_with_who_when_which_file_and_the_
     assert resp.status == 200  # followed to the event page
     history = await (await c.get("/events/lecture/history")).text()
     assert "编辑 edited" in history and "editor" in history and "lectures.yaml" in history
-    versions = await app.history(event="lecture")
+    versions = await app.editor.history(event="lecture")
     assert [v.action for v in versions] == ["edit", "initial"]
     latest = versions[0]
     assert latest.role == "editor" and latest.file == "lectures.yaml" and latest.at == NOW
@@ -352,7 +352,7 @@ async def test_a_hand_edit_is_noticed_at_reload_as_edited_outside_the_console_wi
     path = app.settings.schedules_dir / "lectures.yaml"
     path.write_text(COMMENTED.replace('"9·10"', '"9·12"'), encoding="utf-8")
     assert await app.reload_now()
-    versions = await app.history(event="lecture")
+    versions = await app.editor.history(event="lecture")
     assert [v.action for v in versions] == ["outside", "initial"]
     assert versions[0].role == "outside" and versions[0].events == ("lecture",)
     assert '-    date: "9·10"' in versions[0].diff and '+    date: "9·12"' in versions[0].diff
@@ -361,7 +361,7 @@ async def test_a_hand_edit_is_noticed_at_reload_as_edited_outside_the_console_wi
     assert "在控制台之外编辑 edited outside the console" in page
     # Noticed once: another reload with nothing changed adds nothing.
     assert await app.reload_now()
-    assert len(await app.history(event="lecture")) == 2
+    assert len(await app.editor.history(event="lecture")) == 2
 
 
 async def test_reverting_a_version_shows_the_same_preview_then_restores_its_text(
@@ -373,7 +373,7 @@ async def test_reverting_a_version_shows_the_same_preview_then_restores_its_text
     form = edit_form(csrf, base_of(page), "新标题")
     form["date"] = "9·11"
     assert (await c.post("/events/lecture/edit", data=form)).status == 200
-    initial = (await app.history(event="lecture"))[-1]
+    initial = (await app.editor.history(event="lecture"))[-1]
     preview = await c.get(f"/history/{initial.id}/revert")
     body = await preview.text()
     assert preview.status == 200 and "检查通过" in body
@@ -389,7 +389,7 @@ async def test_reverting_a_version_shows_the_same_preview_then_restores_its_text
     path = app.settings.schedules_dir / "lectures.yaml"
     assert path.read_text(encoding="utf-8") == COMMENTED
     assert app.schedule.events["lecture"].title == "宪法讲座"
-    assert (await app.history(event="lecture"))[0].action == "revert"
+    assert (await app.editor.history(event="lecture"))[0].action == "revert"
     # A revert over a file changed since its preview is refused with the change.
     path.write_text(COMMENTED.replace("宪法讲座\n", "手改的标题\n"), encoding="utf-8")
     again = await c.post(
@@ -514,7 +514,7 @@ async def test_an_audiences_members_are_edited_with_bad_rows_shown_before_saving
         "fazhi@fao.example.com",
         "lingshi@fao.example.com",
     ]
-    assert (await app.history(file="main.yaml"))[0].action == "audience"
+    assert (await app.editor.history(file="main.yaml"))[0].action == "audience"
 
 
 async def test_editing_an_audience_keeps_its_members_other_fields_and_takes_new_ones(
@@ -642,7 +642,7 @@ async def test_an_uploaded_workbook_shows_its_rows_and_bad_row_then_replaces_the
         ("bing@corp.example.com", "丙公司", "王五")
     ]
     assert "xlsx: units.xlsx" in main.read_text(encoding="utf-8")
-    version = (await app.history(file="units.xlsx"))[0]
+    version = (await app.editor.history(file="units.xlsx"))[0]
     assert version.action == "audience"
     assert "丙公司,bing@corp.example.com,王五" in version.content and "# row 4:" in version.content
     # Its history is a record of rows: restoring it is refused, never text written into .xlsx.
@@ -704,10 +704,10 @@ async def test_a_save_recorded_by_another_instance_before_its_write_is_not_a_han
         role="admin", client="10.0.0.2", at=NOW, hash=file_hash(new), content=new, diff="",
     )  # fmt: skip
     assert await app.console.add_version(version, seq=2) is not None
-    assert await app.notice_outside_edits() == 0  # the write is on its way
+    assert await app.editor.notice_outside_edits() == 0  # the write is on its way
     (app.settings.schedules_dir / "lectures.yaml").write_text(new, encoding="utf-8")
-    assert await app.notice_outside_edits() == 0
-    assert [v.action for v in await app.history(file="lectures.yaml")] == ["edit", "initial"]
+    assert await app.editor.notice_outside_edits() == 0
+    assert [v.action for v in await app.editor.history(file="lectures.yaml")] == ["edit", "initial"]
 
 
 def test_opening_and_saving_any_shipped_event_unchanged_leaves_its_file_byte_for_byte() -> None:

@@ -73,7 +73,7 @@ async def test_an_edit_on_one_instance_shows_on_the_other_with_the_same_history(
     await signed_in(cb)
     page = await (await cb.get("/events/security-day")).text()
     assert "国家安全教育日（新）" in page
-    history = await b.history(event="security-day")
+    history = await b.editor.history(event="security-day")
     # b saw a's save already recorded: no "edited outside the console" for it.
     assert [v.action for v in history] == ["edit", "initial"]
     assert "编辑 edited" in await (await cb.get("/events/security-day/history")).text()
@@ -86,6 +86,6 @@ async def test_a_hand_edit_noticed_by_both_instances_is_recorded_once(
     path = a.settings.schedules_dir / "main.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("知识产权宣传周", "知识产权周"))
     assert await a.reload_now() and await b.reload_now()
-    history = await a.history(file="main.yaml")
+    history = await a.editor.history(file="main.yaml")
     assert [v.action for v in history] == ["outside", "initial"]
     assert "+    title: 知识产权周" in history[0].diff

@@ -344,7 +344,7 @@ async def get_edit_event(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
     try:
-        _, data = app.event_source(event_id)
+        _, data = app.editor.event_source(event_id)
     except EditError as exc:
         raise Denied(404, "未找到 Not found", str(exc)) from None
     return _page(
@@ -365,7 +365,7 @@ async def post_edit_event(request: web.Request) -> web.Response:
     file = (f.file or None) if event_id is None else None
     try:
         if values.get("do") == "save":
-            d = await app.save_event(
+            d = await app.editor.save_event(
                 event_id,
                 new,
                 base=unpack_base(base) if event_id else None,
@@ -379,7 +379,7 @@ async def post_edit_event(request: web.Request) -> web.Response:
                 f"file={d.path.name}",
             )
             raise redirect(f"/events/{d.new_id}", notice="saved")
-        preview = await app.preview_edit(event_id, new, file=file)
+        preview = await app.editor.preview_edit(event_id, new, file=file)
     except EditConflict as exc:
         return render(
             request,
@@ -388,7 +388,7 @@ async def post_edit_event(request: web.Request) -> web.Response:
             status=409,
         )
     except EditRefused as exc:
-        quick = await app.preview_edit(event_id, new, file=file)
+        quick = await app.editor.preview_edit(event_id, new, file=file)
         preview = EditPreview(quick.draft, list(exc.errors), index=quick.index)
         by_field, other = field_errors(preview, row_of)
         return _page(
@@ -409,8 +409,8 @@ async def get_delete_event(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
     try:
-        _, data = app.event_source(event_id)
-        preview = await app.preview_edit(event_id, None)
+        _, data = app.editor.event_source(event_id)
+        preview = await app.editor.preview_edit(event_id, None)
     except EditError as exc:
         raise Denied(404, "未找到 Not found", str(exc)) from None
     return render(
@@ -430,7 +430,7 @@ async def post_delete_event(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
     try:
-        d = await app.save_event(
+        d = await app.editor.save_event(
             event_id, None, base=unpack_base(form(request).get("base", "")), who=_who(request)
         )
     except EditConflict as exc:
@@ -465,7 +465,7 @@ ACTIONS = {
 async def get_file_history(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     name = request.query.get("file", "")[:300]
-    versions = await app.history(file=name or None, limit=HISTORY_ROWS)
+    versions = await app.editor.history(file=name or None, limit=HISTORY_ROWS)
     return render(
         request,
         "history.html",
@@ -477,7 +477,7 @@ async def get_file_history(request: web.Request) -> web.Response:
 async def get_event_history(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     event_id = request.match_info["event_id"]
-    versions = await app.history(event=event_id, limit=HISTORY_ROWS)
+    versions = await app.editor.history(event=event_id, limit=HISTORY_ROWS)
     return render(
         request,
         "history.html",
@@ -495,7 +495,7 @@ def _version_id(request: web.Request) -> int:
 
 async def get_version(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    v = await app.version(_version_id(request))
+    v = await app.editor.version(_version_id(request))
     if v is None:
         raise Denied(404, "未找到 Not found", "no such version")
     return render(request, "version.html", {"page": "events", "v": v, "actions": ACTIONS})
@@ -505,7 +505,7 @@ async def get_revert(request: web.Request) -> web.Response:
     """What restoring the version would do: the same preview as an edit, then 保存."""
     app = request.app[APP_KEY]
     try:
-        v, preview = await app.preview_revert(_version_id(request))
+        v, preview = await app.editor.preview_revert(_version_id(request))
     except EditError as exc:
         raise Denied(404, "无法恢复 Cannot revert", str(exc)) from None
     d = preview.draft
@@ -527,7 +527,9 @@ async def post_revert(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     version_id = _version_id(request)
     try:
-        v, _ = await app.revert(version_id, base=form(request).get("base", ""), who=_who(request))
+        v, _ = await app.editor.revert(
+            version_id, base=form(request).get("base", ""), who=_who(request)
+        )
     except EditConflict as exc:
         return render(
             request,
@@ -675,12 +677,12 @@ async def post_audience_edit(request: web.Request) -> web.Response:
             raise Denied(422, "名单类型不符 Wrong kind of list", problem)
     try:
         if values.get("do") == "save":
-            d = await app.save_audience(
+            d = await app.editor.save_audience(
                 name, members=members, content=content, base=base, who=_who(request)
             )
             await audit(request, "edit_audience", f"audience:{name}", f"file={d.path.name}")
             raise redirect("/audiences", notice="audience-saved")
-        preview = await app.preview_audience(name, members=members, content=content)
+        preview = await app.editor.preview_audience(name, members=members, content=content)
     except EditConflict as exc:
         return render(
             request,
