@@ -22,16 +22,11 @@ from notifier.editing import (
     EditConflict,
     EditPreview,
     EditRefused,
-    ListPreview,
     Who,
     changed_events,
     check_conflict,
     current_event,
     draft,
-    list_draft,
-    list_rows,
-    member_rows,
-    members_draft,
     quick_preview,
     relative,
     revert_draft,
@@ -42,6 +37,7 @@ from notifier.editing import check as check_draft
 from notifier.editing import preview as preview_draft
 from notifier.errors import StoreError
 from notifier.ledger.console import ConsoleStore, NewVersion, Version
+from notifier.list_editing import ListPreview, list_draft, list_rows, member_rows, members_draft
 from notifier.schedule.edit import EditError, file_hash, remove_file, write_atomic
 from notifier.schedule.model import Schedule
 

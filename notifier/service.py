@@ -32,9 +32,7 @@ from notifier.compose.tokens import unsubscribe_key, verify_unsubscribe_token
 from notifier.config import BounceSettings, Settings, read_secret
 from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.worker import DeliveryWorker, WorkerStats
-from notifier.editing import (
-    Who,
-)
+from notifier.editing import Who
 from notifier.editor import Editor
 from notifier.errors import NotifierError, SendError, StoreError
 from notifier.keys import EMAIL

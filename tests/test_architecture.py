@@ -39,7 +39,7 @@ BASE = {
     "signing", "timer",
 }  # fmt: skip
 CONFIG = {"config", "masking", "secret_checks"}
-APP = {"checks", "editing", "editor", "planning", "reloading", "service"}
+APP = {"checks", "editing", "editor", "list_editing", "planning", "reloading", "service"}
 ALLOWED: dict[str, set[str]] = {
     "base": {"base"},
     "dates": {"base"},

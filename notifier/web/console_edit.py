@@ -23,16 +23,8 @@ import yaml
 from aiohttp import web
 
 from notifier.dates.workdays import WorkdayPolicy
-from notifier.editing import (
-    EditConflict,
-    EditPreview,
-    EditRefused,
-    Who,
-    audience_file,
-    is_workbook,
-    list_text,
-    upload_problem,
-)
+from notifier.editing import EditConflict, EditPreview, EditRefused, Who
+from notifier.list_editing import audience_file, is_workbook, list_text, upload_problem
 from notifier.schedule.edit import EditError, event_text, file_hash
 from notifier.web.auth import client_address
 from notifier.web.common import APP_KEY
