@@ -175,7 +175,11 @@ async def test_a_reload_reads_a_large_csv_audience_off_the_event_loop(
         longest = await poll_until(session, url, lambda: "added" in app.schedule.events)
         took = time.monotonic() - started
     assert took > 0.5, took  # the reload did take time (the CSV is checked each reload)
-    assert longest < 0.5, (longest, took)
+    # On the loop the whole check stood HTTP still (2.1-2.3 s here). Off it, an answer still
+    # waits for the GIL at each of its socket calls while the checking thread runs (up to the
+    # 5 ms switch interval each): 0.3-0.65 s on this 2-core machine, so the bound is under half
+    # the old stall rather than a figure that depends on the machine's speed.
+    assert longest < 1.0, (longest, took)
 
 
 async def test_a_gbk_template_is_a_config_error_and_a_fixed_one_loads(
