@@ -328,6 +328,18 @@ def _page(
     )
 
 
+def _conflict_page(
+    request: web.Request, exc: EditConflict, *, page: str, event_id: str | None
+) -> web.Response:
+    """The 409 page of a save refused because the file changed since the form was loaded."""
+    return render(
+        request,
+        "edit_conflict.html",
+        {"page": page, "conflict": exc, "event_id": event_id},
+        status=409,
+    )
+
+
 async def get_new_event(request: web.Request) -> web.Response:
     return _page(request, EventForm(rows=[Row()]), event_id=None, base="")
 
@@ -373,12 +385,7 @@ async def post_edit_event(request: web.Request) -> web.Response:
             raise redirect(f"/events/{d.new_id}", notice="saved")
         preview = await app.editor.preview_edit(event_id, new, file=file)
     except EditConflict as exc:
-        return render(
-            request,
-            "edit_conflict.html",
-            {"page": "events", "conflict": exc, "event_id": event_id},
-            status=409,
-        )
+        return _conflict_page(request, exc, page="events", event_id=event_id)
     except EditRefused as exc:
         quick = await app.editor.preview_edit(event_id, new, file=file)
         preview = EditPreview(quick.draft, list(exc.errors), index=quick.index)
@@ -426,12 +433,7 @@ async def post_delete_event(request: web.Request) -> web.Response:
             event_id, None, base=unpack_base(form(request).get("base", "")), who=_who(request)
         )
     except EditConflict as exc:
-        return render(
-            request,
-            "edit_conflict.html",
-            {"page": "events", "conflict": exc, "event_id": event_id},
-            status=409,
-        )
+        return _conflict_page(request, exc, page="events", event_id=event_id)
     except EditRefused as exc:
         raise Denied(422, "检查未通过，未删除 Check failed", "；".join(exc.errors[:5])) from None
     except EditError as exc:
@@ -523,12 +525,7 @@ async def post_revert(request: web.Request) -> web.Response:
             version_id, base=form(request).get("base", ""), who=_who(request)
         )
     except EditConflict as exc:
-        return render(
-            request,
-            "edit_conflict.html",
-            {"page": "events", "conflict": exc, "event_id": None},
-            status=409,
-        )
+        return _conflict_page(request, exc, page="events", event_id=None)
     except EditRefused as exc:
         raise Denied(422, "检查未通过，未恢复 Check failed", "；".join(exc.errors[:5])) from None
     except EditError as exc:
@@ -676,12 +673,7 @@ async def post_audience_edit(request: web.Request) -> web.Response:
             raise redirect("/audiences", notice="audience-saved")
         preview = await app.editor.preview_audience(name, members=members, content=content)
     except EditConflict as exc:
-        return render(
-            request,
-            "edit_conflict.html",
-            {"page": "audiences", "conflict": exc, "event_id": None},
-            status=409,
-        )
+        return _conflict_page(request, exc, page="audiences", event_id=None)
     except EditRefused as exc:
         raise Denied(422, "检查未通过，未保存 Check failed", "；".join(exc.errors[:5])) from None
     except EditError as exc:
