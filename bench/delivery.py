@@ -165,7 +165,7 @@ def write_bench_config(work: Path, count: int) -> tuple[Path, Path]:
     schedules, templates = work / "schedules", work / "templates"
     schedules.mkdir(parents=True, exist_ok=True)
     write_templates(templates)
-    csv_path = work / "audience.csv"
+    csv_path = work / "schedules" / "audience.csv"  # audience files live under schedules/
     if not csv_path.exists():
         write_audience_csv(csv_path, count)
     day = (datetime.now() + timedelta(days=30)).date().isoformat()
