@@ -22,6 +22,10 @@ PLAN_HORIZON = timedelta(days=2)
 # this long plus a poll (issue 11: the last within 30 s of a SIGKILL).
 DEFAULT_LEASE_SECONDS = 15.0
 LEASE_RENEW_FRACTION = 1 / 3
+# The longest an SMTP message waits, body sent, for its lane's last outcome to be committed
+# before its final dot (channels/smtp_wire.py). Past it the connection is closed unsent and the
+# message is sent again after the commit. Well under the shortest lease renewal (5 s of 15).
+READY_HOLD_SECONDS = 5.0
 # Below this the renewals (one transaction each) would come faster than a slow disk commits.
 MIN_LEASE_SECONDS = 0.5
 

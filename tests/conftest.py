@@ -144,8 +144,10 @@ def smtp_server() -> Iterator[Callable[..., SmtpServer]]:
     """Start real aiosmtpd servers (optionally faulty) on ephemeral ports; stop them after."""
     started: list[SmtpServer] = []
 
-    def start(faults: Faults | None = None, port: int | None = None) -> SmtpServer:
-        server = SmtpServer(faults, port).start()
+    def start(
+        faults: Faults | None = None, port: int | None = None, *, pipelining: bool = True
+    ) -> SmtpServer:
+        server = SmtpServer(faults, port, pipelining=pipelining).start()
         started.append(server)
         return server
 

@@ -200,4 +200,3 @@ async def sign_in(c: Client, token: str = ADMIN_TOKEN, **extra: str) -> Any:
         data={"csrf": form_token(page), "token": token, "next": "/", **extra},
         allow_redirects=False,
     )
-

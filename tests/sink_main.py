@@ -1,7 +1,7 @@
 """A standalone SMTP sink, run as its own process by the crash and multi-instance tests.
 
     python tests/sink_main.py --out arrivals.txt [--port 0] [--fault-rate 0.2 --code 451
-        --code 421] [--drop-rate 0.1] [--latency 0.01] [--seed 1]
+        --code 421] [--drop-rate 0.1] [--latency 0.01] [--seed 1] [--no-pipelining]
 
 Prints `READY <port>` on stdout once it listens. For each accepted message it appends one line
 `<arrival_time> <Message-ID> <rcpt>` to --out, flushed per line, *before* answering 250: a
@@ -54,6 +54,19 @@ class Handler:
     def _fault(self, kind: str) -> None:
         self.faults.write(f"{time.time():.6f} {kind}\n")
         self.faults.flush()
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self.args.no_pipelining:
+            responses.insert(-1, "250-PIPELINING")  # as Postfix and the hosted providers do
+        return responses
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         a = self.args
@@ -121,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drop-rate", type=float, default=0.0, help="share dropped with no reply")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each DATA reply")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
     p.add_argument("--stall-first", type=int, default=0, help="never answer the first N DATA")
     args = p.parse_args(argv)
     if args.fault_rate + args.drop_rate > 1:

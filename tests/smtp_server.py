@@ -49,8 +49,11 @@ class Faults:
 class Sink:
     """aiosmtpd handler: records accepted messages, injects faults."""
 
-    def __init__(self, faults: Faults | None = None) -> None:
+    def __init__(self, faults: Faults | None = None, *, pipelining: bool = True) -> None:
         self.faults = faults or Faults()
+        # Offer PIPELINING (RFC 2920) as Postfix, Exchange and the hosted Chinese providers
+        # do; aiosmtpd reads a pipelined group line by line either way.
+        self.pipelining = pipelining
         self.messages: list[Message] = []
         self.raw: list[bytes] = []  # every DATA received as sent, refused attempts too
         self.attempts = 0
@@ -60,6 +63,19 @@ class Sink:
         self._lock = threading.Lock()
         self.accepted_at: list[float] = []  # time.time() of each accepted message
         self._window = (-1, 0)  # (throttle window number, messages accepted in it)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -136,8 +152,10 @@ def free_port() -> int:
 class SmtpServer:
     """Run a Sink on 127.0.0.1:<ephemeral> in aiosmtpd's own thread."""
 
-    def __init__(self, faults: Faults | None = None, port: int | None = None) -> None:
-        self.sink = Sink(faults)
+    def __init__(
+        self, faults: Faults | None = None, port: int | None = None, *, pipelining: bool = True
+    ) -> None:
+        self.sink = Sink(faults, pipelining=pipelining)
         self._running = False
         self.port = port or free_port()
         self._controller = Controller(

@@ -632,9 +632,7 @@ async def test_an_uploaded_workbook_shows_its_rows_and_bad_row_then_replaces_the
     content = re.search(r'name="content" value="([^"]*)"', body)
     assert content and 'name="kind" value="workbook"' in body
     form = {"csrf": csrf, "base": base_of(page), "content": content.group(1), "kind": "workbook"}
-    resp = await c.post(
-        "/audiences/units/edit", data={**form, "do": "save"}, allow_redirects=False
-    )
+    resp = await c.post("/audiences/units/edit", data={**form, "do": "save"}, allow_redirects=False)
     assert resp.status == 303, await resp.text()
     assert (schedules / "units.xlsx").read_bytes() == upload
     units = list(app.schedule.audiences["units"].recipients())

@@ -36,9 +36,9 @@ from tests.console_fixtures import (
 __all__ = ["hook_secret_env"]
 
 Client = TestClient[Any, Any]
-NOTICE_2027 = (
-    Path(__file__).parent / "fixtures" / "notices" / "2027-made-up.txt"
-).read_text(encoding="utf-8")
+NOTICE_2027 = (Path(__file__).parent / "fixtures" / "notices" / "2027-made-up.txt").read_text(
+    encoding="utf-8"
+)
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ from tests.console_fixtures import (
 __all__ = ["client", "hook_secret_env"]
 
 
-
 async def test_signed_out_the_root_is_the_sign_in_page_with_a_strict_csp(
     client: tuple[App, Client],
 ) -> None:

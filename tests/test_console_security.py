@@ -37,7 +37,6 @@ from tests.console_fixtures import (
 __all__ = ["client", "hook_secret_env"]
 
 
-
 # --- 6: the redirect after sign-in, and login CSRF -----------------------------------------
 
 

@@ -121,8 +121,11 @@ def test_a_new_event_in_a_new_file_loads(tmp_path: Path) -> None:
 
 
 def test_deleting_an_event_keeps_the_next_events_comment_and_drops_its_own() -> None:
-    text = FILE.replace("  # last\n", "  # last\n  - id: mid\n    title: M\n    month: 6\n"
-                        "    reminders:\n      - on: start\n  # after mid\n")
+    text = FILE.replace(
+        "  # last\n",
+        "  # last\n  - id: mid\n    title: M\n    month: 6\n"
+        "    reminders:\n      - on: start\n  # after mid\n",
+    )
     out = replaced(text, "mid", None, WHERE)
     assert out == FILE.replace("  # last\n", "  # after mid\n")
 
@@ -134,8 +137,8 @@ def test_attachments_are_edited_like_any_key_with_their_comments_kept() -> None:
         "        attachments:\n"
         "          - files/报名表.docx   # 每年更新 / updated yearly\n",
     ).replace(
-        "    date: \"4·15\"   # 行尾注释 / a comment at the end of a line\n",
-        "    date: \"4·15\"   # 行尾注释 / a comment at the end of a line\n"
+        '    date: "4·15"   # 行尾注释 / a comment at the end of a line\n',
+        '    date: "4·15"   # 行尾注释 / a comment at the end of a line\n'
         "    attachments: [files/通知.pdf]\n",
     )
     found = find_event(text, "first", WHERE)

@@ -102,9 +102,7 @@ def test_the_calendar_token_may_not_be_the_admin_token(make_settings: MakeSettin
 
 
 @pytest.mark.parametrize("other", ["admin_token", "viewer_token", "calendar_token"])
-def test_the_editor_token_may_not_be_another_token(
-    make_settings: MakeSettings, other: str
-) -> None:
+def test_the_editor_token_may_not_be_another_token(make_settings: MakeSettings, other: str) -> None:
     shared = SecretStr("one-token-for-two-doors")
     with pytest.raises(ValidationError, match="NOTIFIER_EDITOR_TOKEN must differ"):
         make_settings(**{other: shared, "editor_token": shared})

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, runtime_checkable
 
 from notifier.errors import NotifierError
 from notifier.ledger.models import Delivery
@@ -36,6 +37,11 @@ class TransportError(NotifierError):
         self.retry_after = retry_after
 
 
+class NotSent(NotifierError):
+    """A held send gave up before its last step (its `ready` came too late): the server has
+    not taken the message, so sending it again is neither a duplicate nor a new attempt."""
+
+
 class Channel(Protocol):
     name: str
     description: str
@@ -47,3 +53,15 @@ class Channel(Protocol):
 
     async def close(self) -> None:
         """Release connections; the channel may not be used afterwards."""
+
+
+@runtime_checkable
+class HeldChannel(Channel, Protocol):
+    """A channel whose send has a last step that makes a message the server's (SMTP's final
+    dot), which can wait: the worker overlaps its last outcome's commit with the transfer."""
+
+    async def send_held(
+        self, delivery: Delivery, ready: Awaitable[object] | None, hold: float
+    ) -> None:
+        """`send`, with the last step after `ready` is done; if it is not done within `hold`
+        seconds, raise `smtp_wire.NotSent` (nothing was sent)."""

@@ -1,7 +1,9 @@
-"""SMTP delivery over a small pool of reused aiosmtplib connections.
+"""SMTP delivery over a small pool of reused connections.
 
-One `aiosmtplib.SMTP` sends one message at a time, so concurrency is several connections;
-reuse roughly doubles throughput over a connection per message (BENCHMARKS.md).
+aiosmtplib opens each (TLS, STARTTLS, login); `smtp_wire.Wire` then carries its transactions,
+pipelined where the server allows, the final dot held for the worker's last commit. One
+connection sends one message at a time, so concurrency is several connections; reuse roughly
+doubles throughput over a connection per message (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable
 
 import aiosmtplib
 
-from notifier.channels.base import TransportError
+from notifier.channels.base import NotSent, TransportError
+from notifier.channels.smtp_wire import Wire
 from notifier.config import SmtpSettings
+from notifier.constants import READY_HOLD_SECONDS
 from notifier.ledger.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -68,7 +73,7 @@ class SmtpChannel:
         self.envelope_from = envelope_from
         self.description = f"SMTP {settings.host}:{settings.port} ({settings.security})"
         self.send_timeout = settings.timeout
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[Wire] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._closed = False
 
@@ -106,52 +111,71 @@ class SmtpChannel:
         password = s.password.get_secret_value() if s.password else ""
         await client.login(s.username, password)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client.is_connected:
-                return client
+    async def _open(self) -> Wire:
         client = self._client()
         await client.connect()
         try:
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
             await self._login(client)
+            return Wire.take(client, reply_timeout=self.settings.timeout)
         except BaseException:
             client.close()
             raise
-        return client
+
+    async def _checkout(self) -> Wire:
+        while not self._idle.empty():
+            wire = self._idle.get_nowait()
+            if wire.is_connected:
+                return wire
+        return await self._open()
 
     async def send(self, delivery: Delivery) -> None:
+        await self.send_held(delivery, None)
+
+    async def send_held(
+        self, delivery: Delivery, ready: Awaitable[object] | None, hold: float = READY_HOLD_SECONDS
+    ) -> None:
+        """Send `delivery`; with `ready`, its final dot waits for it, at most `hold` seconds
+        (then NotSent: the message was not sent)."""
         if self._closed:
             raise TransportError("channel closed")
         async with self._slots:
-            client: aiosmtplib.SMTP | None = None
+            wire: Wire | None = None
             try:
-                client = await self._checkout()
-                await client.sendmail(self.envelope_from, [delivery.recipient], delivery.message)
-            except TransportError:
+                wire = await self._checkout()
+                await wire.transaction(
+                    self.envelope_from,
+                    delivery.recipient,
+                    delivery.message,
+                    ready=ready,
+                    hold=hold,
+                )
+            except (TransportError, NotSent):
                 raise
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 error = classify(exc)
-                if client is not None:
-                    # A permanent refusal leaves the session usable; anything else may not.
-                    if error.permanent and client.is_connected:
-                        with contextlib.suppress(Exception):
-                            await client.rset()
-                        self._idle.put_nowait(client)
+                if wire is not None:
+                    # A refusal leaves the session reset and usable (smtp_wire); else not.
+                    if error.permanent and wire.is_connected:
+                        self._idle.put_nowait(wire)
                     else:
-                        client.close()
+                        wire.close()
                 raise error from exc
             except asyncio.CancelledError:
                 # Cut by the worker's bound on the whole send: the session is mid-command.
-                if client is not None:
-                    client.close()
+                if wire is not None:
+                    wire.close()
                 raise
-            self._idle.put_nowait(client)
+            self._idle.put_nowait(wire)
 
     async def close(self) -> None:
         self._closed = True
         while not self._idle.empty():
-            client = self._idle.get_nowait()
+            wire = self._idle.get_nowait()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.quit(), timeout=2)
-            client.close()
+                await asyncio.wait_for(wire.quit(), timeout=2)
+            wire.close()

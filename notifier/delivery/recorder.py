@@ -60,6 +60,15 @@ class GroupCommit:
         self._results.append(outcome)
         self._ready.set()
 
+    def later(self, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue an outcome for the flusher; the future is done once it is committed (a
+        held send's final step waits for it: the commit overlaps the next transfer)."""
+        done = asyncio.get_running_loop().create_future()
+        self._results.append(outcome)
+        self._waiters.append(done)
+        self._ready.set()
+        return done
+
     async def submit(self, outcome: Outcome) -> None:
         """Record an outcome; return once it is committed.
 

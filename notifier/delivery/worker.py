@@ -1,11 +1,13 @@
 """The delivery worker: claim due rows with a lease, queue them, send each on a lane.
 
 Order of effects, so that a kill at any point loses nothing: the claim is committed before
-the send; the outcome is committed right after it (`recorder.GroupCommit`), and a lane starts
-its next send only once its last outcome is committed. A kill between an SMTP 250 and that
-commit leaves the row `sending`; when its lease expires it is sent again with the same
-Message-ID. That is the only duplicate possible: at most one per lane (connection) at the
-kill, even while the database is down.
+the send; the outcome is committed right after it (`recorder.GroupCommit`), and a lane's next
+send is not finished before that commit: SMTP sends its envelope and body meanwhile and holds
+the final dot until the commit is done (`channels.smtp_wire`); other channels wait for it
+before they send. A kill between an SMTP 250 and that commit leaves the row `sending`; when
+its lease expires it is sent again with the same Message-ID. That is the only duplicate
+possible: at most one per lane (connection) at the kill, even while the database is down
+(the next message on that connection has no final dot, and the server discards it).
 
 A live worker renews the leases of the rows it holds (`_heartbeat`), so leases are short and
 sends are not: a send is bounded by the channel's own timeout, a lease by nothing but the
@@ -21,12 +23,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 from aiolimiter import AsyncLimiter
 
-from notifier.channels.base import Channel, TransportError
+from notifier.channels.base import Channel, HeldChannel, NotSent, TransportError
 from notifier.config import DeliverySettings
-from notifier.constants import LANE_CANCEL_RETRY_SECONDS, LEASE_RENEW_FRACTION, PACED_HOLD
+from notifier.constants import (
+    LANE_CANCEL_RETRY_SECONDS,
+    LEASE_RENEW_FRACTION,
+    PACED_HOLD,
+    READY_HOLD_SECONDS,
+)
 from notifier.delivery.fairness import FairPacing, Router
 from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.recorder import GroupCommit
@@ -178,19 +186,41 @@ class DeliveryWorker:
                 )
             await self._renewed.wait()
 
-    async def _attempt(self, row: Delivery, channel: Channel) -> TransportError | None:
+    async def _attempt(
+        self, row: Delivery, channel: Channel, last: asyncio.Future[None] | None
+    ) -> TransportError | None:
         """One send, bounded as a whole by the channel's own timeout (aiosmtplib's is per
         socket operation). Any exception is a failed attempt, retried with backoff and dead
-        after the bounds: never a hand-back that could loop."""
+        after the bounds: never a hand-back that could loop.
+
+        `last` is the commit of this lane's previous outcome. No send completes before it:
+        a channel that can hold its last step (SMTP's final dot) transfers meanwhile and
+        finishes once it is done; any other channel waits for it first."""
         if not row.message:
             # A row whose message could not be made (`rows.unmade_row`), put back in the
             # queue by a retry or a resend: there is nothing to send, and never an empty mail.
             return TransportError(row.last_error or "no message to send", permanent=True)
+        held = isinstance(channel, HeldChannel) and last is not None and not last.done()
+        if last is not None and not held:
+            await asyncio.shield(last)
         limit = channel.send_timeout
         try:
-            async with asyncio.timeout(limit):
-                # Attachments are stored once and put into the message here (ledger 0015).
-                await channel.send(await self.store.assembled(row))
+            # Attachments are stored once and put into the message here (ledger 0015).
+            message = await self.store.assembled(row)
+            try:
+                async with asyncio.timeout(limit):
+                    if held:
+                        hold = min(READY_HOLD_SECONDS, self.renew_every)
+                        await cast(HeldChannel, channel).send_held(message, last, hold)
+                    else:
+                        await channel.send(message)
+            except NotSent:
+                # The last commit is slow (the database is away): nothing went out. Wait for
+                # it, then send whole; this is the same attempt.
+                assert last is not None
+                await asyncio.shield(last)
+                async with asyncio.timeout(limit):
+                    await channel.send(message)
         except TransportError as exc:
             return exc
         except TimeoutError:
@@ -199,7 +229,11 @@ class DeliveryWorker:
             return TransportError(f"unexpected {type(exc).__name__}: {exc}")
         return None
 
-    async def _send_one(self, row: Delivery) -> None:
+    async def _send_one(
+        self, row: Delivery, last: asyncio.Future[None] | None
+    ) -> asyncio.Future[None] | None:
+        """Send one row; return the commit of its outcome (the lane's next `last`), or
+        `last` itself when the row went back unsent."""
         channel, pace = self.router(row) if self.router is not None else (self.channel, None)
         if pace is not None:
             await pace.acquire()
@@ -207,26 +241,26 @@ class DeliveryWorker:
         if self._limiter is not None:
             await self._limiter.acquire()
         if self.quotas is not None and await self._held_back(row, channel):
-            return
+            return last
         leased = await self._leased(row)
         if leased is None:
-            return
+            return last
         started = self.clock()
-        error = await self._attempt(leased, channel)
+        error = await self._attempt(leased, channel, last)
         if error is not None and self.quotas is not None:
             if await self._held_back(leased, channel, error):
-                return
+                return last
         if error is not None and error.bounce:
             await self._suppress(leased, error)
         outcome = self._outcome(leased, error, self.clock())
         self._count(leased, outcome, started)
-        # Done with: no longer held (a stop must not hand back a sent row), only recording.
+        # Done with: no longer held (a stop must not hand back a sent row), only recording
+        # until the commit (a claim meanwhile must not queue it again).
         self._unhold(row)
         self._recording.add(row.id)
-        try:
-            await self.recorder.submit(outcome)
-        finally:
-            self._recording.discard(row.id)
+        committed = self.recorder.later(outcome)
+        committed.add_done_callback(lambda _: self._recording.discard(row.id))
+        return committed
 
     async def _held_back(
         self, row: Delivery, channel: Channel, error: TransportError | None = None
@@ -438,10 +472,15 @@ class DeliveryWorker:
     # --- lanes: one per connection, each sends one message at a time ---
 
     async def _lane(self) -> None:
+        # The commit of this lane's last outcome: the next send finishes only after it, so a
+        # kill leaves at most one sent, unrecorded message per lane (connection).
+        last: asyncio.Future[None] | None = None
         while True:
             row = await self._queue.get()
+            if last is not None and last.done():
+                last = None
             try:
-                await self._send_one(row)
+                last = await self._send_one(row, last)
             except Exception:
                 # A bug here, not in the channel: count it as a failed attempt (never a
                 # hand-back, which would claim the row again at once, in a loop).
