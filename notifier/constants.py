@@ -22,6 +22,10 @@ PLAN_HORIZON = timedelta(days=2)
 # this long plus a poll (issue 11: the last within 30 s of a SIGKILL).
 DEFAULT_LEASE_SECONDS = 15.0
 LEASE_RENEW_FRACTION = 1 / 3
+# Rows a worker holds per lane (up to NOTIFIER_DELIVERY__BATCH_SIZE): it claims again at half,
+# so each claim fetches about this many per lane. 4 -> 8 halved the claims per message on
+# PostgreSQL (BENCHMARKS.md, issue 23); held rows are leased and renewed, so more is cheap.
+CLAIM_ROWS_PER_LANE = 8
 # The longest an SMTP message waits, body sent, for its lane's last outcome to be committed
 # before its final dot (channels/smtp_wire.py). Past it the connection is closed unsent and the
 # message is sent again after the commit. Well under the shortest lease renewal (5 s of 15).
