@@ -46,6 +46,7 @@ class Metrics:
             registry=r,
         )
         self._webhook_children: dict[tuple[str, int], Counter] = {}
+        self._send_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.scheduler_lag = Gauge(
             "notifier_scheduler_lag_seconds",
             "How late the timer fired its last job.",
@@ -72,8 +73,16 @@ class Metrics:
         child.inc()
 
     def observe_send(self, channel: str, result: str, seconds: float) -> None:
-        self.send_attempts.labels(channel, result).inc()
-        self.send_seconds.labels(channel).observe(seconds)
+        # The labelled children, looked up once: `labels()` cost 4% of a send (py-spy).
+        children = self._send_children.get((channel, result))
+        if children is None:
+            children = (
+                self.send_attempts.labels(channel, result),
+                self.send_seconds.labels(channel),
+            )
+            self._send_children[(channel, result)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_lateness(self, seconds: float) -> None:
         self.send_lateness.observe(max(0.0, seconds))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
 from typing import Protocol, runtime_checkable
 
 from notifier.errors import NotifierError
@@ -61,7 +61,7 @@ class HeldChannel(Channel, Protocol):
     dot), which can wait: the worker overlaps its last outcome's commit with the transfer."""
 
     async def send_held(
-        self, delivery: Delivery, ready: Awaitable[object] | None, hold: float
+        self, delivery: Delivery, ready: asyncio.Future[None] | None, hold: float
     ) -> None:
         """`send`, with the last step after `ready` is done; if it is not done within `hold`
         seconds, raise `smtp_wire.NotSent` (nothing was sent)."""

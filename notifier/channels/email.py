@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable
 
 import aiosmtplib
 
@@ -137,7 +136,10 @@ class SmtpChannel:
         await self.send_held(delivery, None)
 
     async def send_held(
-        self, delivery: Delivery, ready: Awaitable[object] | None, hold: float = READY_HOLD_SECONDS
+        self,
+        delivery: Delivery,
+        ready: asyncio.Future[None] | None,
+        hold: float = READY_HOLD_SECONDS,
     ) -> None:
         """Send `delivery`; with `ready`, its final dot waits for it, at most `hold` seconds
         (then NotSent: the message was not sent)."""

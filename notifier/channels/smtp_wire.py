@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable
+import re
 from typing import cast
 
 import aiosmtplib
@@ -35,6 +35,8 @@ from notifier.channels.base import NotSent
 # A reply line and a whole reply are bounded like aiosmtplib bounds them.
 MAX_REPLY_LINE = 8192
 MAX_REPLY = 4 * MAX_REPLY_LINE
+# No command may be smuggled into an envelope address: C0 controls (CR, LF) and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def wire_body(message: str) -> tuple[bytes, bool]:
@@ -64,7 +66,7 @@ def wire_body(message: str) -> tuple[bytes, bool]:
 def _address(address: str) -> bytes:
     """An envelope address in ASCII; a CR, LF or other control character is refused (no
     command can be smuggled in), and so is a non-ASCII one (it would need SMTPUTF8)."""
-    if any(ord(c) < 0x20 or c == "\x7f" for c in address):
+    if _CONTROL.search(address):
         raise aiosmtplib.SMTPRecipientRefused(553, "5.1.3 control character in address", address)
     try:
         return address.encode("ascii")
@@ -192,15 +194,23 @@ class Wire(asyncio.Protocol):
         while not self._replies:
             if self._lost is not None:
                 raise self._lost
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            # One timer per wait, not asyncio.wait_for (twice a message: it showed in profiles).
+            timer = loop.call_later(self.reply_timeout, self._expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, self.reply_timeout)
-            except TimeoutError:
-                self.close()  # the session is out of step: never reuse it
-                raise aiosmtplib.SMTPTimeoutError("Timed out waiting for server response") from None
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         return self._replies.popleft()
+
+    def _expire(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            self.close()  # the session is out of step: never reuse it
+            waiter.set_exception(
+                aiosmtplib.SMTPTimeoutError("Timed out waiting for server response")
+            )
 
     async def command(self, line: bytes) -> SMTPResponse:
         self._write(line + b"\r\n")
@@ -223,7 +233,7 @@ class Wire(asyncio.Protocol):
         recipient: str,
         message: str,
         *,
-        ready: Awaitable[object] | None = None,
+        ready: asyncio.Future[None] | None = None,
         hold: float = 0.0,
     ) -> SMTPResponse:
         """Send one message to one recipient; return the server's 250 to the final dot.
@@ -249,14 +259,16 @@ class Wire(asyncio.Protocol):
                 if replies[1].code in (250, 251):
                     replies.append(await self.command(b"DATA"))
         await self._refused(sender, recipient, replies)
-        self._write(body)
-        if ready is not None:
+        if ready is None or ready.done():
+            self._write(body + b".\r\n")  # one write: nothing to wait for
+        else:
+            self._write(body)
             try:
                 await asyncio.wait_for(asyncio.shield(ready), hold)
             except TimeoutError:
                 self.close()
                 raise NotSent(f"the last outcome was not recorded within {hold:g} s") from None
-        self._write(b".\r\n")
+            self._write(b".\r\n")
         reply = await self._reply()
         if reply.code != 250:
             await self._reset()
