@@ -20,6 +20,9 @@ from notifier.ledger.store import Store
 
 log = logging.getLogger(__name__)
 
+# Loop iterations the flusher lets pass before it commits what is queued.
+RECORD_GATHER_TURNS = 2
+
 
 class GroupCommit:
     """Commits outcomes; `submit` returns once its outcome is committed."""
@@ -92,6 +95,10 @@ class GroupCommit:
         while not (self._closing and not self._results):
             await self._ready.wait()
             self._ready.clear()
+            # Two loop iterations more, so that the 250s read in them share this commit (held
+            # sends wait for it at their final dot only: their transfer goes on meanwhile).
+            for _ in range(RECORD_GATHER_TURNS):
+                await asyncio.sleep(0)
             while self._results:
                 if self._committing is not None:
                     await asyncio.shield(self._committing)
