@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from notifier.ledger.models import State
 from notifier.service import App
@@ -224,3 +228,66 @@ async def test_connections_are_reused_from_a_small_pool(
     assert stats.sent == 40
     assert len(server.sink.messages) == 40
     assert len(server.sink.sessions) <= 2
+
+
+SCHEDULE_TEMPLATE = """\
+audiences:
+  staff:
+{members}
+events:
+  - id: security-day
+    title: 全民国家安全教育日
+    date: "4·15"
+    reminders:
+      - on: start
+"""
+
+
+async def test_while_outcomes_cannot_be_recorded_each_connection_finishes_one_message_at_most(
+    make_settings: MakeSettings,
+    smtp_server: StartSmtp,
+    config_dirs: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """The promise behind "a kill duplicates at most one message per connection": a 250 whose
+    outcome is not committed stops its connection's next message short of its final dot."""
+    schedules, _ = config_dirs
+    members = "\n".join(f"    - {{email: r{n}@fao.example.com, name: 处室{n}}}" for n in range(12))
+    write_schedule(schedules, SCHEDULE_TEMPLATE.format(members=members))
+    db = tmp_path / "ledger.db"
+    server = smtp_server()
+    locked = threading.Event()
+    holder: list[sqlite3.Connection] = []
+    accept = server.sink.handle_DATA
+
+    async def lock_after_first(server_: Any, session: Any, envelope: Any) -> str:
+        reply = await accept(server_, session, envelope)
+        if not holder:  # the ledger's write lock, taken before the first 250 goes back
+            conn = sqlite3.connect(db, timeout=5, check_same_thread=False)
+            conn.execute("BEGIN IMMEDIATE")
+            holder.append(conn)
+            locked.set()
+        return reply
+
+    server.sink.handle_DATA = lock_after_first  # type: ignore[method-assign]
+    settings = make_settings(
+        smtp=smtp_settings(server, pool_size=2), database_url=f"sqlite:///{db}?busy_timeout=50"
+    )
+    try:
+        async with App(settings) as app:
+            created, _ = await app.outbox.send_now("security-day", now=app.clock())
+            assert created == 12
+            burst = asyncio.create_task(app.worker.run_until_idle())
+            assert await asyncio.to_thread(locked.wait, 5)
+            await asyncio.sleep(1.0)  # the lanes' next messages are transferred and held
+            while_locked = len(server.sink.messages)
+            # pool_size connections, one unrecorded 250 each at most
+            assert 1 <= while_locked <= 2, f"{while_locked} messages went out unrecorded"
+            holder[0].rollback()
+            stats = await asyncio.wait_for(burst, 30)
+            rows = await app.store.list_deliveries()
+    finally:
+        for conn in holder:
+            conn.close()
+    assert stats.sent == 12 and {r.state for r in rows} == {State.SENT}
+    assert len(server.sink.messages) == 12 and server.sink.duplicates() == 0

@@ -1,10 +1,13 @@
-"""Group commit of send outcomes: a lane's next send starts only once its last outcome is
-committed, and outcomes finished while a commit runs share the next one.
+"""Group commit of send outcomes, in the background: `later` queues an outcome and returns a
+future that is done once it is committed; outcomes finished meanwhile share one commit.
 
-So a kill leaves at most one unrecorded 250 per lane (connection), and SQLite does not commit
-once per message. Through a database outage a batch is kept and retried: losing it would
-resend sent mail. At shutdown it is retried until a deadline, then abandoned with a log line
-(those rows are sent again when their lease runs out).
+A lane does not finish its next send before that future is done (delivery/worker.py), so a
+kill leaves at most one unrecorded 250 per lane (connection), and SQLite does not commit once
+per message. Up to `COMMITS_IN_FLIGHT` batches commit at once (on PostgreSQL a commit is a
+round trip: a batch waiting for the one before it doubled the time a held message waited).
+Through a database outage a batch is kept and retried: losing it would resend sent mail. At
+shutdown it is retried until a deadline, then abandoned with a log line (those rows are sent
+again when their lease runs out).
 """
 
 from __future__ import annotations
@@ -20,28 +23,32 @@ from notifier.ledger.store import Store
 
 log = logging.getLogger(__name__)
 
-# Loop iterations the flusher lets pass before it commits what is queued.
+# Loop iterations the flusher lets pass before it commits what is queued, so that the 250s
+# read in them share the commit: outcomes per PostgreSQL commit 4.0 -> 6.8 (BENCHMARKS.md).
 RECORD_GATHER_TURNS = 2
+# Batches committing at once. Outcomes are independent updates guarded by state, so their
+# order across batches does not matter; a lane's own order is kept by the worker.
+COMMITS_IN_FLIGHT = 2
 
 
 class GroupCommit:
-    """Commits outcomes; `submit` returns once its outcome is committed."""
+    """Commits outcomes in the background; `later` says when each is committed."""
 
     def __init__(self, *, store: Store, weather: DbWeather, clock: Callable[[], float]) -> None:
         self.store = store
         self.weather = weather
         self.clock = clock
         self._results: list[Outcome] = []
-        # One future per outcome in `_results` that a lane waits on, resolved once committed.
+        # Futures of the outcomes in `_results`, done once their batch is committed.
         self._waiters: list[asyncio.Future[None]] = []
         self._ready = asyncio.Event()
-        self._committing: asyncio.Future[None] | None = None  # a commit is running
+        self._commits: set[asyncio.Task[None]] = set()
         self._closing = False
         self._give_up_at: float | None = None  # closing: stop retrying a failed record then
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start the background flusher (it takes outcomes no lane is waiting to commit)."""
+        """Start the background flusher."""
         self._closing = False
         self._give_up_at = None
         self._task = asyncio.create_task(self._run(), name="notifier-recorder")
@@ -59,78 +66,52 @@ class GroupCommit:
             self._task = None
 
     def add(self, outcome: Outcome) -> None:
-        """Queue an outcome without waiting for its commit (a lane's crash path)."""
+        """Queue an outcome without a future (a lane's crash path)."""
         self._results.append(outcome)
         self._ready.set()
 
     def later(self, outcome: Outcome) -> asyncio.Future[None]:
-        """Queue an outcome for the flusher; the future is done once it is committed (a
-        held send's final step waits for it: the commit overlaps the next transfer)."""
+        """Queue an outcome; the future is done once it is committed (a held send's final
+        step waits for it: the commit overlaps the next transfer)."""
         done = asyncio.get_running_loop().create_future()
         self._results.append(outcome)
         self._waiters.append(done)
         self._ready.set()
         return done
 
-    async def submit(self, outcome: Outcome) -> None:
-        """Record an outcome; return once it is committed.
-
-        Group commit without a hop to another task: a lane that finds no commit running
-        commits everything finished so far; lanes finishing meanwhile wait for that commit,
-        and the first of them to wake commits the next batch.
-        """
-        done = asyncio.get_running_loop().create_future()
-        self._results.append(outcome)
-        self._waiters.append(done)
-        # One loop iteration, so that lanes whose 250 came in the same one share the commit:
-        # without it SQLite committed once per message (bench/delivery.py: 2.6x slower).
-        await asyncio.sleep(0)
-        while not done.done():
-            if self._committing is not None:
-                await asyncio.shield(self._committing)
-            else:
-                await self._commit_pending()
-
     async def _run(self) -> None:
-        while not (self._closing and not self._results):
-            await self._ready.wait()
-            self._ready.clear()
-            # Two loop iterations more, so that the 250s read in them share this commit (held
-            # sends wait for it at their final dot only: their transfer goes on meanwhile).
-            for _ in range(RECORD_GATHER_TURNS):
-                await asyncio.sleep(0)
-            while self._results:
-                if self._committing is not None:
-                    await asyncio.shield(self._committing)
-                else:
-                    await self._commit_pending()
+        while True:
+            if not self._results:
+                if self._closing:
+                    break
+                await self._ready.wait()
+                self._ready.clear()
+                for _ in range(RECORD_GATHER_TURNS):
+                    await asyncio.sleep(0)
+                continue
+            if len(self._commits) >= COMMITS_IN_FLIGHT:
+                await asyncio.wait(self._commits, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            batch, self._results = self._results, []
+            waiters, self._waiters = self._waiters, []
+            task = asyncio.create_task(self._commit(batch, waiters), name="notifier-commit")
+            self._commits.add(task)
+            task.add_done_callback(self._commits.discard)
+        if self._commits:
+            await asyncio.gather(*self._commits)
 
-    async def _commit_pending(self) -> None:
-        """Commit the outcomes queued now (one commit at a time) and resolve their waiters;
-        through a database outage, retry until it is back (at shutdown, until `_give_up_at`)."""
-        batch, self._results = self._results, []
-        waiters, self._waiters = self._waiters, []
-        committing = self._committing = asyncio.get_running_loop().create_future()
-        try:
-            while not await self._record(batch):
-                if self._closing and self._give_up_at is not None:
-                    if self.clock() > self._give_up_at:
-                        log.error(
-                            "outcomes not recorded at shutdown (database unavailable);"
-                            " these rows will be sent again when their lease runs out",
-                            extra={"action": "record_abandoned", "count": len(batch)},
-                        )
-                        break
-        except BaseException:
-            # The committing lane was cancelled (shutdown): the flusher's last pass takes
-            # the batch; recording it twice is harmless (updates guarded by state).
-            self._results = batch + self._results
-            self._waiters = waiters + self._waiters
-            self._ready.set()
-            raise
-        finally:
-            self._committing = None
-            committing.set_result(None)
+    async def _commit(self, batch: list[Outcome], waiters: list[asyncio.Future[None]]) -> None:
+        """Commit one batch and resolve its futures; through a database outage, retry until
+        it is back (at shutdown, until `_give_up_at`)."""
+        while not await self._record(batch):
+            if self._closing and self._give_up_at is not None:
+                if self.clock() > self._give_up_at:
+                    log.error(
+                        "outcomes not recorded at shutdown (database unavailable);"
+                        " these rows will be sent again when their lease runs out",
+                        extra={"action": "record_abandoned", "count": len(batch)},
+                    )
+                    break
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -141,6 +122,12 @@ class GroupCommit:
             await self.store.record(batch)
         except StoreError as exc:
             await asyncio.sleep(self.weather.down("record", exc))
+            return False
+        except Exception as exc:
+            # A bug, not weather: keep the batch (its rows were sent) and try again after a
+            # backoff, never in a loop.
+            log.exception("recording outcomes crashed", extra={"action": "record_crashed"})
+            await asyncio.sleep(self.weather.down("record", StoreError(str(exc))))
             return False
         self.weather.up()
         return True

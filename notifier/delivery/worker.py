@@ -52,6 +52,19 @@ log = logging.getLogger(__name__)
 __all__ = ["DeliveryWorker", "Router", "WorkerStats"]
 
 
+def _both(first: asyncio.Future[None], second: asyncio.Future[None]) -> asyncio.Future[None]:
+    """A future done once `first` and `second` are (no task, unlike `gather`)."""
+    both = asyncio.get_running_loop().create_future()
+
+    def check(_: object) -> None:
+        if first.done() and second.done() and not both.done():
+            both.set_result(None)
+
+    first.add_done_callback(check)
+    second.add_done_callback(check)
+    return both
+
+
 @dataclass
 class WorkerStats:
     sent: int = 0
@@ -214,7 +227,9 @@ class DeliveryWorker:
             try:
                 async with asyncio.timeout(limit):
                     if held:
-                        hold = min(READY_HOLD_SECONDS, self.renew_every)
+                        # Short of the send's own bound (or the hold would time the send out,
+                        # spending an attempt) and of a lease renewal.
+                        hold = min(READY_HOLD_SECONDS, self.renew_every, limit / 2)
                         await cast(HeldChannel, channel).send_held(message, last, hold)
                     else:
                         await channel.send(message)
@@ -264,6 +279,10 @@ class DeliveryWorker:
         self._recording.add(row.id)
         committed = self.recorder.later(outcome)
         committed.add_done_callback(lambda _: self._recording.discard(row.id))
+        if last is not None and not last.done():
+            # Failed before its last step: the previous 250 may still be unrecorded, and
+            # batches may commit out of order. The lane's next send waits for both.
+            return _both(last, committed)
         return committed
 
     async def _held_back(
