@@ -33,9 +33,10 @@ import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Coroutine  # noqa: E402
 from datetime import datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
 
 from bench._common import (  # noqa: E402
     ROOT,
@@ -63,6 +64,28 @@ def sample_message(i: int) -> bytes:
         + "5YWo5rCR5Zu95a625a6J5YWo5pWZ6IKy5pel6L+Y5pyJ5Y2B5aSp44CC5o+Q6YaS77ya5o+Q5YmNMTDlpKkK\r\n"
         * 6
     ).encode()
+
+
+T = TypeVar("T")
+
+# The event loop of the in-process rows and the children: `notifier run`'s own by default
+# (uvloop where installed: NOTIFIER_EVENT_LOOP=auto), so that what is measured is what ships.
+LOOP = "auto"
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on LOOP's event loop (the bare client too: ratios compare like with like)."""
+    factory = None
+    if LOOP != "asyncio":
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            if LOOP == "uvloop":
+                raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
 
 
 def bench_smtplib(port: int, count: int) -> float:
@@ -98,7 +121,7 @@ async def _bench_aiosmtplib(port: int, count: int) -> float:
 
 def bench_aiosmtplib(port: int, count: int) -> float:
     """(b) the client library's limit: 8 connections, reused, connected before timing."""
-    return asyncio.run(_bench_aiosmtplib(port, count))
+    return run_loop(_bench_aiosmtplib(port, count))
 
 
 async def _bench_notifier(port: int, count: int, database_url: str, work: Path) -> float:
@@ -153,7 +176,7 @@ async def _bench_notifier(port: int, count: int, database_url: str, work: Path) 
 
 def bench_notifier(port: int, count: int, database_url: str, work: Path) -> float:
     """(c) notifier: claim, send through its SMTP pool, record each outcome."""
-    return asyncio.run(_bench_notifier(port, count, database_url, work))
+    return run_loop(_bench_notifier(port, count, database_url, work))
 
 
 # --- rows with processes of their own: end to end, and several instances ----------------
@@ -339,9 +362,9 @@ async def _child_bare(port: int, count: int) -> dict[str, float]:
 def child_main(args: argparse.Namespace) -> None:
     kind, port = args.child, args.port
     if kind == "bare":
-        result = asyncio.run(_child_bare(port, args.count))
+        result = run_loop(_child_bare(port, args.count))
     else:
-        result = asyncio.run(_child_instance(port, args.database_url, Path(args.work)))
+        result = run_loop(_child_instance(port, args.database_url, Path(args.work)))
     print(json.dumps(result), flush=True)
 
 
@@ -424,7 +447,7 @@ def bench_instances(port: int, count: int, n: int, work: Path) -> float:
         if url is None:
             raise RuntimeError("PostgreSQL not available")
         asyncio.run(_fill(port, count, url, work))
-        me = [sys.executable, os.path.abspath(__file__), "--port", str(port)]
+        me = [sys.executable, os.path.abspath(__file__), "--port", str(port), "--loop", LOOP]
         child = [*me, "--child", "instance", "--database-url", url, "--work", str(work)]
         elapsed, sent = _together([child] * n)
     if sent != count:
@@ -456,7 +479,7 @@ async def _fill(port: int, count: int, database_url: str, work: Path) -> None:
 def bench_bare_together(port: int, count: int, n: int) -> float:
     """(f) `n` bare clients (processes, 8 connections each) at once, `count` messages each:
     what the sink takes when several senders push (so it is not what limits (e))."""
-    me = [sys.executable, os.path.abspath(__file__), "--port", str(port)]
+    me = [sys.executable, os.path.abspath(__file__), "--port", str(port), "--loop", LOOP]
     elapsed, sent = _together([[*me, "--child", "bare", "--count", str(count)]] * n)
     assert sent == n * count
     return elapsed / n  # per `count` messages, so that count / seconds is the aggregate rate
@@ -484,12 +507,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--sink", choices=["auto", "c", "python"], default="auto")
     parser.add_argument("--only", help="comma-separated subset of a,b,sqlite,pg,e2e,pg3")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="event loop of the in-process rows and children (auto: as `notifier run`)",
+    )
     # The several-instances rows run this script again as their children.
     parser.add_argument("--child", choices=["instance", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global LOOP
+    LOOP = args.loop
     if args.child:
         child_main(args)
         return
@@ -530,7 +561,10 @@ def main() -> None:
                         flush=True,
                     )
     print(report(results, count, args.repeat, shares))
-    print(f"\n{machine(sink.kind)}; load average before/after: {LOAD_BEFORE} / {load()}")
+    print(
+        f"\n{machine(sink.kind)}; event loop: {LOOP}; "
+        f"load average before/after: {LOAD_BEFORE} / {load()}"
+    )
 
 
 def load() -> str:
