@@ -3,10 +3,12 @@ future that is done once it is committed; outcomes finished meanwhile share one 
 
 A lane does not finish its next send before that future is done (delivery/worker.py), so a
 kill leaves at most one unrecorded 250 per lane (connection), and SQLite does not commit once
-per message. One batch commits at a time (two at once measured 6% slower on PostgreSQL: a task
-per batch cost more than the wait it saved). Through a database outage a batch is kept and
-retried: losing it would resend sent mail. At shutdown it is retried until a deadline, then
-abandoned with a log line (those rows are sent again when their lease runs out).
+per message. Up to `COMMITS_IN_FLIGHT` batches commit at once: on PostgreSQL a commit is a
+round trip (about 1 ms) that a held message waits for, and a batch that also waited for the one
+before it made that longer (two at once: 2,590 -> 2,880 msg/s, 4 alternated pairs on uvloop).
+Through a database outage a batch is kept and retried: losing it would resend sent mail. At
+shutdown it is retried until a deadline, then abandoned with a log line (those rows are sent
+again when their lease runs out).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 # Loop iterations the flusher lets pass before it commits what is queued, so that the 250s
 # read in them share the commit: outcomes per PostgreSQL commit 4.0 -> 6.8 (BENCHMARKS.md).
 RECORD_GATHER_TURNS = 2
+# Batches committing at once. Outcomes are independent updates guarded by state, so their
+# order across batches does not matter; a lane's own order is kept by the worker.
+COMMITS_IN_FLIGHT = 2
 
 
 class GroupCommit:
@@ -38,6 +43,7 @@ class GroupCommit:
         # Futures of the outcomes in `_results`, done once their batch is committed.
         self._waiters: list[asyncio.Future[None]] = []
         self._ready = asyncio.Event()
+        self._commits: set[asyncio.Task[None]] = set()
         self._closing = False
         self._give_up_at: float | None = None  # closing: stop retrying a failed record then
         self._task: asyncio.Task[None] | None = None
@@ -84,9 +90,16 @@ class GroupCommit:
                 for _ in range(RECORD_GATHER_TURNS):
                     await asyncio.sleep(0)
                 continue
+            if len(self._commits) >= COMMITS_IN_FLIGHT:
+                await asyncio.wait(self._commits, return_when=asyncio.FIRST_COMPLETED)
+                continue
             batch, self._results = self._results, []
             waiters, self._waiters = self._waiters, []
-            await self._commit(batch, waiters)
+            task = asyncio.create_task(self._commit(batch, waiters), name="notifier-commit")
+            self._commits.add(task)
+            task.add_done_callback(self._commits.discard)
+        if self._commits:
+            await asyncio.gather(*self._commits)
 
     async def _commit(self, batch: list[Outcome], waiters: list[asyncio.Future[None]]) -> None:
         """Commit one batch and resolve its futures; through a database outage, retry until
