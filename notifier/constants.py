@@ -22,6 +22,10 @@ PLAN_HORIZON = timedelta(days=2)
 # this long plus a poll (issue 11: the last within 30 s of a SIGKILL).
 DEFAULT_LEASE_SECONDS = 15.0
 LEASE_RENEW_FRACTION = 1 / 3
+# How often an idle worker asks SQLite whether another process committed (`PRAGMA
+# data_version`, microseconds each): rows enqueued by `notifier send` beside `notifier run`
+# start going out within this, not within the poll interval.
+OUTSIDE_COMMITS_POLL_SECONDS = 0.1
 # Rows a worker holds per lane (up to NOTIFIER_DELIVERY__BATCH_SIZE): it claims again at half,
 # so each claim fetches about this many per lane. 4 -> 8 halved the claims per message on
 # PostgreSQL (BENCHMARKS.md, issue 23); held rows are leased and renewed, so more is cheap.

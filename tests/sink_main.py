@@ -31,6 +31,7 @@ from email.parser import BytesHeaderParser
 from typing import IO
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from smtp_server import ehlo_reply  # tests/ is this script's first path entry
 
 REPLIES = {
     "421": "421 4.7.0 too busy, closing connection",
@@ -63,10 +64,7 @@ class Handler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        session.host_name = hostname
-        if not self.args.no_pipelining:
-            responses.insert(-1, "250-PIPELINING")  # as Postfix and the hosted providers do
-        return responses
+        return ehlo_reply(session, hostname, responses, pipelining=not self.args.no_pipelining)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         a = self.args

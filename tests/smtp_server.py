@@ -26,6 +26,17 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 POLICY_REFUSAL = "550 5.7.1 message refused by local policy"
 
 
+def ehlo_reply(
+    session: Session, hostname: str, responses: list[str], *, pipelining: bool
+) -> list[str]:
+    """aiosmtpd's EHLO reply, with PIPELINING offered (RFC 2920) as Postfix, Exchange and the
+    hosted Chinese providers do; aiosmtpd reads a pipelined group line by line either way."""
+    session.host_name = hostname
+    if pipelining:
+        responses.insert(-1, "250-PIPELINING")
+    return responses
+
+
 @dataclass
 class Faults:
     """What to do wrong. Rates are 0..1; `fail_first` applies to the first N attempts."""
@@ -51,9 +62,7 @@ class Sink:
 
     def __init__(self, faults: Faults | None = None, *, pipelining: bool = True) -> None:
         self.faults = faults or Faults()
-        # Offer PIPELINING (RFC 2920) as Postfix, Exchange and the hosted Chinese providers
-        # do; aiosmtpd reads a pipelined group line by line either way.
-        self.pipelining = pipelining
+        self.pipelining = pipelining  # offered in EHLO (`ehlo_reply`)
         self.messages: list[Message] = []
         self.raw: list[bytes] = []  # every DATA received as sent, refused attempts too
         self.attempts = 0
@@ -72,10 +81,7 @@ class Sink:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:
-            responses.insert(-1, "250-PIPELINING")
-        return responses
+        return ehlo_reply(session, hostname, responses, pipelining=self.pipelining)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from notifier.config import DeliverySettings
 from notifier.ledger.models import State
 from notifier.service import App
 from tests.conftest import MakeSettings, smtp_settings, write_schedule
@@ -291,3 +293,42 @@ async def test_while_outcomes_cannot_be_recorded_each_connection_finishes_one_me
             conn.close()
     assert stats.sent == 12 and {r.state for r in rows} == {State.SENT}
     assert len(server.sink.messages) == 12 and server.sink.duplicates() == 0
+
+
+async def test_a_running_worker_sends_rows_another_process_enqueued_without_waiting_its_poll(
+    make_settings: MakeSettings, smtp_server: StartSmtp, tmp_path: Path
+) -> None:
+    """`notifier send` beside `notifier run` on SQLite: the service's idle worker sees the
+    other process's commit (`PRAGMA data_version`) within a tenth of a second, not after its
+    poll interval (30 s here)."""
+    server = smtp_server()
+    settings = make_settings(
+        smtp=smtp_settings(server),
+        delivery=DeliverySettings(poll_interval=30.0),
+        database_url=f"sqlite:///{tmp_path / 'ledger.db'}",
+    )
+    async with App(settings) as service:
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.worker.run(stop))
+        await asyncio.sleep(0.3)  # idle now, its next poll 30 s away
+        try:
+            # Another process's App on the same file: its own SQLite connection.
+            async with App(settings) as other:
+                created, _ = await other.outbox.send_now("security-day", now=other.clock())
+            assert created == 2
+            sent_within = await wait_until_sent(service, 2, within=3.0)
+        finally:
+            stop.set()
+            await running
+    assert sent_within < 1.0, f"took {sent_within:.2f} s"
+    assert len(server.sink.messages) == 2
+
+
+async def wait_until_sent(app: App, count: int, *, within: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        rows = await app.store.list_deliveries(state=State.SENT)
+        if len(rows) >= count:
+            return time.monotonic() - start
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} rows sent within {within} s")

@@ -13,9 +13,10 @@ import pytest
 
 from notifier.errors import NotifierError, StoreError
 from notifier.keys import hook_row_key
-from notifier.ledger.db import connect, redact_url, to_pyformat
+from notifier.ledger.db import connect
 from notifier.ledger.migrate import load_migrations
 from notifier.ledger.models import NewDelivery, Outcome, State
+from notifier.ledger.postgres import redact_url, to_pyformat
 from notifier.ledger.store import HOOK_PROBE, Store
 from tests.conftest_db import open_store
 from tests.waiting import wait_for

@@ -33,6 +33,7 @@ from notifier.constants import (
     CLAIM_ROWS_PER_LANE,
     LANE_CANCEL_RETRY_SECONDS,
     LEASE_RENEW_FRACTION,
+    OUTSIDE_COMMITS_POLL_SECONDS,
     PACED_HOLD,
     READY_HOLD_SECONDS,
 )
@@ -590,6 +591,8 @@ class DeliveryWorker:
             )
 
     async def _idle_wait(self, now: float) -> None:
+        # Read before the next due time: a commit by another process in between is seen.
+        version = await self.store.outside_commits()
         nxt = await self.store.next_due_at(kind=self.kind, exclude=self.pacing.left_out())
         timeout = self.settings.poll_interval
         if nxt is not None:
@@ -597,11 +600,27 @@ class DeliveryWorker:
         if self.pacing.wait is not None:
             timeout = min(timeout, self.pacing.wait)
         if timeout > 0:
+            await self._wake_or_outside_commit(timeout, version)
+        self._wake.clear()
+
+    async def _wake_or_outside_commit(self, seconds: float, version: int | None) -> None:
+        """Wait up to `seconds` for a wake-up, or for another process's commit to the ledger
+        where the database can tell (SQLite: `version` changes), looked at every
+        OUTSIDE_COMMITS_POLL_SECONDS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            left = deadline - loop.time()
+            step = left if version is None else min(left, OUTSIDE_COMMITS_POLL_SECONDS)
+            if step <= 0:
+                return
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), step)
+                return
             except TimeoutError:
                 pass
-        self._wake.clear()
+            if version is not None and await self.store.outside_commits() != version:
+                return
 
     @staticmethod
     async def _first(*waits: Awaitable[object]) -> None:

@@ -97,3 +97,8 @@ class Database(abc.ABC):
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         async with self.transaction() as tx:
             return await tx.fetchone(sql, params)
+
+    async def data_version(self) -> int | None:
+        """A number that changes when another process commits to this database, where the
+        database says so cheaply (SQLite's `PRAGMA data_version`); None where it does not."""
+        return None

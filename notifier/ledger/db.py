@@ -1,23 +1,17 @@
 """Open the ledger's database from its URL: SQLite (`sqlite.py`) or PostgreSQL (`postgres.py`),
-both behind the `Database` contract (`database.py`)."""
+both behind the `Database` contract (`database.py`).
+
+The PostgreSQL driver (psycopg, about 0.1 s to import) is loaded only for a PostgreSQL URL:
+every `notifier` command on the embedded SQLite ledger starts that much sooner.
+"""
 
 from __future__ import annotations
 
 from notifier.errors import StoreError
 from notifier.ledger.database import Database, Row, Tx
-from notifier.ledger.postgres import PostgresDatabase, redact_url, to_pyformat
 from notifier.ledger.sqlite import SQLiteDatabase
 
-__all__ = [
-    "Database",
-    "PostgresDatabase",
-    "Row",
-    "SQLiteDatabase",
-    "Tx",
-    "connect",
-    "redact_url",
-    "to_pyformat",
-]
+__all__ = ["Database", "Row", "SQLiteDatabase", "Tx", "connect"]
 
 
 def connect(url: str) -> Database:
@@ -30,5 +24,7 @@ def connect(url: str) -> Database:
     if scheme == "sqlite":
         return SQLiteDatabase(url)
     if scheme in ("postgresql", "postgres"):
+        from notifier.ledger.postgres import PostgresDatabase
+
         return PostgresDatabase(url)
     raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")

@@ -288,6 +288,16 @@ class SQLiteDatabase(Database):
         except OSError as exc:
             raise StoreError(f"SQLite database {self.path}: cannot create it: {exc}") from exc
 
+    async def data_version(self) -> int | None:
+        """`PRAGMA data_version`: changes when another connection (another process) commits;
+        a read of the file header, no transaction, no lock."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+        async with self._lock:
+            return await self.run(read)
+
     async def open(self) -> None:
         if self._conn is not None:
             return

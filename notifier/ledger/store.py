@@ -441,6 +441,12 @@ class Store:
         times = [float(t) for t in (row or ()) if t is not None]
         return min(times) if times else None
 
+    async def outside_commits(self) -> int | None:
+        """Changes when another process commits to the ledger (`notifier send` beside
+        `notifier run` on SQLite), so that an idle worker can look at once; None if the
+        database cannot say (PostgreSQL: the poll interval applies)."""
+        return await self.db.data_version()
+
     # --- reading and operating --------------------------------------------------------------
 
     async def get(self, id: int) -> Delivery | None:
