@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.channels.http import masked_url, pacer
+from notifier.channels.http import pacer
 from notifier.channels.payloads import (
     ELLIPSIS,
     FEISHU_BODY_BYTES,
@@ -21,6 +21,7 @@ from notifier.channels.payloads import (
     payload,
     size,
 )
+from notifier.channels.status import masked_url
 from notifier.schedule.model import ChannelSpec, Mention
 from tests.robots import feishu_problem
 

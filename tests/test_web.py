@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from notifier.channels.http import ChannelStatus
+from notifier.channels.status import ChannelStatus
 from notifier.checks import load_config
 from notifier.compose.tokens import unsubscribe_token
 from notifier.config import HttpSettings, Settings

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from yarl import URL
 
 from notifier.channels.base import TransportError
+from notifier.channels.status import ChannelStatus, StatusHook, masked_url
 from notifier.ledger.models import Delivery
 from notifier.masking import Masker
 from notifier.schedule.model import ChannelSpec
@@ -37,18 +38,6 @@ DEFAULT_CONCURRENCY = 2
 # A throttle answer without a stated penalty: wait this long before the next try.
 DEFAULT_PENALTY = 60.0
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
-
-
-@dataclass
-class ChannelStatus:
-    """The last answer that matters to an operator: a configuration error, or a disable."""
-
-    config_error: str | None = None
-    disabled: bool = False
-
-
-# Called with (channel id, problem or None) when a channel's configuration verdict changes.
-StatusHook = Callable[[str, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +58,6 @@ def pacer(per_minute: float | None, per_second: float | None) -> AsyncLimiter | 
     gaps = [60.0 / per_minute if per_minute else 0.0, 1.0 / per_second if per_second else 0.0]
     gap = max(gaps) * PACE_MARGIN
     return AsyncLimiter(1, gap) if gap > 0 else None
-
-
-def masked_url(url: str) -> str:
-    """The scheme and host only: path and query hold the robot's key or token."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}/…"
 
 
 def _sensitive(url: str, secret: str | None) -> list[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 
 from notifier.channels.base import TransportError
-from notifier.channels.http import masked_url
 from notifier.channels.payloads import ChatMessage, payload, posted_text
 from notifier.channels.registry import STATUS_META, missing_variables
+from notifier.channels.status import masked_url
 from notifier.checks import load_config
 from notifier.config import Settings, read_secret
 from notifier.errors import ConfigError, NotifierError, StoreError
