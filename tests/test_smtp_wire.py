@@ -277,3 +277,36 @@ async def test_a_kill_between_hold_and_dot_leaves_nothing_at_the_server(
     await ch.close()
     await asyncio.sleep(0.2)
     assert server.sink.attempts == 0
+
+
+async def test_a_line_the_server_sent_unasked_retires_its_connection() -> None:
+    """A pooled connection with an unread line (a server's "421 idle timeout" before it hangs
+    up) is not reused: that line would be taken for the next command's reply."""
+    sessions = 0
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sessions
+        sessions += 1
+        for _ in range(3):
+            await reader.readline()
+        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        await reader.readuntil(b"\r\n.\r\n")
+        writer.write(b"250 queued\r\n")
+        if sessions == 1:
+            writer.write(b"421 4.4.2 idle too long\r\n")  # unasked; the socket stays open
+        await writer.drain()
+        await reader.read()  # until the client hangs up
+
+    server, port = await _scripted_server(script)
+    ch = SmtpChannel(
+        SmtpSettings(host="127.0.0.1", port=port, timeout=2.0, security="none"),
+        envelope_from="notifier@example.gov.cn",
+    )
+    try:
+        await ch.send(delivery(1))
+        await asyncio.sleep(0.1)  # the unasked line arrives
+        await ch.send(delivery(2))
+    finally:
+        await ch.close()
+        server.close()
+    assert sessions == 2

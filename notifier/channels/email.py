@@ -128,8 +128,9 @@ class SmtpChannel:
     async def _checkout(self) -> Wire:
         while not self._idle.empty():
             wire = self._idle.get_nowait()
-            if wire.is_connected:
+            if wire.reusable:
                 return wire
+            wire.close()
         return await self._open()
 
     async def send(self, delivery: Delivery) -> None:

@@ -180,6 +180,12 @@ class Wire(asyncio.Protocol):
     def is_connected(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
 
+    @property
+    def reusable(self) -> bool:
+        """Connected, and nothing arrived unasked since the last reply (a server's notice
+        before it hangs up, say): such a line would be read as the next command's reply."""
+        return self.is_connected and not self._replies and not self._buffer
+
     def close(self) -> None:
         """Drop the connection at once (mid-DATA: the server discards the message)."""
         if self._transport is not None:
