@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import cast
 
 from aiolimiter import AsyncLimiter
@@ -38,9 +38,10 @@ from notifier.constants import (
     READY_HOLD_SECONDS,
 )
 from notifier.delivery.fairness import FairPacing, Router
+from notifier.delivery.outcomes import WorkerStats, outcome_of
 from notifier.delivery.quotas import QuotaGate
 from notifier.delivery.recorder import GroupCommit
-from notifier.delivery.weather import DbWeather, backoff
+from notifier.delivery.weather import DbWeather
 from notifier.errors import StoreError
 from notifier.ledger.models import Delivery, Outcome, State
 from notifier.ledger.store import Store
@@ -64,18 +65,6 @@ def _both(first: asyncio.Future[None], second: asyncio.Future[None]) -> asyncio.
     first.add_done_callback(check)
     second.add_done_callback(check)
     return both
-
-
-@dataclass
-class WorkerStats:
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    dead: int = 0
-    skipped: int = 0
-    expired: int = 0
-    deferred: int = 0  # put back unsent for an account's quota or pause (no attempt spent)
-    bounced: int = 0  # of `failed`: the address refused for good (now suppressed)
 
 
 class DeliveryWorker:
@@ -158,20 +147,9 @@ class DeliveryWorker:
     # --- one message ---
 
     def _outcome(self, row: Delivery, error: TransportError | None, now: float) -> Outcome:
-        if error is None:
-            return Outcome(row.id, State.SENT, now)
-        if self.mask is not None:
+        if error is not None and self.mask is not None:
             error.message = self.mask(error.message)
-        if error.permanent:
-            state = State.BOUNCED if error.bounce else State.FAILED
-            return Outcome(row.id, state, now, error=error.message)
-        s = self.settings
-        if row.attempts >= s.max_attempts or now - row.due_at > s.give_up_after:
-            return Outcome(row.id, State.DEAD, now, error=f"gave up: {error.message}")
-        delay = backoff(row.attempts, base=s.base_delay, cap=s.max_delay, rand=self.rand)
-        if error.retry_after is not None:  # the platform's penalty (a throttled robot)
-            delay = max(delay, error.retry_after)
-        return Outcome(row.id, State.PENDING, now, error=error.message, retry_at=now + delay)
+        return outcome_of(row, error, now, self.settings, self.rand)
 
     async def _leased(self, row: Delivery) -> Delivery | None:
         """The row with its current lease once at least a renewal's worth of it is left;
@@ -350,17 +328,7 @@ class DeliveryWorker:
             self.weather.down("suppress", exc)
 
     def _count(self, row: Delivery, outcome: Outcome, started: float) -> None:
-        st = self.stats
-        if outcome.state is State.SENT:
-            st.sent += 1
-        elif outcome.state is State.PENDING:
-            st.retried += 1
-        elif outcome.state in (State.FAILED, State.BOUNCED):
-            st.failed += 1
-            if outcome.state is State.BOUNCED:
-                st.bounced += 1
-        elif outcome.state is State.DEAD:
-            st.dead += 1
+        self.stats.tally(outcome.state)
         if outcome.error:
             log.warning(
                 "send failed",
