@@ -310,3 +310,30 @@ async def test_a_line_the_server_sent_unasked_retires_its_connection() -> None:
         await ch.close()
         server.close()
     assert sessions == 2
+
+
+async def test_a_sender_written_with_a_display_name_goes_out_as_its_address() -> None:
+    """NOTIFIER_MAIL_FROM="法治处 <notifier@example.gov.cn>": the envelope carries the address."""
+    lines: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(3):
+            lines.append(await reader.readline())
+        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        await reader.readuntil(b"\r\n.\r\n")
+        writer.write(b"250 queued\r\n")
+        await writer.drain()
+        await reader.readline()  # QUIT
+        writer.write(b"221 bye\r\n")
+
+    server, port = await _scripted_server(script)
+    ch = SmtpChannel(
+        SmtpSettings(host="127.0.0.1", port=port, timeout=2.0, security="none"),
+        envelope_from="法治处 <notifier@example.gov.cn>",
+    )
+    try:
+        await ch.send(delivery(1))
+    finally:
+        await ch.close()
+        server.close()
+    assert lines[0].startswith(b"MAIL FROM:<notifier@example.gov.cn>")

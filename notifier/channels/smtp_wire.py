@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import re
 from typing import cast
 
@@ -65,9 +66,15 @@ def wire_body(message: str) -> tuple[bytes, bool]:
 
 def _address(address: str) -> bytes:
     """An envelope address in ASCII; a CR, LF or other control character is refused (no
-    command can be smuggled in), and so is a non-ASCII one (it would need SMTPUTF8)."""
-    if _CONTROL.search(address):
+    command can be smuggled in), and so is a non-ASCII one (it would need SMTPUTF8).
+
+    A display-name form (`法治处 <fazhi@example.gov.cn>`, as NOTIFIER_MAIL_FROM may be
+    written) gives its address, as aiosmtplib's `sendmail` did; a bare address (every
+    recipient) skips the parse."""
+    if _CONTROL.search(address):  # anywhere in what was given, before any parsing
         raise aiosmtplib.SMTPRecipientRefused(553, "5.1.3 control character in address", address)
+    if "<" in address or "(" in address or '"' in address:
+        address = email.utils.parseaddr(address)[1] or address.strip()
     try:
         return address.encode("ascii")
     except UnicodeEncodeError:
