@@ -117,7 +117,8 @@ class DeliveryWorker:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._renewed = asyncio.Event()  # replaced after each renewal; lanes wait on it
         self._lost: set[int] = set()  # held rows whose lease another worker now has
-        self._recording: set[int] = set()  # sent (or failed), outcome not yet committed
+        # Attempted here, by id: the commit of the outcome (see `_claim`).
+        self._recording: dict[int, asyncio.Future[None]] = {}
         # A mail account's shared quotas and throttle pauses (delivery/quotas.py); None: none.
         self.quotas: QuotaGate | None = None
         # Addresses that bounced: outreach skips them, a new bounce adds one; None: no list.
@@ -255,9 +256,7 @@ class DeliveryWorker:
         # Done with: no longer held (a stop must not hand back a sent row), only recording
         # until the commit (a claim meanwhile must not queue it again).
         self._unhold(row)
-        self._recording.add(row.id)
-        committed = self.recorder.later(outcome)
-        committed.add_done_callback(lambda _: self._recording.discard(row.id))
+        committed = self._recording[row.id] = self.recorder.later(outcome)
         if last is not None and not last.done():
             # Failed before its last step: the previous 250 may still be unrecorded, and
             # batches may commit out of order. The lane's next send waits for both.
@@ -372,6 +371,9 @@ class DeliveryWorker:
         room = self.capacity - len(self._held)
         if room <= 0:
             return []
+        # Outcomes committed by now are seen by the claim below: forget them.
+        for rid in [rid for rid, done in self._recording.items() if done.done()]:
+            del self._recording[rid]
         if self.fair:
             rows = await self.store.claim(
                 now=now,
@@ -389,8 +391,9 @@ class DeliveryWorker:
         for row in rows:
             if self.fair:
                 self.pacing.saw(row)
-            if row.id in self._recording:
-                continue  # sent here; the recorder's commit (guarded by state) settles it
+            committing = self._recording.pop(row.id, None)
+            if committing is not None and not await self._ours_after(committing, row):
+                continue
             # Our own claim whose lease ran out while the database was away: the row is
             # queued or being sent already; keep the new lease, do not queue it twice.
             known = row.id in self._held
@@ -401,6 +404,16 @@ class DeliveryWorker:
         if rows:
             self._idle.clear()
         return rows
+
+    async def _ours_after(self, committing: asyncio.Future[None], row: Delivery) -> bool:
+        """A row claimed while its outcome from here was being committed. Either the claim
+        came first (its lease had run out while the database was away), and the commit,
+        guarded by state, settled it: not ours to send. Or the commit came first and left it
+        due again (a retry with a short backoff), and this claim is a new attempt: ours.
+        The row as it stands once the commit is done says which."""
+        await asyncio.shield(committing)
+        now = await self.store.get(row.id)
+        return now is not None and now.state is State.SENDING and now.lease_until == row.lease_until
 
     def _unhold(self, row: Delivery) -> None:
         """The row is no longer held. If its channel was left out of the last claim for the
