@@ -129,25 +129,7 @@ async def _bench_notifier(port: int, count: int, database_url: str, work: Path) 
     from notifier.ledger.models import State
     from notifier.service import App
 
-    schedules, templates = work / "schedules", work / "templates"
-    schedules.mkdir(exist_ok=True)
-    write_templates(templates)
-    csv_path = work / "schedules" / "audience.csv"
-    if not csv_path.exists():
-        write_audience_csv(csv_path, count)
-    day = (datetime.now() + timedelta(days=30)).date().isoformat()
-    (schedules / "bench.yaml").write_text(
-        "audiences:\n"
-        f"  bulk: {{csv: {csv_path}, external: false}}\n"
-        "events:\n"
-        "  - id: bench\n"
-        "    title: 全民国家安全教育日\n"
-        f'    date: "{day}"\n'
-        "    workdays: ignore\n"
-        "    audience: bulk\n"
-        "    reminders: [{on: start}]\n",
-        encoding="utf-8",
-    )
+    schedules, templates = write_bench_config(work, count)
     settings = Settings(
         _env_file=None,
         schedules_dir=schedules,
