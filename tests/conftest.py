@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings
+from notifier.ledger.models import Delivery, State
 from notifier.logs import setup_logging
 from tests.conftest_db import db_url, pg_url, sqlite_url, store
 from tests.smtp_server import Faults, SmtpServer
@@ -154,6 +155,35 @@ def smtp_server() -> Iterator[Callable[..., SmtpServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def delivery_row(**overrides: Any) -> Delivery:
+    """A ledger row as the worker holds it (claimed, first attempt), for tests of the parts
+    below the ledger; `overrides` name its fields."""
+    values: dict[str, Any] = {
+        "id": 1,
+        "key": "k1",
+        "event_id": "constitution-week",
+        "occurrence": "2026-12-04",
+        "reminder_id": "on-start",
+        "recipient": "fazhi@fao.example.com",
+        "channel": "email",
+        "state": State.SENDING,
+        "due_at": 0.0,
+        "message_id": "<k1@notifier.test>",
+        "subject": "宪法宣传周",
+        "message": "",
+        "source": "schedule",
+        "external": False,
+        "attempts": 1,
+        "lease_until": None,
+        "last_error": None,
+        "created_at": 0.0,
+        "updated_at": 0.0,
+        "sent_at": None,
+    }
+    values.update(overrides)
+    return Delivery(**values)
 
 
 def smtp_settings(server: SmtpServer, **overrides: Any) -> SmtpSettings:

@@ -8,31 +8,11 @@ from dataclasses import replace
 from notifier.channels.base import TransportError
 from notifier.config import DeliverySettings
 from notifier.delivery.outcomes import WorkerStats, outcome_of
-from notifier.ledger.models import Delivery, State
+from notifier.ledger.models import State
+from tests.conftest import delivery_row
 
 SETTINGS = DeliverySettings(base_delay=10.0, max_delay=100.0, max_attempts=3)
-ROW = Delivery(
-    id=7,
-    key="k",
-    event_id="constitution-week",
-    occurrence="2026-12-01",
-    reminder_id="on-start",
-    recipient="fazhi@fao.example.com",
-    channel="email",
-    state=State.SENDING,
-    due_at=1_000.0,
-    message_id="<k@notifier>",
-    subject="宪法宣传周",
-    message="...",
-    source="schedule",
-    external=False,
-    attempts=1,
-    lease_until=None,
-    last_error=None,
-    created_at=0.0,
-    updated_at=0.0,
-    sent_at=None,
-)
+ROW = delivery_row(id=7, due_at=1_000.0)
 
 
 def half() -> float:

@@ -18,8 +18,8 @@ from notifier.channels.base import HeldChannel, NotSent, TransportError
 from notifier.channels.email import SmtpChannel
 from notifier.channels.smtp_wire import wire_body
 from notifier.config import SmtpSettings
-from notifier.ledger.models import Delivery, State
-from tests.conftest import smtp_settings
+from notifier.ledger.models import Delivery
+from tests.conftest import delivery_row, smtp_settings
 from tests.smtp_server import Faults, SmtpServer
 
 MESSAGE = (
@@ -35,27 +35,9 @@ MESSAGE = (
 
 
 def delivery(n: int, to: str = "a@example.com", message: str | None = None) -> Delivery:
-    return Delivery(
-        id=n,
-        key=f"k{n}",
-        event_id="constitution-week",
-        occurrence="2026-12-04",
-        reminder_id="on-the-day",
-        recipient=to,
-        channel="email",
-        state=State.SENDING,
-        due_at=0.0,
-        message_id=f"<{n}@notifier.test>",
-        subject="宪法宣传周",
-        message=message if message is not None else MESSAGE.format(to=to, n=n),
-        source="schedule",
-        external=False,
-        attempts=1,
-        lease_until=None,
-        last_error=None,
-        created_at=0.0,
-        updated_at=0.0,
-        sent_at=None,
+    body = message if message is not None else MESSAGE.format(to=to, n=n)
+    return delivery_row(
+        id=n, key=f"k{n}", recipient=to, message_id=f"<{n}@notifier.test>", message=body
     )
 
 
