@@ -36,7 +36,7 @@ import time  # noqa: E402
 from collections.abc import Callable, Coroutine  # noqa: E402
 from datetime import datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from typing import TYPE_CHECKING, Any, TypeVar  # noqa: E402
 
 from bench._common import (  # noqa: E402
     ROOT,
@@ -65,6 +65,9 @@ def sample_message(i: int) -> bytes:
         * 6
     ).encode()
 
+
+if TYPE_CHECKING:
+    from notifier.config import Settings
 
 T = TypeVar("T")
 
@@ -124,25 +127,31 @@ def bench_aiosmtplib(port: int, count: int) -> float:
     return run_loop(_bench_aiosmtplib(port, count))
 
 
-async def _bench_notifier(port: int, count: int, database_url: str, work: Path) -> float:
-    from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings
-    from notifier.ledger.models import State
-    from notifier.service import App
+def bench_settings(work: Path, port: int, database_url: str) -> Settings:
+    """The in-process rows' and children's settings: the config under `work` (see
+    `write_bench_config`), the sink, POOL connections, no HTTP side, shipped delivery."""
+    from notifier.config import HttpSettings, Settings, SmtpSettings
 
-    schedules, templates = write_bench_config(work, count)
-    settings = Settings(
+    return Settings(
         _env_file=None,
-        schedules_dir=schedules,
-        templates_dir=templates,
+        schedules_dir=work / "schedules",
+        templates_dir=work / "templates",
         database_url=database_url,
         mail_from=FROM,
         smtp=SmtpSettings(host="127.0.0.1", port=port, pool_size=POOL),
         mail_drop_dir=work / "mail",
-        delivery=DeliverySettings(),
         watch=False,
         http=HttpSettings(enabled=False),
         unsubscribe_secret="bench-unsubscribe-secret",
     )
+
+
+async def _bench_notifier(port: int, count: int, database_url: str, work: Path) -> float:
+    from notifier.ledger.models import State
+    from notifier.service import App
+
+    write_bench_config(work, count)
+    settings = bench_settings(work, port, database_url)
     async with App(settings) as app:
         created, _ = await app.outbox.send_now("bench", now=time.time(), again=True)
         assert created == count, f"enqueued {created} of {count}"
@@ -164,7 +173,7 @@ def bench_notifier(port: int, count: int, database_url: str, work: Path) -> floa
 # --- rows with processes of their own: end to end, and several instances ----------------
 
 
-def write_bench_config(work: Path, count: int) -> tuple[Path, Path]:
+def write_bench_config(work: Path, count: int) -> None:
     """Schedules (one event, a `count`-recipient internal audience, 30 days ahead) and
     templates under `work`, as `notifier` reads them from its environment."""
     schedules, templates = work / "schedules", work / "templates"
@@ -186,7 +195,6 @@ def write_bench_config(work: Path, count: int) -> tuple[Path, Path]:
         "    reminders: [{on: start}]\n",
         encoding="utf-8",
     )
-    return schedules, templates
 
 
 def notifier_env(work: Path, port: int, database_url: str) -> dict[str, str]:
@@ -295,22 +303,9 @@ def bench_end_to_end(port: int, count: int, work: Path) -> float:
 
 
 async def _child_instance(port: int, database_url: str, work: Path) -> dict[str, float]:
-    from notifier.config import DeliverySettings, HttpSettings, Settings, SmtpSettings
     from notifier.service import App
 
-    settings = Settings(
-        _env_file=None,
-        schedules_dir=work / "schedules",
-        templates_dir=work / "templates",
-        database_url=database_url,
-        mail_from=FROM,
-        smtp=SmtpSettings(host="127.0.0.1", port=port, pool_size=POOL),
-        mail_drop_dir=work / "mail",
-        delivery=DeliverySettings(),
-        watch=False,
-        http=HttpSettings(enabled=False),
-        unsubscribe_secret="bench-unsubscribe-secret",
-    )
+    settings = bench_settings(work, port, database_url)
     async with App(settings) as app:
         await app.store.ping()
         print("ready", flush=True)
@@ -438,21 +433,9 @@ def bench_instances(port: int, count: int, n: int, work: Path) -> float:
 
 
 async def _fill(port: int, count: int, database_url: str, work: Path) -> None:
-    from notifier.config import HttpSettings, Settings, SmtpSettings
     from notifier.service import App
 
-    settings = Settings(
-        _env_file=None,
-        schedules_dir=work / "schedules",
-        templates_dir=work / "templates",
-        database_url=database_url,
-        mail_from=FROM,
-        smtp=SmtpSettings(host="127.0.0.1", port=port, pool_size=POOL),
-        mail_drop_dir=work / "mail",
-        watch=False,
-        http=HttpSettings(enabled=False),
-        unsubscribe_secret="bench-unsubscribe-secret",
-    )
+    settings = bench_settings(work, port, database_url)
     async with App(settings) as app:
         created, _ = await app.outbox.send_now("bench", now=time.time(), again=True)
         assert created == count, f"enqueued {created} of {count}"
