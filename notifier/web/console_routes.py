@@ -10,6 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+import notifier.web.console_audience_edit as lists
 import notifier.web.console_edit as editing
 import notifier.web.console_holidays as holidays
 import notifier.web.console_pages as pages
@@ -83,9 +84,9 @@ def setup_console(web_app: web.Application, app: App) -> None:
             web.post("/audiences/resubscribe", act(pages.post_resubscribe)),
             web.get("/suppressions", page(suppressions.get_suppressions_page)),
             web.post("/suppressions/remove", act(suppressions.post_unsuppress)),
-            web.get("/audiences/{name}/edit", page(editing.get_audience_edit)),
+            web.get("/audiences/{name}/edit", page(lists.get_audience_edit)),
             web.post(
-                "/audiences/{name}/edit", guard(editing.post_audience_edit, edit=True, upload=True)
+                "/audiences/{name}/edit", guard(lists.post_audience_edit, edit=True, upload=True)
             ),
             web.get("/config", page(pages.get_config_page)),
             web.get("/config/holidays", page(holidays.get_holidays_import)),
