@@ -216,20 +216,29 @@ class PostgresDatabase(Database):
             await pool.close()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Tx]:
-        if self._pool is None:
+    async def _connection(
+        self, pool: psycopg_pool.AsyncConnectionPool[Any] | None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A connection of `pool`; the pool's and the driver's errors, the caller's own
+        statements' included, as the ledger's (`StoreUnavailable`, `self.error`)."""
+        if pool is None:
             raise StoreError(f"PostgreSQL database {self.name} is not open: call open() first")
         try:
-            async with self._pool.connection() as conn:
-                # conn.transaction() commits on a clean exit and rolls back on an exception.
-                async with conn.transaction(), conn.cursor() as cur:
-                    yield _PgTx(self, cur)
+            async with pool.connection() as conn:
+                yield conn
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailable(
                 f"PostgreSQL database {self.name} is unreachable: {exc}"
             ) from exc
         except psycopg.Error as exc:
             raise self.error(exc) from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        async with self._connection(self._pool) as conn:
+            # conn.transaction() commits on a clean exit and rolls back on an exception.
+            async with conn.transaction(), conn.cursor() as cur:
+                yield _PgTx(self, cur)
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         return self._transaction()
@@ -239,26 +248,16 @@ class PostgresDatabase(Database):
         """A pooled connection in autocommit: one statement is its own transaction, one round
         trip instead of three (BEGIN, the statement, COMMIT). Not `durable`: one of the
         relaxed pool's, whose commits do not wait for the server's disk flush."""
-        pool = self._pool if durable else self._relaxed
-        if pool is None:
-            raise StoreError(f"PostgreSQL database {self.name} is not open: call open() first")
-        try:
-            async with pool.connection() as conn:
-                if not durable:
-                    yield conn
-                    return
-                await conn.set_autocommit(True)
-                try:
-                    yield conn
-                finally:
-                    if not conn.broken:
-                        await conn.set_autocommit(False)
-        except psycopg_pool.PoolTimeout as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL database {self.name} is unreachable: {exc}"
-            ) from exc
-        except psycopg.Error as exc:
-            raise self.error(exc) from exc
+        async with self._connection(self._pool if durable else self._relaxed) as conn:
+            if not durable:
+                yield conn
+                return
+            await conn.set_autocommit(True)
+            try:
+                yield conn
+            finally:
+                if not conn.broken:
+                    await conn.set_autocommit(False)
 
     async def execute(self, sql: str, params: Params | None = None, *, durable: bool = True) -> int:
         """One statement as its own transaction (autocommit)."""
