@@ -4,8 +4,9 @@ admins' digest names them instead)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from notifier.ledger.database import Database
 
@@ -73,22 +74,10 @@ class SuppressionStore:
     async def entries(self, *, limit: int = 500) -> list[Suppression]:
         """The list, the latest bounce first."""
         rows = await self.db.fetchall(
-            "SELECT address, reason, excerpt, source, delivery_id, first_at, last_at"
-            " FROM suppressions ORDER BY last_at DESC, address LIMIT :limit",
+            f"SELECT {_COLUMNS} FROM suppressions ORDER BY last_at DESC, address LIMIT :limit",
             {"limit": limit},
         )
-        return [
-            Suppression(
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                None if r[4] is None else int(r[4]),
-                float(r[5]),
-                float(r[6]),
-            )
-            for r in rows
-        ]
+        return [_suppression(r) for r in rows]
 
     async def remove(self, address: str) -> bool:
         """Take `address` off the list; False if it was not on it."""
@@ -101,22 +90,27 @@ class SuppressionStore:
     async def bounced_since(self, since: float, until: float) -> list[Suppression]:
         """Addresses that bounced in [since, until) (the admins' digest)."""
         rows = await self.db.fetchall(
-            "SELECT address, reason, excerpt, source, delivery_id, first_at, last_at"
-            " FROM suppressions WHERE last_at >= :since AND last_at < :until ORDER BY address",
+            f"SELECT {_COLUMNS} FROM suppressions"
+            " WHERE last_at >= :since AND last_at < :until ORDER BY address",
             {"since": since, "until": until},
         )
-        return [
-            Suppression(
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                None if r[4] is None else int(r[4]),
-                float(r[5]),
-                float(r[6]),
-            )
-            for r in rows
-        ]
+        return [_suppression(r) for r in rows]
+
+
+_COLUMNS = "address, reason, excerpt, source, delivery_id, first_at, last_at"
+
+
+def _suppression(r: Sequence[Any]) -> Suppression:
+    """A row of `_COLUMNS`."""
+    return Suppression(
+        str(r[0]),
+        str(r[1]),
+        str(r[2]),
+        str(r[3]),
+        None if r[4] is None else int(r[4]),
+        float(r[5]),
+        float(r[6]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
