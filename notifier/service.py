@@ -38,9 +38,9 @@ from notifier.errors import NotifierError, SendError, StoreError
 from notifier.keys import EMAIL
 from notifier.ledger.console import ConsoleStore
 from notifier.ledger.db import connect
-from notifier.ledger.export import ExportFilter, ExportRow
+from notifier.ledger.export import ExportRow
 from notifier.ledger.limits import LimitStore, Waiting
-from notifier.ledger.models import Delivery, NewDelivery, State
+from notifier.ledger.models import Delivery, DeliveryFilter, NewDelivery, State
 from notifier.ledger.store import Store
 from notifier.ledger.suppressions import BounceLedger, Suppression, SuppressionStore
 from notifier.logs import REPEAT_WINDOW_SECONDS, flush_repeats
@@ -477,7 +477,14 @@ class App:
         events = self.schedule.events.values()
         return DeliveryRecord(
             self.store.db,
-            ExportFilter(event, reminder, state, recipient, since, until),
+            DeliveryFilter(
+                state=state,
+                event=event,
+                reminder=reminder,
+                recipient=recipient,
+                since=since,
+                until=until,
+            ),
             fmt,
             tz=tz,
             titles={e.id: e.title for e in events},

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from notifier.ledger.console import ConsoleStore, DeliveryFilter, decode_cursor, encode_cursor
-from notifier.ledger.models import Outcome, State
+from notifier.ledger.console import ConsoleStore, decode_cursor, encode_cursor
+from notifier.ledger.models import DeliveryFilter, Outcome, State
 from notifier.service import App
 from notifier.web import create_web_app
 from notifier.web.auth import MAX_FAILED_SIGNINS, SESSION_COOKIE, SIGNIN_COOKIE

@@ -24,7 +24,8 @@ from typing import Literal, Protocol
 
 from notifier.keys import EMAIL
 from notifier.ledger.database import Database
-from notifier.ledger.export import ExportFilter, ExportRow, export_rows
+from notifier.ledger.export import ExportRow, export_rows
+from notifier.ledger.models import DeliveryFilter
 
 Format = Literal["xlsx", "csv"]
 FORMATS: tuple[Format, ...] = ("xlsx", "csv")
@@ -272,7 +273,7 @@ class DeliveryRecord:
     def __init__(
         self,
         db: Database,
-        filters: ExportFilter,
+        filters: DeliveryFilter,
         fmt: Format,
         *,
         tz: tzinfo,

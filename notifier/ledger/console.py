@@ -17,7 +17,7 @@ from typing import Any
 
 from notifier.keys import HOOK_RECEIPT_LIKE, resend_key
 from notifier.ledger.database import Database, Tx
-from notifier.ledger.models import Delivery, NewDelivery, State
+from notifier.ledger.models import Delivery, DeliveryFilter, NewDelivery, State
 from notifier.ledger.sql import DELIVERY_COLUMNS
 from notifier.ledger.store import Store, delivery_from_row, in_clause
 
@@ -124,17 +124,6 @@ class FailedAttempt:
     at: float
     state: str  # what the attempt left the row in: pending (retried), failed, dead, skipped
     error: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryFilter:
-    """The deliveries page's filters; None means any. `since`/`until` bound due_at."""
-
-    state: State | None = None
-    event: str | None = None
-    recipient: str | None = None
-    since: float | None = None
-    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,23 +426,8 @@ class ConsoleStore:
         self, filters: DeliveryFilter, *, after: tuple[float, int] | None, limit: int
     ) -> Page:
         """Newest first by (due_at, id); `after` is the previous page's last key."""
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": limit + 1}
-        if filters.state is not None:
-            where.append("state = :state")
-            params["state"] = str(filters.state)
-        if filters.event is not None:
-            where.append("event_id = :event")
-            params["event"] = filters.event
-        if filters.recipient is not None:
-            where.append("recipient = :recipient")
-            params["recipient"] = filters.recipient
-        if filters.since is not None:
-            where.append("due_at >= :since")
-            params["since"] = filters.since
-        if filters.until is not None:
-            where.append("due_at < :until")
-            params["until"] = filters.until
+        where, params = filters.where()
+        params["limit"] = limit + 1
         if after is not None:
             # Spelled out rather than a row value, which PostgreSQL and SQLite both plan as an
             # index range only in recent versions; the first term bounds the range scan.

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from notifier.ledger.database import Database
-from notifier.ledger.models import State
+from notifier.ledger.models import DeliveryFilter
 
 # Rows per query: large enough that 100,000 rows take 100 round trips, small enough that a
 # batch (with the message heads) stays well under a few MiB.
@@ -20,18 +19,6 @@ EXPORT_BATCH = 1000
 # The message's first characters, where its headers are: From, To, Subject, Date, Message-ID
 # and the List-* headers take well under 4,000 characters even with a long encoded name.
 HEAD_CHARS = 4000
-
-
-@dataclass(frozen=True, slots=True)
-class ExportFilter:
-    """None means any. `since`/`until` bound the planned send time (due_at), POSIX seconds."""
-
-    event: str | None = None
-    reminder: str | None = None
-    state: State | None = None
-    recipient: str | None = None
-    since: float | None = None
-    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,26 +38,11 @@ class ExportRow:
 
 
 async def export_rows(
-    db: Database, filters: ExportFilter, *, batch: int = EXPORT_BATCH
+    db: Database, filters: DeliveryFilter, *, batch: int = EXPORT_BATCH
 ) -> AsyncIterator[list[ExportRow]]:
     """Yield the selected rows in batches, by (due_at, id) ascending."""
-    where: list[str] = []
-    params: dict[str, Any] = {"limit": batch, "head": HEAD_CHARS}
-    for column, name, value in (
-        ("event_id", "event", filters.event),
-        ("reminder_id", "reminder", filters.reminder),
-        ("state", "state", None if filters.state is None else str(filters.state)),
-        ("recipient", "recipient", filters.recipient),
-    ):
-        if value is not None:
-            where.append(f"{column} = :{name}")
-            params[name] = value
-    if filters.since is not None:
-        where.append("due_at >= :since")
-        params["since"] = filters.since
-    if filters.until is not None:
-        where.append("due_at < :until")
-        params["until"] = filters.until
+    where, params = filters.where()
+    params |= {"limit": batch, "head": HEAD_CHARS}
     after: tuple[float, int] | None = None
     while True:
         clauses = list(where)

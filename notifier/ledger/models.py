@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class State(enum.StrEnum):
@@ -111,3 +112,37 @@ class MissedSend:
     rows: int
     first_due: float
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which ledger rows a listing or an export takes (the console's deliveries page, the
+    records export); None means any. `since`/`until` bound the planned send time (due_at)."""
+
+    state: State | None = None
+    event: str | None = None
+    reminder: str | None = None
+    recipient: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def where(self) -> tuple[list[str], dict[str, Any]]:
+        """The SQL conditions (to be joined with AND) and their parameters."""
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        for column, name, value in (
+            ("state", "state", None if self.state is None else str(self.state)),
+            ("event_id", "event", self.event),
+            ("reminder_id", "reminder", self.reminder),
+            ("recipient", "recipient", self.recipient),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = :{name}")
+                params[name] = value
+        if self.since is not None:
+            clauses.append("due_at >= :since")
+            params["since"] = self.since
+        if self.until is not None:
+            clauses.append("due_at < :until")
+            params["until"] = self.until
+        return clauses, params

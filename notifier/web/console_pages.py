@@ -17,8 +17,8 @@ from notifier.compose.message import attachments_of, file_size, message_parts
 from notifier.compose.outbox import AudienceError
 from notifier.compose.records import FORMATS
 from notifier.errors import RenderError, SendError
-from notifier.ledger.console import RETRYABLE, DeliveryFilter, decode_cursor
-from notifier.ledger.models import Delivery, State
+from notifier.ledger.console import RETRYABLE, decode_cursor
+from notifier.ledger.models import Delivery, DeliveryFilter, State
 from notifier.schedule.describe import rule_in_words
 from notifier.schedule.model import Audience, Event
 from notifier.web.auth import ROLE_EDITOR
