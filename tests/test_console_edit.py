@@ -138,18 +138,13 @@ async def test_saving_a_new_event_writes_console_yaml_reloads_and_is_audited(
     assert any(e.action == "create_event" and e.target == "event:law-lecture" for e in entries)
 
 
-async def test_editing_an_event_keeps_the_files_comments_order_and_other_keys(
-    client: tuple[App, Client],
-) -> None:
-    app, c = client
-    csrf = await signed_in(c)
-    page = await (await c.get("/events/lecture/edit")).text()
-    assert 'value="宪法讲座"' in page and "9·10" in page
-    form = {
+def edit_form(csrf: str, base: str, title: str) -> dict[str, str]:
+    """The form of the `lecture` event (COMMENTED) as the page posts it, saving `title`."""
+    return {
         "csrf": csrf,
-        "base": base_of(page),
+        "base": base,
         "id": "lecture",
-        "title": "宪法专题讲座",
+        "title": title,
         "rule": "date",
         "date": "9·10",
         "vars": "room: 三楼会议室\n",
@@ -159,6 +154,16 @@ async def test_editing_an_event_keeps_the_files_comments_order_and_other_keys(
         "r1_value": "start",
         "do": "save",
     }
+
+
+async def test_editing_an_event_keeps_the_files_comments_order_and_other_keys(
+    client: tuple[App, Client],
+) -> None:
+    app, c = client
+    csrf = await signed_in(c)
+    page = await (await c.get("/events/lecture/edit")).text()
+    assert 'value="宪法讲座"' in page and "9·10" in page
+    form = edit_form(csrf, base_of(page), "宪法专题讲座")
     resp = await c.post("/events/lecture/edit", data=form, allow_redirects=False)
     assert resp.status == 303, await resp.text()
     after = (app.settings.schedules_dir / "lectures.yaml").read_text(encoding="utf-8")
@@ -305,23 +310,6 @@ async def test_edit_refusals_are_html_pages_never_500(client: tuple[App, Client]
 
 
 # --- versions (issue 22, part 3) ---
-
-
-def edit_form(csrf: str, base: str, title: str) -> dict[str, str]:
-    return {
-        "csrf": csrf,
-        "base": base,
-        "id": "lecture",
-        "title": title,
-        "rule": "date",
-        "date": "9·10",
-        "vars": "room: 三楼会议室\n",
-        "r0_kind": "before",
-        "r0_value": "5 days",
-        "r1_kind": "on",
-        "r1_value": "start",
-        "do": "save",
-    }
 
 
 async def test_every_console_save_is_a_version_with_who_when_which_file_and_the_diff(
