@@ -186,16 +186,18 @@ def smtp_sink(kind: str = "auto", *, log: Path | None = None) -> Iterator[Sink]:
 # --- throwaway configs and databases --------------------------------------------------------
 
 
-def write_outreach_config(work: Path) -> tuple[Path, Path]:
+def write_outreach_config(work: Path, *, external: bool = True) -> tuple[Path, Path]:
     """Schedules and templates under `work` for one outreach send, 30 days ahead, to the
-    external CSV audience at `work/schedules/audience.csv` (written by the caller)."""
+    CSV audience at `work/schedules/audience.csv` (written by the caller), `external` or
+    the office's own."""
     schedules, templates = work / "schedules", work / "templates"
     schedules.mkdir(exist_ok=True)
     write_templates(templates)
     day = (datetime.now() + timedelta(days=30)).date().isoformat()
     (schedules / "outreach.yaml").write_text(
         "audiences:\n"
-        f"  enterprises: {{csv: {work / 'schedules' / 'audience.csv'}, external: true}}\n"
+        f"  enterprises: {{csv: {work / 'schedules' / 'audience.csv'},"
+        f" external: {'true' if external else 'false'}}}\n"
         "events:\n"
         "  - id: outreach\n"
         "    title: 企业外联通知\n"

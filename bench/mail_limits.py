@@ -26,12 +26,11 @@ import dataclasses  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from pydantic import SecretStr  # noqa: E402
 
-from bench._common import machine, pg_database, table, write_templates  # noqa: E402
+from bench._common import machine, pg_database, table, write_outreach_config  # noqa: E402
 from notifier.config import (  # noqa: E402
     BounceSettings,
     DeliverySettings,
@@ -74,27 +73,15 @@ def aligned_max(times: list[float], seconds: int) -> int:
 
 
 def write_config(work: Path, count: int) -> tuple[Path, Path]:
-    schedules, templates = work / "schedules", work / "templates"
+    """The outreach send to `count` addresses spread over 97 domains (each its own quota),
+    an audience of the office's own (`external: false`, the default)."""
+    schedules = work / "schedules"
     schedules.mkdir(parents=True)
-    write_templates(templates)
     with (schedules / "audience.csv").open("w", encoding="utf-8") as out:
         out.write("email,name\n")
         for i in range(count):
             out.write(f"user{i:06d}@corp{i % 97}.example.com,联系人{i}\n")
-    day = (datetime.now() + timedelta(days=30)).date().isoformat()
-    (schedules / "outreach.yaml").write_text(
-        "audiences:\n"
-        "  enterprises: {csv: audience.csv}\n"
-        "events:\n"
-        "  - id: outreach\n"
-        "    title: 企业外联通知\n"
-        f'    date: "{day}"\n'
-        "    workdays: ignore\n"
-        "    audience: enterprises\n"
-        "    reminders: [{on: start}]\n",
-        encoding="utf-8",
-    )
-    return schedules, templates
+    return write_outreach_config(work, external=False)
 
 
 async def run(count: int, instances: int, database_url: str, work: Path) -> list[object]:
