@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import textwrap
 from collections.abc import Callable, Iterator
@@ -190,3 +191,17 @@ def smtp_settings(server: SmtpServer, **overrides: Any) -> SmtpSettings:
     values: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "timeout": 2.0}
     values.update(overrides)
     return SmtpSettings(**values)
+
+
+def workbook_bytes(rows: list[list[Any]]) -> bytes:
+    """An .xlsx as an office saves it (made with openpyxl, read back by calamine)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

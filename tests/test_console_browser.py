@@ -7,19 +7,17 @@ section at 1280x800 and 390x844 are kept under var/screenshots/.
 
 from __future__ import annotations
 
-import io
 import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from openpyxl import Workbook
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from notifier.ledger.models import State
 from notifier.service import App
-from tests.conftest import ROOT
+from tests.conftest import ROOT, workbook_bytes
 from tests.console_fixtures import (
     ADMIN_TOKEN,
     EDITOR_TOKEN,
@@ -677,14 +675,14 @@ def test_an_editor_uploads_a_workbook_sees_its_excel_rows_and_replaces_the_xlsx_
     schedules = settings.schedules_dir
     header = [["2026年企业名单"], ["单位名称", "邮箱", "联系人"]]
     (schedules / "units.xlsx").write_bytes(
-        xlsx([*header, ["甲公司", "jia@corp.example.com", "张三"]])
+        workbook_bytes([*header, ["甲公司", "jia@corp.example.com", "张三"]])
     )
     main = schedules / "main.yaml"
     text = main.read_text(encoding="utf-8").replace(
         "audiences:\n", "audiences:\n  units:\n    xlsx: units.xlsx\n", 1
     )
     main.write_text(text, encoding="utf-8")
-    upload = xlsx(
+    upload = workbook_bytes(
         [*header, ["丙公司", "bing@corp.example.com", "王五"], ["丁公司", "不是地址", "赵六"]]
     )
     server = ConsoleServer(settings, clock=lambda: NOW, worker=False)
@@ -712,14 +710,3 @@ def test_an_editor_uploads_a_workbook_sees_its_excel_rows_and_replaces_the_xlsx_
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def xlsx(rows: list[list[str]]) -> bytes:
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()

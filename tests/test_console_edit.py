@@ -4,7 +4,6 @@ flows in Chromium are in test_console_browser.py."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
-from openpyxl import Workbook
 
 from notifier.ledger.console import NewVersion
 from notifier.schedule.edit import file_hash, find_event, replaced
@@ -21,6 +19,7 @@ from notifier.schedule.files import load_yaml_text
 from notifier.service import App
 from notifier.web import create_web_app
 from notifier.web.console_edit import event_from_form, form_from_event
+from tests.conftest import workbook_bytes
 from tests.console_fixtures import (
     ADMIN_TOKEN,
     EDITOR_TOKEN,
@@ -567,18 +566,6 @@ async def test_an_uploaded_list_shows_its_rows_and_bad_rows_then_replaces_the_ol
     assert resp.status == 303
     assert path.read_text(encoding="utf-8") == listing
     assert app.schedule.audiences["enterprises"].size == 1
-
-
-def workbook_bytes(rows: list[list[Any]]) -> bytes:
-    """An .xlsx as an office saves it (made with openpyxl, read back by calamine)."""
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 UNITS = [
